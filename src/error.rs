@@ -1,0 +1,76 @@
+//! The crate's error type.
+//!
+//! Rules: every variant names the file (and the offset, where there is one)
+//! so that its `Display` is a complete one-line message for an admin; no
+//! function in the core panics on bad input; the pyo3 layer maps each variant
+//! to one Python exception class and nothing else.
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// Result with the crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in the core.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// An I/O error on a named path.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file or directory the operation was about.
+        path: PathBuf,
+        /// What the operating system said.
+        source: io::Error,
+    },
+    /// The file is not a FileStorage this version of ZODB can open
+    /// (bad magic, empty, too short). Mirrors ZODB's `FileStorageFormatError`.
+    #[error("{path}: {reason}")]
+    FileStorageFormat {
+        /// The Data.fs.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// Damage inside the committed part of a Data.fs, which ZODB refuses to
+    /// open. Mirrors ZODB's `CorruptedTransactionError`.
+    #[error("{path}: corrupted transaction record at offset {pos}: {reason}")]
+    Corrupted {
+        /// The Data.fs.
+        path: PathBuf,
+        /// Offset of the transaction record (or data record) at fault.
+        pos: u64,
+        /// What is wrong.
+        reason: String,
+    },
+    /// An fsIndex (`.index`) file that cannot be read or written.
+    #[error("{path}: {reason}")]
+    Index {
+        /// The `.index` file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+impl Error {
+    /// Attach a path to an I/O error.
+    pub fn io(path: &Path, source: io::Error) -> Self {
+        Error::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}
+
+/// Extension to attach a path to `io::Result`s.
+pub trait IoContext<T> {
+    /// Turn an `io::Error` into [`Error::Io`] naming `path`.
+    fn at(self, path: &Path) -> Result<T>;
+}
+
+impl<T> IoContext<T> for io::Result<T> {
+    fn at(self, path: &Path) -> Result<T> {
+        self.map_err(|e| Error::io(path, e))
+    }
+}

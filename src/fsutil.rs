@@ -1,0 +1,61 @@
+//! Writing files so that nothing half-written ever has a final name.
+//!
+//! Every file the core creates for keeps goes through [`write_atomically`]:
+//! written under a unique temporary name in the target's directory, fsynced,
+//! renamed over the final name, and the directory fsynced.
+
+use std::fs::File;
+use std::io;
+use std::path::Path;
+
+use crate::error::{Error, IoContext, Result};
+
+/// Create `path` with the content `fill` writes, atomically.
+///
+/// # Errors
+/// [`Error::Io`] naming `path` (or its directory); the temporary file is
+/// removed on every error.
+pub fn write_atomically<F>(path: &Path, fill: F) -> Result<()>
+where
+    F: FnOnce(&mut File) -> io::Result<()>,
+{
+    let dir = parent_dir(path);
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut tmp = tempfile::Builder::new()
+        .prefix(&format!(".{name}."))
+        .suffix(".tmp")
+        .tempfile_in(dir)
+        .at(dir)?;
+    fill(tmp.as_file_mut()).at(path)?;
+    tmp.as_file().sync_all().at(path)?;
+    tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
+    sync_dir(dir)
+}
+
+/// The directory holding `path` (`.` for a bare file name).
+#[must_use]
+pub fn parent_dir(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
+}
+
+/// fsync a directory, so that a rename in it is durable.
+///
+/// # Errors
+/// [`Error::Io`] naming the directory.
+pub fn sync_dir(dir: &Path) -> Result<()> {
+    #[cfg(unix)]
+    {
+        File::open(dir).and_then(|d| d.sync_all()).at(dir)?;
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = dir;
+    }
+    Ok(())
+}

@@ -1,0 +1,31 @@
+//! Rust core of collective.recipe.backup 7.
+//!
+//! This crate owns everything that touches backup data on disk; the Python
+//! package around it only parses options and arguments and calls in here.
+//!
+//! | word | meaning |
+//! |---|---|
+//! | tid | transaction id, 8 bytes, strictly increasing; also a timestamp |
+//! | oid | object id, 8 bytes |
+//! | pos | an absolute offset in a `Data.fs` |
+//! | transaction record | a 23-byte header, its metadata, data records and a redundant length |
+//! | data record | a 42-byte header plus a pickle, or a backpointer |
+//! | backpointer | an offset of an earlier data record whose pickle is reused (undo) |
+//! | end | the offset just after the last committed transaction: what repozo copies |
+//! | full / incremental | a backup of `[0, end)` / of `[previous end, end)` |
+//! | chain | a full backup and the incrementals that follow it |
+//! | snapshot | a complete, independent backup (repozo full, or a blob directory copy) |
+//!
+//! Modules:
+//! - [`filestorage`]: the FileStorage format, the scan that finds `end`, and
+//!   the fsIndex `.index` file.
+//! - [`error`]: the one error type of the crate.
+
+pub mod error;
+pub mod filestorage;
+pub mod fsutil;
+
+#[cfg(feature = "python")]
+mod python;
+
+pub use error::{Error, Result};
