@@ -51,6 +51,9 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
+    // --- repozo (issue 3) ---
+
+    // --- blobs (issue 4) ---
 }
 
 impl Error {

@@ -20,10 +20,17 @@
 //! - [`filestorage`]: the FileStorage format, the scan that finds `end`, and
 //!   the fsIndex `.index` file.
 //! - [`error`]: the one error type of the crate.
+//! - [`fsutil`]: atomic file writes (temp name, fsync, rename).
+//! - [`progress`], [`clock`]: what the core reports through, and its time source.
 
+pub mod clock;
 pub mod error;
 pub mod filestorage;
 pub mod fsutil;
+pub mod progress;
+// --- repozo (issue 3) ---
+
+// --- blobs (issue 4) ---
 
 #[cfg(feature = "python")]
 mod python;

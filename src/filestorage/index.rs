@@ -241,7 +241,11 @@ impl FsIndex {
     fn read_from<R: Read>(r: &mut PickleReader<R>) -> Result<(u64, FsIndex), ReadError> {
         let pos = match r.next_pickle()? {
             Value::Int(n) => n,
-            other => return Err(ReadError::Bad(format!("first item is {other:?}, not an int"))),
+            other => {
+                return Err(ReadError::Bad(format!(
+                    "first item is {other:?}, not an int"
+                )))
+            }
         };
         let mut index = FsIndex::new();
         let mut last_prefix: Option<[u8; 6]> = None;
@@ -263,7 +267,9 @@ impl FsIndex {
             }
             last_prefix = Some(prefix);
             if data.is_empty() || data.len() % 8 != 0 {
-                return Err(ReadError::bad("bucket length is not a positive multiple of 8"));
+                return Err(ReadError::bad(
+                    "bucket length is not a positive multiple of 8",
+                ));
             }
             let n = data.len() / 8;
             let (kb, vb) = data.split_at(2 * n);
@@ -419,8 +425,12 @@ impl<R: Read> PickleReader<R> {
                     stack.push(Value::Bytes(self.bytes(n)?));
                 }
                 0x86 => {
-                    let b = stack.pop().ok_or_else(|| ReadError::bad("stack underflow"))?;
-                    let a = stack.pop().ok_or_else(|| ReadError::bad("stack underflow"))?;
+                    let b = stack
+                        .pop()
+                        .ok_or_else(|| ReadError::bad("stack underflow"))?;
+                    let a = stack
+                        .pop()
+                        .ok_or_else(|| ReadError::bad("stack underflow"))?;
                     stack.push(Value::Tuple2(Box::new(a), Box::new(b)));
                 }
                 b'.' => {
@@ -429,7 +439,11 @@ impl<R: Read> PickleReader<R> {
                         _ => Err(ReadError::bad("malformed pickle")),
                     };
                 }
-                other => return Err(ReadError::Bad(format!("unsupported pickle opcode 0x{other:02x}"))),
+                other => {
+                    return Err(ReadError::Bad(format!(
+                        "unsupported pickle opcode 0x{other:02x}"
+                    )))
+                }
             }
         }
     }
@@ -486,7 +500,10 @@ mod tests {
     #[test]
     fn long1_pos_two_prefixes() {
         // repozo-format §4.4 synthetic example, pos 3000000123 (66 bytes).
-        let got = bytes_for(3_000_000_123, &[(0, 52), (1, 472), (0x1_0002, 3_000_000_000)]);
+        let got = bytes_for(
+            3_000_000_123,
+            &[(0, 52), (1, 472), (0x1_0002, 3_000_000_000)],
+        );
         assert_eq!(got.len(), 66);
         assert_eq!(&got[..10], b"\x80\x03\x8a\x05\x7b\x5e\xd0\xb2\x00.");
         assert_eq!(&got[46..54], b"\x00\x02\x00\x00\xb2\xd0\x5e\x00");
@@ -514,7 +531,10 @@ mod tests {
     #[test]
     fn pos_beyond_48_bits_refused() {
         let mut idx = FsIndex::new();
-        assert_eq!(idx.insert(Oid::from(1), 1 << 48), Err(PosOutOfRange(1 << 48)));
+        assert_eq!(
+            idx.insert(Oid::from(1), 1 << 48),
+            Err(PosOutOfRange(1 << 48))
+        );
         assert!(idx.insert(Oid::from(1), MAX_POS).is_ok());
         assert_eq!(idx.get(Oid::from(1)), Some(MAX_POS));
     }
@@ -557,7 +577,9 @@ mod tests {
     fn unsorted_bucket_is_unusable() {
         let mut bad = Vec::new();
         bad.extend_from_slice(b"\x80\x03K\x64.");
-        bad.extend_from_slice(b"\x80\x03C\x06\0\0\0\0\0\0C\x10\0\x02\0\x01\0\0\0\0\0\x01\0\0\0\0\0\x02\x86.");
+        bad.extend_from_slice(
+            b"\x80\x03C\x06\0\0\0\0\0\0C\x10\0\x02\0\x01\0\0\0\0\0\x01\0\0\0\0\0\x02\x86.",
+        );
         bad.extend_from_slice(b"\x80\x03N.");
         let mut r = PickleReader { r: &bad[..] };
         assert!(matches!(FsIndex::read_from(&mut r), Err(ReadError::Bad(_))));
@@ -565,9 +587,13 @@ mod tests {
 
     #[test]
     fn garbage_is_unusable() {
-        let mut r = PickleReader { r: &b"hello world"[..] };
+        let mut r = PickleReader {
+            r: &b"hello world"[..],
+        };
         assert!(matches!(FsIndex::read_from(&mut r), Err(ReadError::Bad(_))));
-        let mut r = PickleReader { r: &b"\x80\x03K\x64."[..] };
+        let mut r = PickleReader {
+            r: &b"\x80\x03K\x64."[..],
+        };
         assert!(matches!(FsIndex::read_from(&mut r), Err(ReadError::Bad(_))));
     }
 }

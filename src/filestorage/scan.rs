@@ -262,7 +262,11 @@ impl Scanner<'_> {
     fn run(&mut self, mut pos: u64) -> Result<u64> {
         let mut tindex: Vec<(crate::filestorage::Oid, u64)> = Vec::new();
         loop {
-            let Some(hb) = self.w.array_at::<{ TRANS_HDR_LEN as usize }>(pos).at(self.path)? else {
+            let Some(hb) = self
+                .w
+                .array_at::<{ TRANS_HDR_LEN as usize }>(pos)
+                .at(self.path)?
+            else {
                 // Clean EOF, or a torn header: stop.
                 return Ok(pos);
             };
@@ -297,7 +301,11 @@ impl Scanner<'_> {
             if h.tlen < h.header_len() {
                 // Interior damage, or garbage at the end of the file? ZODB
                 // decides by the redundant length in the file's last 8 bytes.
-                let rtl = self.w.array_at::<8>(self.size - 8).at(self.path)?.map_or(0, u64::from_be_bytes);
+                let rtl = self
+                    .w
+                    .array_at::<8>(self.size - 8)
+                    .at(self.path)?
+                    .map_or(0, u64::from_be_bytes);
                 if rtl > self.size || self.size - rtl < pos || rtl < TRANS_HDR_LEN {
                     log::error!(
                         "{} has invalid transaction header at {pos}",
@@ -323,8 +331,14 @@ impl Scanner<'_> {
             tindex.clear();
             let mut p = tpos + h.header_len();
             while p < tend {
-                let Some(db) = self.w.array_at::<{ DATA_HDR_LEN as usize }>(p).at(self.path)? else {
-                    return Err(self.corrupted(tpos, format!("data record header at {p} is cut off")));
+                let Some(db) = self
+                    .w
+                    .array_at::<{ DATA_HDR_LEN as usize }>(p)
+                    .at(self.path)?
+                else {
+                    return Err(
+                        self.corrupted(tpos, format!("data record header at {p} is cut off"))
+                    );
                 };
                 let dh = DataHeader::decode(&db);
                 if dh.vlen != 0 {
@@ -341,10 +355,9 @@ impl Scanner<'_> {
                     ));
                 }
                 if dh.tloc != tpos {
-                    return Err(self.corrupted(
-                        tpos,
-                        format!("data record at {p} has tloc {}", dh.tloc),
-                    ));
+                    return Err(
+                        self.corrupted(tpos, format!("data record at {p} has tloc {}", dh.tloc))
+                    );
                 }
                 if self.index.get(dh.oid).unwrap_or(0) != dh.prev {
                     // ZODB only logs this (the previous record may be in
@@ -367,12 +380,18 @@ impl Scanner<'_> {
     }
 
     fn check_redundant_len(&mut self, tend: u64, tlen: u64) -> Result<()> {
-        let rtl = self.w.array_at::<8>(tend).at(self.path)?.map(u64::from_be_bytes);
+        let rtl = self
+            .w
+            .array_at::<8>(tend)
+            .at(self.path)?
+            .map(u64::from_be_bytes);
         let rtl = rtl.unwrap_or(0);
         if rtl != tlen {
             return Err(self.corrupted(
                 tend - tlen,
-                format!("redundant transaction length check failed ({rtl} at {tend}, expected {tlen})"),
+                format!(
+                    "redundant transaction length check failed ({rtl} at {tend}, expected {tlen})"
+                ),
             ));
         }
         Ok(())
