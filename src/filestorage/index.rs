@@ -506,7 +506,7 @@ mod tests {
         );
         assert_eq!(got.len(), 66);
         assert_eq!(&got[..10], b"\x80\x03\x8a\x05\x7b\x5e\xd0\xb2\x00.");
-        assert_eq!(&got[46..54], b"\x00\x02\x00\x00\xb2\xd0\x5e\x00");
+        assert_eq!(&got[52..60], b"\x00\x02\x00\x00\xb2\xd0\x5e\x00");
     }
 
     #[test]
