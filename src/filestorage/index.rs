@@ -160,6 +160,17 @@ impl FsIndex {
         })
     }
 
+    /// Heap bytes held by the map (buckets and their vectors), for memory
+    /// accounting in tests and benchmarks.
+    #[must_use]
+    pub fn heap_bytes(&self) -> usize {
+        let per_bucket = std::mem::size_of::<([u8; 6], Bucket)>() + 16;
+        self.buckets
+            .values()
+            .map(|b| per_bucket + b.keys.capacity() * 2 + b.vals.capacity() * 6)
+            .sum()
+    }
+
     /// Give back the slack of the bucket vectors (after a scan).
     pub fn shrink_to_fit(&mut self) {
         for b in self.buckets.values_mut() {
@@ -571,6 +582,21 @@ mod tests {
         let got: Vec<(u64, u64)> = idx.iter().map(|(o, p)| (o.as_u64(), p)).collect();
         assert_eq!(got, vec![(1, 10), (3, 30), (5, 50), (7, 70)]);
         assert_eq!(idx.len(), 4);
+    }
+
+    #[test]
+    fn memory_per_object_is_compact() {
+        // 200k objects with oids allocated in order, as ZODB does.
+        let mut idx = FsIndex::new();
+        for o in 0..200_000u64 {
+            idx.insert(Oid::from(o), 4 + o * 300).expect("in range");
+        }
+        idx.shrink_to_fit();
+        assert!(
+            idx.heap_bytes() <= 200_000 * 9,
+            "{} bytes",
+            idx.heap_bytes()
+        );
     }
 
     #[test]
