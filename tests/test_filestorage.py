@@ -426,3 +426,48 @@ def test_write_index_is_atomic_on_error(tmp_path, small):
     with pytest.raises(BackupError):
         write_index(small["path"], str(target))
     assert not target.exists()
+
+
+def test_last_commit_matches_zodb_timestamp(big_storage):
+    import datetime
+
+    from persistent.timestamp import TimeStamp
+
+    ours = scan(big_storage["path"])
+    ref = datetime.datetime.fromtimestamp(
+        TimeStamp(big_storage["last_tid"]).timeTime(), tz=datetime.timezone.utc
+    )
+    got = datetime.datetime.fromisoformat(ours.last_commit.replace("Z", "+00:00"))
+    assert abs((got - ref).total_seconds()) < 1e-5
+
+
+def run_cli(*args):
+    import subprocess
+    import sys
+
+    return subprocess.run(
+        [sys.executable, "-m", "collective.recipe.backup.filestorage", *args],
+        capture_output=True,
+        text=True,
+    )
+
+
+def test_cli_reports_checkpoint_tail(small):
+    zodbgen.add_tail(small["path"], "checkpoint")
+    out = small["path"] + ".cli.index"
+    proc = run_cli("--no-index", "--write-index", out, small["path"])
+    assert proc.returncode == 0, proc.stderr
+    assert f"end of last committed transaction: {small['end']}\n" in proc.stdout
+    tail = os.path.getsize(small["path"]) - small["end"]
+    assert f"not committed (checkpoint or torn tail): {tail} bytes" in proc.stdout
+    assert os.path.exists(out)
+
+
+def test_cli_error_is_one_line(tmp_path):
+    bad = tmp_path / "Data.fs"
+    bad.write_bytes(b"FS21" + b"\0" * 100)
+    proc = run_cli(str(bad))
+    assert proc.returncode == 1
+    assert proc.stdout == ""
+    assert proc.stderr.count("\n") == 1
+    assert proc.stderr.startswith("ERROR: ") and "FS21" in proc.stderr

@@ -34,6 +34,32 @@ pub struct Tid(pub [u8; 8]);
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct Oid(pub [u8; 8]);
 
+impl Tid {
+    /// The commit time encoded in the tid (repozo-format §3.4): minutes
+    /// since 1900 on a 31-day-month calendar, then seconds as a fraction of
+    /// 2**32. `None` for a tid that is not a valid date (e.g. all zeros).
+    #[must_use]
+    pub fn timestamp(self) -> Option<chrono::DateTime<chrono::Utc>> {
+        use chrono::TimeZone;
+        let hi = u32::from_be_bytes([self.0[0], self.0[1], self.0[2], self.0[3]]);
+        let lo = u32::from_be_bytes([self.0[4], self.0[5], self.0[6], self.0[7]]);
+        let mut v = hi;
+        let minute = v % 60;
+        v /= 60;
+        let hour = v % 24;
+        v /= 24;
+        let day = v % 31 + 1;
+        v /= 31;
+        let month = v % 12 + 1;
+        let year = i32::try_from(v / 12).ok()? + 1900;
+        let nanos = (u128::from(lo) * 60 * 1_000_000_000) >> 32;
+        let base = chrono::Utc
+            .with_ymd_and_hms(year, month, day, hour, minute, 0)
+            .single()?;
+        Some(base + chrono::Duration::nanoseconds(i64::try_from(nanos).ok()?))
+    }
+}
+
 impl Oid {
     /// The oid as a number.
     #[must_use]
@@ -193,6 +219,22 @@ mod tests {
         assert_eq!(h.status, TxnStatus::Committed);
         assert_eq!(h.header_len(), 48);
         assert_eq!(h.tid.0, 0x040d_4644_bde3_5833u64.to_be_bytes());
+    }
+
+    #[test]
+    fn tid_timestamp_decodes_spec_example() {
+        // repozo-format §3.4: 040d4644bde35833 is 2026-11-26 12:20:44.505015.
+        let t = Tid(0x040d_4644_bde3_5833u64.to_be_bytes())
+            .timestamp()
+            .expect("valid date");
+        assert_eq!(
+            t.format("%Y-%m-%d %H:%M:%S%.6f").to_string(),
+            "2026-11-26 12:20:44.505015"
+        );
+        assert_eq!(
+            Tid([0; 8]).timestamp().map(|t| t.timestamp()),
+            Some(-2_208_988_800)
+        );
     }
 
     #[test]

@@ -408,7 +408,7 @@ struct Window<'a> {
     len: usize,
 }
 
-const WINDOW: usize = 1 << 20;
+const WINDOW: usize = 1 << 16;
 
 impl<'a> Window<'a> {
     fn new(file: &'a File, size: u64) -> Self {

@@ -26,6 +26,13 @@ struct ScanResult {
 
 #[pymethods]
 impl ScanResult {
+    /// Commit time of the last transaction, ISO 8601 UTC, from its tid.
+    #[getter]
+    fn last_commit(&self) -> Option<String> {
+        let t = filestorage::Tid(self.last_tid?).timestamp()?;
+        Some(t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string())
+    }
+
     #[getter]
     fn last_tid<'py>(&self, py: Python<'py>) -> Option<Bound<'py, PyBytes>> {
         self.last_tid.map(|t| PyBytes::new(py, &t))
