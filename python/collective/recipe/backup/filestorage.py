@@ -26,6 +26,7 @@ As a command, it reports on a Data.fs::
 """
 
 import argparse
+import logging
 import sys
 
 from collective.recipe.backup._core import BackupError
@@ -46,6 +47,7 @@ def main(argv=None):
     parser.add_argument("--no-index", action="store_true", help="ignore <datafs>.index")
     parser.add_argument("--write-index", metavar="OUT", help="write the fsIndex file to OUT")
     args = parser.parse_args(argv)
+    logging.basicConfig(format="%(levelname)s: %(message)s", level=logging.WARNING)
     try:
         result = scan(args.datafs, use_index=not args.no_index)
         pos = write_index(args.datafs, args.write_index) if args.write_index else None
