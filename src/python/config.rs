@@ -135,14 +135,39 @@ impl PyBackupConfig {
         self.inner.debug
     }
 
+    /// The effective scalar settings, keyed by option name.
     #[getter]
-    fn keep(&self) -> u32 {
-        self.inner.keep
-    }
-
-    #[getter]
-    fn keep_blob_days(&self) -> u32 {
-        self.inner.keep_blob_days
+    fn settings<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let c = &self.inner;
+        let d = PyDict::new(py);
+        d.set_item("keep", c.keep)?;
+        d.set_item("keep_blob_days", c.keep_blob_days)?;
+        for (k, v) in [
+            ("full", c.full),
+            ("debug", c.debug),
+            ("only_blobs", c.only_blobs),
+            ("backup_blobs", c.backup_blobs),
+            ("use_rsync", c.use_rsync),
+            (
+                "rsync_hard_links_on_first_copy",
+                c.rsync_hard_links_on_first_copy,
+            ),
+            ("archive_blob", c.archive_blob),
+            ("compress_blob", c.compress_blob),
+            ("blob_timestamps", c.blob_timestamps),
+            ("incremental_blobs", c.incremental_blobs),
+            ("gzip", c.gzip),
+            ("quick", c.quick),
+            ("enable_snapshotrestore", c.enable_snapshotrestore),
+            ("enable_zipbackup", c.enable_zipbackup),
+            ("enable_fullbackup", c.enable_fullbackup),
+        ] {
+            d.set_item(k, v)?;
+        }
+        d.set_item("rsync_options", &c.rsync_options)?;
+        d.set_item("pre_command", &c.pre_command)?;
+        d.set_item("post_command", &c.post_command)?;
+        Ok(d)
     }
 
     /// Every storage in processing order (main last), as dicts with the
