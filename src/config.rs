@@ -656,6 +656,24 @@ impl BackupConfig {
         })
     }
 
+    /// Buildout-time permission probe of the locations `bin/backup` and
+    /// `bin/snapshotbackup` write to (6.0's `try_create_folder`; the zip
+    /// locations are not probed): a missing one is created and removed
+    /// again. Returns warnings; leaves nothing behind.
+    #[must_use]
+    pub fn probe_locations(&self) -> Vec<String> {
+        let mut dirs: Vec<&Path> = Vec::new();
+        for s in &self.storages {
+            if !self.only_blobs {
+                dirs.push(&s.backup_location);
+                dirs.push(&s.snapshot_location);
+            }
+            dirs.extend(s.blob_backup_location.as_deref());
+            dirs.extend(s.blob_snapshot_location.as_deref());
+        }
+        dirs.into_iter().filter_map(probe_dir).collect()
+    }
+
     /// The main storage (always the last one).
     #[must_use]
     pub fn main_storage(&self) -> Option<&Storage> {
@@ -717,6 +735,33 @@ impl BackupConfig {
             .collect();
         (fs, blobs)
     }
+}
+
+fn probe_dir(dir: &Path) -> Option<String> {
+    match std::fs::metadata(dir) {
+        Ok(m) if m.is_dir() => return None,
+        Ok(_) => return Some(format!("{} is a file, not a directory.", dir.display())),
+        Err(_) => {}
+    }
+    // The outermost directory that does not exist yet: removal stops there.
+    let mut first_missing = dir;
+    while let Some(parent) = first_missing.parent() {
+        if parent.as_os_str().is_empty() || std::fs::symlink_metadata(parent).is_ok() {
+            break;
+        }
+        first_missing = parent;
+    }
+    if std::fs::create_dir_all(dir).is_err() {
+        return Some(format!("Not able to create {}", dir.display()));
+    }
+    let mut current = Some(dir);
+    while let Some(d) = current {
+        if std::fs::remove_dir(d).is_err() || d == first_missing {
+            break;
+        }
+        current = d.parent();
+    }
+    None
 }
 
 /// A restore date: `yyyy-mm-dd[-hh[-mm[-ss]]]` in UTC, as repozo's `-D`.
@@ -1031,6 +1076,30 @@ mod tests {
             c.warnings,
             ["incremental_blobs has no effect without archive_blob = true."]
         );
+    }
+
+    #[test]
+    fn probe_locations_warns_and_leaves_nothing() {
+        let Ok(dir) = tempfile::tempdir() else { return };
+        let d = dir.path();
+        assert!(std::fs::write(d.join("afile"), "x").is_ok());
+        let c = ok(ConfigInput {
+            var_dir: d.join("var"),
+            blob_storage: Some(d.join("var/blobstorage")),
+            location: Some(d.join("afile/sub")),
+            snapshotlocation: Some(d.join("afile")),
+            blobbackuplocation: Some(d.join("new/deeper/blobs")),
+            ..ConfigInput::default()
+        });
+        assert_eq!(
+            c.probe_locations(),
+            [
+                format!("Not able to create {}", d.join("afile/sub").display()),
+                format!("{} is a file, not a directory.", d.join("afile").display()),
+            ]
+        );
+        assert!(!d.join("new").exists());
+        assert!(!d.join("var").exists());
     }
 
     #[test]

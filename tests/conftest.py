@@ -51,6 +51,7 @@ RECIPE_VERSION = "7.0.0a1"
 BUILDOUT_PINS = {
     "6": ["zc.buildout==6.0.1"],
     "5": ["zc.buildout==5.2.0", "setuptools<82"],
+    "4": ["zc.buildout==4.2.0", "setuptools<81"],
 }
 
 

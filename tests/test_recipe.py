@@ -46,7 +46,7 @@ BASIC = """\
     """
 
 
-@pytest.mark.parametrize("sample_buildout", ["6", "5"], indirect=True)
+@pytest.mark.parametrize("sample_buildout", ["6", "5", "4"], indirect=True)
 def test_default_part_scripts_and_egg_path(sample_buildout):
     b = sample_buildout
     p = b.run("backup", BASIC)
@@ -175,6 +175,7 @@ def test_two_parts_side_by_side(sample_buildout):
     assert kw["backup_blobs"] is False
 
 
+@pytest.mark.parametrize("sample_buildout", ["6", "5"], indirect=True)
 def test_seed_example_configuration(sample_buildout):
     """The seed's options.rst configuration, plus the pre/post commands."""
     b = sample_buildout
@@ -410,3 +411,24 @@ def test_warnings_for_old_and_deprecated_options(sample_buildout):
     assert kw["archive_blob"] is True
     assert kw["blob_timestamps"] is False
     assert "altrestore" in generated(p.output)
+
+
+def test_location_probe_warns_and_creates_nothing(sample_buildout):
+    b = sample_buildout
+    with open(b.path("afile"), "w") as f:
+        f.write("not a directory")
+    p = b.run(
+        "backup",
+        """\
+        [backup]
+        recipe = collective.recipe.backup
+        blob_storage = var/blobstorage
+        location = ${buildout:directory}/afile/sub
+        snapshotlocation = ${buildout:directory}/afile
+        """,
+    )
+    assert p.returncode == 0, p.output
+    assert f"backup: Not able to create {b.path('afile', 'sub')}\n" in p.output
+    assert f"backup: {b.path('afile')} is a file, not a directory.\n" in p.output
+    # The probe removed what it created.
+    assert os.listdir(b.path("var")) == []

@@ -33,6 +33,7 @@ impl Plan {
             compress: cfg.compress_blob,
             timestamps: cfg.blob_timestamps,
             incremental: cfg.incremental_blobs && cfg.archive_blob,
+            hard_links: cfg.use_rsync,
             hard_links_on_first_copy: cfg.rsync_hard_links_on_first_copy,
         };
         let (full, keep, gzip, fs_verb, blob_verb) = match mode {

@@ -100,6 +100,9 @@ pub struct BlobSettings {
     pub timestamps: bool,
     /// Incremental archives.
     pub incremental: bool,
+    /// Hard-link unchanged files to the previous directory backup (6.0's
+    /// `use_rsync = true`); false means complete copies.
+    pub hard_links: bool,
     /// Hard-link the first directory backup to the live blobs.
     pub hard_links_on_first_copy: bool,
 }

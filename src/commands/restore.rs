@@ -105,6 +105,7 @@ where
         compress: cfg.compress_blob,
         timestamps: cfg.blob_timestamps && mode != RestoreMode::Zip,
         incremental: cfg.incremental_blobs,
+        hard_links: cfg.use_rsync,
         hard_links_on_first_copy: false,
     };
     if let Some(d) = date {
@@ -193,7 +194,7 @@ where
                 }
                 let tmp = temp_beside(&target)?;
                 let new = tmp.path().join("new");
-                fs::create_dir(&new).at(&new)?;
+                create_private_dir(&new)?;
                 log::info!(
                     "Restoring blobs from {} to {}",
                     source.display(),
@@ -219,6 +220,14 @@ where
     drop(written);
     drop(_locks);
     hooks.run(&cfg.post_command)
+}
+
+/// ZODB wants its blob directory readable by the owner only (0700).
+fn create_private_dir(path: &Path) -> Result<()> {
+    let mut builder = fs::DirBuilder::new();
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(path).at(path)
 }
 
 fn index_name(name: &std::ffi::OsStr) -> std::ffi::OsString {

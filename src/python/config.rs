@@ -214,6 +214,11 @@ impl PyBackupConfig {
             .collect()
     }
 
+    /// Buildout-time warnings about locations that cannot be created.
+    fn probe_locations(&self) -> Vec<String> {
+        self.inner.probe_locations()
+    }
+
     /// `(filestorages, blobstorages)` a restore replaces.
     fn restore_targets(&self) -> (Vec<String>, Vec<String>) {
         let (fs, blobs) = self.inner.restore_targets();

@@ -83,7 +83,7 @@ class Recipe:
             config = _core.BackupConfig(**kwargs)
         except _core.ConfigError as e:
             raise zc.buildout.UserError(str(e)) from None
-        for message in warnings + list(config.warnings):
+        for message in warnings + config.warnings + config.probe_locations():
             self.logger.warning(message)
         return config
 
