@@ -242,3 +242,54 @@ def test_restore_refused_while_zope_has_the_storage_open(sample_buildout):
     # Once Zope is stopped, the restore gets past the lock (to the engine).
     p = b.script("restore", "-n")
     assert p.stderr.splitlines()[-1] == UNAVAILABLE
+
+
+def test_confirm_in_process():
+    from collective.recipe.backup import cli
+
+    answers = iter(["maybe", " Yes "])
+    asked = []
+
+    def ask(question):
+        asked.append(question)
+        return next(answers)
+
+    assert cli.confirm(["/x/Data.fs"], [], ask=ask) is True
+    assert asked == [
+        "\nThis will replace the filestorage:\n    /x/Data.fs\nAre you sure? (yes/No)? "
+    ] * 2
+
+    def interrupted(question):
+        raise KeyboardInterrupt
+
+    assert cli.confirm([], ["/x/blobs"], ask=interrupted) is False
+    assert cli.prompt_text([], ["/x/blobs"]) == (
+        "\nThis will replace the blobstorage:\n    /x/blobs\nAre you sure? (yes/No)? "
+    )
+
+
+def test_main_functions_keep_the_60_keywords(tmp_path, capsys):
+    """A hand-written caller using the 6.0 keywords (positional bin_dir and
+    storage included) still works; argv replaces sys.argv."""
+    from collective.recipe.backup import main
+
+    storage = {
+        "storage": "1",
+        "datafs": str(tmp_path / "Data.fs"),
+        "backup_location": str(tmp_path / "backups"),
+        "snapshot_location": str(tmp_path / "snapshots"),
+        "zip_location": str(tmp_path / "zips"),
+    }
+    rc = main.restore_main(
+        "/bin", storage, keep=2, verbose=False, no_prompt=True, argv=["2026-1-1-x"]
+    )
+    assert rc == 1
+    assert capsys.readouterr().err == (
+        "ERROR: Could not parse date argument '2026-1-1-x'. Expected a UTC "
+        "date yyyy-mm-dd[-hh[-mm[-ss]]], e.g. 2026-11-26-14-30.\n"
+    )
+    rc = main.backup_main(bin_dir="/bin", storage=storage, keep="two", argv=[])
+    assert rc == 1
+    assert capsys.readouterr().err == (
+        "ERROR: keep must be a whole number (0 or more), not 'two'.\n"
+    )

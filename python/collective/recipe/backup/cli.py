@@ -112,12 +112,13 @@ def prompt_text(filestorages, blobstorages):
 
 
 def confirm(filestorages, blobstorages, ask=input):
-    """Ask until the answer is yes, no or empty; end of input means no."""
+    """Ask until the answer is yes, no or empty; end of input (or Ctrl-C)
+    means no."""
     question = prompt_text(filestorages, blobstorages)
     while True:
         try:
             answer = ask(question)
-        except EOFError:
+        except (EOFError, KeyboardInterrupt):
             sys.stdout.write("\n")
             return False
         answer = answer.strip().lower()

@@ -10,7 +10,9 @@ ONE call into the core, and map the outcome to an exit code:
 
 The scripts pass the 6.0 keyword set (``bin_dir``, ``storage``, ``keep``,
 ``verbose``, ...) plus ``additional_storages``; unknown keywords are
-ignored as in 6.0. Order of storages, filestorage before blobs, retention,
+ignored as in 6.0 (``bin_dir`` too: nothing is run from it any more).
+``argv`` (keyword only) replaces ``sys.argv[1:]`` for callers that are not
+scripts. Order of storages, filestorage before blobs, retention,
 hooks and restore safety are decided in the core.
 """
 
@@ -133,41 +135,41 @@ def _restore(mode, argv, kwargs):
     return 0
 
 
-def backup_main(argv=None, **kwargs):
+def backup_main(bin_dir=None, storage=None, *, argv=None, **kwargs):
     """``bin/backup``: incremental backup (full with ``full = true``)."""
-    return _backup("standard", argv, kwargs)
+    return _backup("standard", argv, dict(kwargs, storage=storage))
 
 
-def fullbackup_main(argv=None, **kwargs):
+def fullbackup_main(bin_dir=None, storage=None, *, argv=None, **kwargs):
     """``bin/fullbackup``: ``bin/backup`` that always makes a full backup."""
-    return _backup("full", argv, kwargs)
+    return _backup("full", argv, dict(kwargs, storage=storage))
 
 
-def snapshot_main(argv=None, **kwargs):
+def snapshot_main(bin_dir=None, storage=None, *, argv=None, **kwargs):
     """``bin/snapshotbackup``: a full backup into the snapshot locations."""
-    return _backup("snapshot", argv, kwargs)
+    return _backup("snapshot", argv, dict(kwargs, storage=storage))
 
 
-def zipbackup_main(argv=None, **kwargs):
+def zipbackup_main(bin_dir=None, storage=None, *, argv=None, **kwargs):
     """``bin/zipbackup``: one full backup plus one blob archive."""
-    return _backup("zip", argv, kwargs)
+    return _backup("zip", argv, dict(kwargs, storage=storage))
 
 
-def restore_main(argv=None, **kwargs):
+def restore_main(bin_dir=None, storage=None, *, argv=None, **kwargs):
     """``bin/restore [date]``."""
-    return _restore("standard", argv, kwargs)
+    return _restore("standard", argv, dict(kwargs, storage=storage))
 
 
-def snapshot_restore_main(argv=None, **kwargs):
+def snapshot_restore_main(bin_dir=None, storage=None, *, argv=None, **kwargs):
     """``bin/snapshotrestore [date]``."""
-    return _restore("snapshot", argv, kwargs)
+    return _restore("snapshot", argv, dict(kwargs, storage=storage))
 
 
-def zip_restore_main(argv=None, **kwargs):
+def zip_restore_main(bin_dir=None, storage=None, *, argv=None, **kwargs):
     """``bin/ziprestore [date]``."""
-    return _restore("zip", argv, kwargs)
+    return _restore("zip", argv, dict(kwargs, storage=storage))
 
 
-def alt_restore_main(argv=None, **kwargs):
+def alt_restore_main(bin_dir=None, storage=None, *, argv=None, **kwargs):
     """``bin/altrestore [date]``: restore from ``alternative_restore_source``."""
-    return _restore("alt", argv, kwargs)
+    return _restore("alt", argv, dict(kwargs, storage=storage))
