@@ -619,6 +619,7 @@ impl BackupConfig {
             blob_alt_location,
         });
         let mut datafs_seen: Vec<&Path> = Vec::new();
+        let mut blobdir_seen: Vec<&Path> = Vec::new();
         for s in &storages {
             if datafs_seen.contains(&s.datafs.as_path()) {
                 return Err(Error::Config(format!(
@@ -627,6 +628,15 @@ impl BackupConfig {
                 )));
             }
             datafs_seen.push(&s.datafs);
+            if let Some(b) = s.blobdir.as_deref() {
+                if blobdir_seen.contains(&b) {
+                    return Err(Error::Config(format!(
+                        "Two storages use the same blobstorage {}.",
+                        b.display()
+                    )));
+                }
+                blobdir_seen.push(b);
+            }
         }
 
         Ok(BackupConfig {
@@ -1232,6 +1242,22 @@ mod tests {
         assert_eq!(
             e,
             "Two storages use the same filestorage /b/var/filestorage/Data.fs."
+        );
+    }
+
+    #[test]
+    fn error_additional_storage_same_blobdir_as_main() {
+        let e = err(ConfigInput {
+            additional_filestorages: vec![AdditionalStorage {
+                name: "x".into(),
+                datafs: None,
+                blobdir: Some("/b/var/blobstorage".into()),
+            }],
+            ..input()
+        });
+        assert_eq!(
+            e,
+            "Two storages use the same blobstorage /b/var/blobstorage."
         );
     }
 

@@ -220,6 +220,14 @@ pub trait BlobEngine {
     fn restore(&self, plan: &Self::Plan, target: &Path) -> Result<()>;
 }
 
+/// The filestorage engine the scripts use. Wiring issue 3 in means
+/// replacing [`Unavailable`] here with its engine (which must implement
+/// `Default` and [`FileStorageEngine`]).
+pub type ScriptFsEngine = Unavailable;
+
+/// The blob engine the scripts use (issue 4 replaces [`Unavailable`]).
+pub type ScriptBlobEngine = Unavailable;
+
 /// Stand-in for the engines this build does not contain yet: every call
 /// fails with [`Error::EngineUnavailable`]. The lead replaces it with the
 /// engines of issues 3 and 4.

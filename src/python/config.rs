@@ -8,7 +8,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
 
 use super::{to_py, ConfigError};
-use crate::commands::{self, BackupMode, RestoreMode, Unavailable};
+use crate::commands::{self, BackupMode, RestoreMode, ScriptBlobEngine, ScriptFsEngine};
 use crate::config::{self, AdditionalStorage, AltSource, ConfigInput, RestoreDate};
 use crate::hooks::ShellHooks;
 
@@ -271,8 +271,16 @@ fn backup(py: Python<'_>, config: &Bound<'_, PyBackupConfig>, mode: &str) -> PyR
         other => return Err(config_err(format!("unknown backup mode '{other}'"))),
     };
     let cfg = config.get().inner.clone();
-    py.detach(|| commands::backup(&cfg, mode, &Unavailable, &Unavailable, &ShellHooks))
-        .map_err(to_py)
+    py.detach(|| {
+        commands::backup(
+            &cfg,
+            mode,
+            &ScriptFsEngine::default(),
+            &ScriptBlobEngine::default(),
+            &ShellHooks,
+        )
+    })
+    .map_err(to_py)
 }
 
 /// Run a restore script: mode is standard, snapshot, zip or alt; date as
@@ -299,8 +307,8 @@ fn restore(
             &cfg,
             mode,
             date.as_ref(),
-            &Unavailable,
-            &Unavailable,
+            &ScriptFsEngine::default(),
+            &ScriptBlobEngine::default(),
             &ShellHooks,
         )
     })
