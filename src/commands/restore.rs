@@ -115,12 +115,12 @@ where
 
     // 1. Check.
     let with_fs = !cfg.only_blobs;
-    let mut _locks = Vec::new();
-    if with_fs {
-        for s in &cfg.storages {
-            if let Some(lock) = lock_storage(&s.datafs)? {
-                _locks.push(lock);
-            }
+    // Locks are checked with only_blobs too: swapping the blobs of a
+    // running Zope is as bad as swapping its Data.fs.
+    let mut locks = Vec::new();
+    for s in &cfg.storages {
+        if let Some(lock) = lock_storage(&s.datafs)? {
+            locks.push(lock);
         }
     }
     let mut checked = Vec::with_capacity(cfg.storages.len());
@@ -218,7 +218,7 @@ where
         }
     }
     drop(written);
-    drop(_locks);
+    drop(locks);
     hooks.run(&cfg.post_command)
 }
 
