@@ -54,6 +54,34 @@ pub enum Error {
     // --- repozo (issue 3) ---
 
     // --- blobs (issue 4) ---
+
+    // --- recipe (issue 5) ---
+    /// A buildout option, a script argument or a combination of them that
+    /// cannot work. The text is the complete message for the admin (the
+    /// buildout-time texts of crb-features §4.1 where they exist).
+    #[error("{0}")]
+    Config(String),
+    /// `pre_command` or `post_command` exited non-zero or could not start.
+    #[error("command '{command}' failed. See message above.")]
+    CommandFailed {
+        /// The command as configured.
+        command: String,
+    },
+    /// A restore target is in use: a running ZODB (Zope or ZEO) holds the
+    /// lock on `Data.fs.lock`.
+    #[error(
+        "{path} is locked: a Zope or ZEO process has this filestorage open. Stop it before restoring. Nothing was changed."
+    )]
+    StorageInUse {
+        /// The `Data.fs.lock` file.
+        path: PathBuf,
+    },
+    /// The operation needs an engine that this build does not contain yet.
+    #[error("{what} is not available in this build of collective.recipe.backup.")]
+    EngineUnavailable {
+        /// What is missing, e.g. "the repozo engine (issue 3)".
+        what: &'static str,
+    },
 }
 
 impl Error {

@@ -22,6 +22,9 @@
 //! - [`error`]: the one error type of the crate.
 //! - [`fsutil`]: atomic file writes (temp name, fsync, rename).
 //! - [`progress`], [`clock`]: what the core reports through, and its time source.
+//! - [`config`]: `BackupConfig`, the validated buildout configuration;
+//!   [`commands`]: backup and restore orchestration over engine traits;
+//!   [`hooks`]: `pre_command` / `post_command`.
 
 pub mod clock;
 pub mod error;
@@ -31,6 +34,11 @@ pub mod progress;
 // --- repozo (issue 3) ---
 
 // --- blobs (issue 4) ---
+
+// --- recipe (issue 5) ---
+pub mod commands;
+pub mod config;
+pub mod hooks;
 
 #[cfg(feature = "python")]
 mod python;

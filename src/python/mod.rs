@@ -15,6 +15,9 @@ mod filestorage;
 
 // --- blobs (issue 4) ---
 
+// --- recipe (issue 5) ---
+mod config;
+
 create_exception!(
     collective.recipe.backup._core,
     BackupError,
@@ -31,6 +34,14 @@ create_exception!(
 
 // --- blobs exceptions (issue 4) ---
 
+// --- recipe exceptions (issue 5) ---
+create_exception!(
+    collective.recipe.backup._core,
+    ConfigError,
+    BackupError,
+    "A buildout option, script argument or combination of them that cannot work."
+);
+
 /// The one mapping from core errors to Python exceptions.
 pub(crate) fn to_py(e: Error) -> PyErr {
     let msg = e.to_string();
@@ -41,6 +52,9 @@ pub(crate) fn to_py(e: Error) -> PyErr {
         // --- repozo mapping (issue 3) ---
 
         // --- blobs mapping (issue 4) ---
+
+        // --- recipe mapping (issue 5) ---
+        Error::Config(_) => ConfigError::new_err(msg),
         _ => BackupError::new_err(msg),
     }
 }
@@ -58,9 +72,15 @@ fn core_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
 
     // --- blobs exceptions registration (issue 4) ---
 
+    // --- recipe exceptions registration (issue 5) ---
+    m.add("ConfigError", py.get_type::<ConfigError>())?;
+
     filestorage::register(m)?;
     // --- repozo registration (issue 3) ---
 
     // --- blobs registration (issue 4) ---
+
+    // --- recipe registration (issue 5) ---
+    config::register(m)?;
     Ok(())
 }

@@ -1,0 +1,133 @@
+"""Command line of the generated scripts: arguments, logging, the prompt.
+
+- Arguments: ``-q/--quiet`` (warnings only), ``-n/--no-prompt``,
+  ``-h/--help``; restore scripts take one optional positional UTC date
+  ``yyyy-mm-dd[-hh[-mm[-ss]]]``, validated by the core. Short flags
+  combine (``-qn``). Backup scripts ignore positional arguments (6.0).
+- Logging: ``LEVEL: message`` on stderr; ``debug`` adds DEBUG and the time;
+  ``-q`` means WARNING and up. Rust log records arrive through the same
+  logging (pyo3-log).
+- The restore prompt of crb-features §2.3: only ``yes`` restores; empty,
+  ``no`` and end of input mean no; anything else asks again.
+"""
+
+import argparse
+import logging
+import os
+import sys
+
+from collective.recipe.backup import _core
+
+
+PROMPT_QUESTION = "Are you sure? (yes/No)? "
+PROMPT_AGAIN = "Please explicitly answer yes/no in full (or accept the default)"
+
+
+class Arguments:
+    """Parsed script arguments."""
+
+    def __init__(self, quiet, no_prompt, date):
+        self.quiet = quiet
+        self.no_prompt = no_prompt
+        self.date = date
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        # One line and exit 2, like optparse in 6.0.
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def parse_args(argv, prog, restore):
+    """Parse ``argv`` (without the program name). Exits 0 for ``--help`` and
+    2 for an unknown option. The date is returned as written; see
+    :func:`check_date`."""
+    parser = _Parser(
+        prog=prog,
+        description=(
+            "Restore the filestorage and blobstorage."
+            if restore
+            else "Back up the filestorage and blobstorage."
+        ),
+    )
+    parser.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        help="only print warnings and errors (for cron)",
+    )
+    parser.add_argument(
+        "-n",
+        "--no-prompt",
+        action="store_true",
+        help="do not ask for confirmation before restoring",
+    )
+    if restore:
+        parser.add_argument(
+            "date",
+            nargs="?",
+            help=(
+                "restore the state at or before this UTC date, "
+                "yyyy-mm-dd[-hh[-mm[-ss]]]; default: the newest backup"
+            ),
+        )
+    else:
+        parser.add_argument("ignored", nargs="*", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    return Arguments(args.quiet, args.no_prompt, getattr(args, "date", None))
+
+
+def setup_logging(quiet, debug):
+    """Configure the root logger for a script run."""
+    if quiet:
+        level = logging.WARNING
+    elif debug:
+        level = logging.DEBUG
+    else:
+        level = logging.INFO
+    fmt = "%(levelname)s: %(message)s"
+    if level < logging.INFO:
+        fmt = "%(asctime)s " + fmt
+    logging.basicConfig(level=level, format=fmt, stream=sys.stderr, force=True)
+
+
+def check_date(date):
+    """The normalised date, or None; raises ``_core.ConfigError`` with a
+    one-line message for a bad one."""
+    if date is None:
+        return None
+    return _core.parse_restore_date(date)
+
+
+def prompt_text(filestorages, blobstorages):
+    """The confirmation question (it starts with an empty line)."""
+    lines = [""]
+    if filestorages:
+        lines.append("This will replace the filestorage:")
+        lines.extend(f"    {path}" for path in filestorages)
+    if blobstorages:
+        lines.append("This will replace the blobstorage:")
+        lines.extend(f"    {path}" for path in blobstorages)
+    return "\n".join(lines) + "\n" + PROMPT_QUESTION
+
+
+def confirm(filestorages, blobstorages, ask=input):
+    """Ask until the answer is yes, no or empty; end of input (or Ctrl-C)
+    means no."""
+    question = prompt_text(filestorages, blobstorages)
+    while True:
+        try:
+            answer = ask(question)
+        except (EOFError, KeyboardInterrupt):
+            sys.stdout.write("\n")
+            return False
+        answer = answer.strip().lower()
+        if not answer or answer == "no":
+            return False
+        if answer == "yes":
+            return True
+        print(PROMPT_AGAIN)
+
+
+def program_name():
+    return os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "backup"

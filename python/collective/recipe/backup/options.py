@@ -1,0 +1,231 @@
+"""Buildout options turned into Python primitives for ``_core.BackupConfig``.
+
+Owns the option *spellings*: names, aliases (``blob-storage``,
+``alternative_restore_sources``, ``gzip_blob``), names that mean nothing
+any more; liberal booleans; the path rules (``~`` and ``$VAR`` expanded,
+``datafs`` and ``blob_storage`` relative to the buildout directory, the six
+locations relative to ``locationprefix`` or the var directory); and the
+auto-detection of ``var``/``zeo-var``/``file-storage``/``blob-storage`` from
+plone.recipe.zope2instance and zeoserver parts (crb-features §1.1).
+
+Does not own any rule about what the values mean: options that are not set
+are not passed, so the core's defaults apply, and every check and error
+text lives in ``BackupConfig`` (``src/config.rs``). Imports no zc.buildout.
+"""
+
+import os
+
+from collective.recipe.backup import _core
+
+
+TRUE_VALUES = ("true", "yes", "on", "1")
+
+#: Options read as booleans (liberal: true/yes/on/1 in any case).
+BOOLEAN_OPTIONS = (
+    "full",
+    "debug",
+    "only_blobs",
+    "backup_blobs",
+    "use_rsync",
+    "rsync_hard_links_on_first_copy",
+    "archive_blob",
+    "compress_blob",
+    "blob_timestamps",
+    "incremental_blobs",
+    "gzip",
+    "quick",
+    "enable_snapshotrestore",
+    "enable_zipbackup",
+    "enable_fullbackup",
+)
+
+#: Options passed through as text.
+TEXT_OPTIONS = ("rsync_options", "pre_command", "post_command")
+
+#: Count options: passed as written, the core validates them.
+COUNT_OPTIONS = ("keep", "keep_blob_days")
+
+#: The six backup locations, relative to the location prefix.
+LOCATION_OPTIONS = (
+    "location",
+    "snapshotlocation",
+    "ziplocation",
+    "blobbackuplocation",
+    "blobsnapshotlocation",
+    "blobziplocation",
+)
+
+#: Option names that do nothing, with what to do instead.
+MEANINGLESS_OPTIONS = {
+    "rsync_hard_links_inside_backups": (
+        "The option rsync_hard_links_inside_backups does not exist and is "
+        "ignored. Did you mean rsync_hard_links_on_first_copy?"
+    ),
+}
+
+#: Recipes whose parts tell where the ZODB lives.
+ZOPE_RECIPES = (
+    "plone.recipe.zeoserver",
+    "plone.recipe.zope2instance",
+    "plone.recipe.zope2zeoserver",
+)
+
+
+def to_bool(value):
+    """True for ``true``, ``yes``, ``on`` and ``1`` in any case; anything
+    else is False (as in collective.recipe.backup 6.0)."""
+    return str(value).strip().lower() in TRUE_VALUES
+
+
+def check_for_true(options, keys):
+    """Rewrite the given boolean options in place to ``True``/``False``
+    (kept for callers of the 6.0 helper)."""
+    for key in keys:
+        if key in options:
+            options[key] = str(to_bool(options[key]))
+
+
+def construct_path(base, path):
+    """Expand ``~`` and ``$VAR`` in ``path`` and make it absolute against
+    ``base`` (an absolute ``path`` ignores ``base``); normalised."""
+    path = os.path.expandvars(os.path.expanduser(path))
+    return os.path.normpath(os.path.join(base, path))
+
+
+def _zope_parts(buildout):
+    """The sections of Zope/ZEO parts, in ``[buildout] parts`` order."""
+    for part in buildout["buildout"].get("parts", "").split():
+        try:
+            section = buildout[part]
+        except KeyError:
+            continue
+        recipe = (section.get("recipe") or "").strip().lower()
+        if recipe in ZOPE_RECIPES:
+            yield section
+
+
+def get_zope_option(buildout, key):
+    """The value of ``key`` in the first Zope/ZEO part that has a non-empty
+    one, else None."""
+    for section in _zope_parts(buildout):
+        value = (section.get(key) or "").strip()
+        if value:
+            return value
+    return None
+
+
+def _text(options, name):
+    """The stripped value of an option, or None when unset or empty."""
+    value = options.get(name)
+    if value is None:
+        return None
+    value = value.strip()
+    return value or None
+
+
+def buildout_dir(buildout):
+    """``<bin-directory>/..``: backups do not land under ``conf/`` when
+    buildout runs with ``-c conf/prod.cfg`` (6.0, since 1.5)."""
+    bin_dir = buildout["buildout"]["bin-directory"]
+    return os.path.abspath(os.path.join(bin_dir, os.pardir))
+
+
+def typed_options(buildout, name, options):
+    """Return ``(kwargs, warnings)``: keyword arguments for
+    ``_core.BackupConfig`` and warning texts about option spellings.
+
+    Raises ``_core.ConfigError`` for an option line the core cannot parse.
+    """
+    warnings = []
+    base = buildout_dir(buildout)
+    kwargs = {"part_name": name}
+
+    zeo_var = get_zope_option(buildout, "zeo-var")
+    var = zeo_var or get_zope_option(buildout, "var")
+    var_dir = os.path.abspath(var) if var else os.path.join(base, "var")
+    kwargs["var_dir"] = var_dir
+
+    for opt in BOOLEAN_OPTIONS:
+        value = options.get(opt)
+        if value is not None:
+            kwargs[opt] = to_bool(value)
+    gzip_blob = options.get("gzip_blob")
+    if gzip_blob is not None:
+        warnings.append(
+            "gzip_blob is deprecated: it is an alias of archive_blob. "
+            "Please rename it to archive_blob."
+        )
+        if "archive_blob" in kwargs:
+            if kwargs["archive_blob"] != to_bool(gzip_blob):
+                warnings.append(
+                    "Both gzip_blob and archive_blob are set; using archive_blob."
+                )
+        else:
+            kwargs["archive_blob"] = to_bool(gzip_blob)
+    for opt in TEXT_OPTIONS:
+        value = options.get(opt)
+        if value is not None:
+            kwargs[opt] = value
+    for opt in COUNT_OPTIONS:
+        value = options.get(opt)
+        if value is not None:
+            kwargs[opt] = value
+    for opt, message in MEANINGLESS_OPTIONS.items():
+        if opt in options:
+            warnings.append(message)
+
+    prefix = _text(options, "locationprefix")
+    if prefix:
+        prefix = construct_path(base, prefix)
+        kwargs["location_prefix"] = prefix
+    for opt in LOCATION_OPTIONS:
+        value = _text(options, opt)
+        if value:
+            kwargs[opt] = construct_path(prefix or var_dir, value)
+
+    datafs = _text(options, "datafs") or get_zope_option(buildout, "file-storage")
+    if datafs:
+        kwargs["datafs"] = construct_path(base, datafs)
+
+    blob_storage = _text(options, "blob_storage")
+    alias = _text(options, "blob-storage")
+    if alias:
+        kwargs["blob_storage_alias"] = construct_path(base, alias)
+    if not blob_storage and not alias:
+        blob_storage = get_zope_option(buildout, "blob-storage")
+        if not blob_storage and any(True for _ in _zope_parts(buildout)):
+            blob_storage = os.path.join(var_dir, "blobstorage")
+    if blob_storage:
+        kwargs["blob_storage"] = construct_path(base, blob_storage)
+
+    additional = options.get("additional_filestorages") or ""
+    kwargs["additional_filestorages"] = [
+        (
+            storage,
+            construct_path(base, fs) if fs else None,
+            construct_path(base, blobdir) if blobdir else None,
+        )
+        for storage, fs, blobdir in _core.parse_additional_filestorages(additional)
+    ]
+
+    alt = options.get("alternative_restore_source") or ""
+    old_alt = options.get("alternative_restore_sources") or ""
+    if old_alt.strip():
+        warnings.append(
+            "alternative_restore_sources is deprecated: please rename it to "
+            "alternative_restore_source."
+            if not alt.strip()
+            else "alternative_restore_sources is ignored: "
+            "alternative_restore_source is set."
+        )
+        if not alt.strip():
+            alt = old_alt
+    parsed = _core.parse_alternative_restore_source(alt)
+    if parsed is not None:
+        key, fs_source, blob_source = parsed
+        kwargs["alternative_restore_source"] = (
+            key,
+            construct_path(base, fs_source),
+            construct_path(base, blob_source) if blob_source else None,
+        )
+    return kwargs, warnings

@@ -1,0 +1,126 @@
+"""The zc.buildout recipe: ``recipe = collective.recipe.backup``.
+
+``Recipe(buildout, name, options)`` reads the part's options
+(:mod:`collective.recipe.backup.options`), validates them by building
+``_core.BackupConfig`` (its errors become ``zc.buildout.UserError``, shown
+by buildout as ``Error: ...`` without a traceback), logs the warnings, and
+generates the part's scripts (crb-features §2.1) with
+``zc.buildout.easy_install``. There is no zc.recipe.egg dependency, and the
+scripts' ``sys.path`` holds only this distribution.
+
+This is the only module that imports zc.buildout (buildout always has it
+importable when it loads a recipe).
+"""
+
+import logging
+import pprint
+
+import zc.buildout
+import zc.buildout.easy_install
+
+from collective.recipe.backup import _core
+from collective.recipe.backup import options as options_mod
+
+
+DIST = "collective.recipe.backup"
+MODULE = "collective.recipe.backup.main"
+
+#: The keyword arguments of the 6.0 scripts, in order, and the config
+#: setting each one comes from.
+SETTING_ARGUMENTS = (
+    ("keep", "keep"),
+    ("keep_blob_days", "keep_blob_days"),
+    ("full", "full"),
+    ("verbose", "debug"),
+    ("gzip", "gzip"),
+    ("quick", "quick"),
+    ("only_blobs", "only_blobs"),
+    ("backup_blobs", "backup_blobs"),
+    ("use_rsync", "use_rsync"),
+    ("rsync_options", "rsync_options"),
+    ("archive_blob", "archive_blob"),
+    ("compress_blob", "compress_blob"),
+    ("blob_timestamps", "blob_timestamps"),
+    ("incremental_blobs", "incremental_blobs"),
+    ("rsync_hard_links_on_first_copy", "rsync_hard_links_on_first_copy"),
+    ("pre_command", "pre_command"),
+    ("post_command", "post_command"),
+)
+
+
+def script_arguments(bin_dir, config):
+    """The keyword arguments baked into every script: the 6.0 set
+    (``bin_dir``, ``storage``, ``keep``, ...) plus ``additional_storages``,
+    all taken from the validated config."""
+    storages = config.storages
+    main = storages[-1]
+    settings = config.settings
+    lines = [
+        f"bin_dir={bin_dir!r}",
+        "storage=" + pprint.pformat(main, indent=8),
+        "additional_storages=" + pprint.pformat(storages[:-1], indent=8),
+    ]
+    for keyword, setting in SETTING_ARGUMENTS:
+        lines.append(f"{keyword}={settings[setting]!r}")
+    return "\n        " + ",\n        ".join(lines) + ",\n        "
+
+
+class Recipe:
+    """Generates backup and restore scripts for one ZODB (plus the seed's
+    ``additional_filestorages``)."""
+
+    def __init__(self, buildout, name, options):
+        self.buildout = buildout
+        self.name = name
+        self.options = options
+        self.logger = logging.getLogger(name)
+
+    def _config(self):
+        try:
+            kwargs, warnings = options_mod.typed_options(
+                self.buildout, self.name, self.options
+            )
+            config = _core.BackupConfig(**kwargs)
+        except _core.ConfigError as e:
+            raise zc.buildout.UserError(str(e)) from None
+        for message in warnings + config.warnings + config.probe_locations():
+            self.logger.warning(message)
+        return config
+
+    def _working_set(self):
+        b = self.buildout["buildout"]
+        return zc.buildout.easy_install.install(
+            [DIST],
+            b["eggs-directory"],
+            links=b.get("find-links", "").split(),
+            index=b.get("index"),
+            path=[b["develop-eggs-directory"]],
+            newest=b.get("newest") == "true",
+            allow_hosts=tuple(
+                h.strip() for h in b.get("allow-hosts", "*").split("\n") if h.strip()
+            ),
+        )
+
+    def install(self):
+        """Validate, then (re)generate the scripts; returns their paths."""
+        config = self._config()
+        b = self.buildout["buildout"]
+        bin_dir = b["bin-directory"]
+        arguments = script_arguments(bin_dir, config)
+        working_set = self._working_set()
+        generated = []
+        for script, function in config.scripts():
+            generated.extend(
+                zc.buildout.easy_install.scripts(
+                    [(script, MODULE, function)],
+                    working_set,
+                    b["executable"],
+                    bin_dir,
+                    arguments=arguments,
+                )
+            )
+        return generated
+
+    # Scripts are regenerated on every run, as in 6.0: a Zope part's
+    # blob-storage may have changed without this part's options changing.
+    update = install

@@ -1,0 +1,199 @@
+//! `bin/backup`, `bin/fullbackup`, `bin/snapshotbackup`, `bin/zipbackup`.
+//!
+//! Order (crb-features §2.5–2.7, seed order for additional storages):
+//! `pre_command` → every filestorage backup (additional storages first,
+//! main last) → every blob backup (same order) → retention (filestorages,
+//! then blobs) → `post_command`. The first failure stops everything and
+//! `post_command` does not run (as in 6.0).
+
+use std::path::Path;
+
+use super::{
+    BackupMode, BlobBackup, BlobEngine, BlobRetention, BlobSettings, FileStorageEngine, FsBackup,
+    FsRetention,
+};
+use crate::config::{BackupConfig, Storage};
+use crate::error::{IoContext, Result};
+use crate::hooks::Hooks;
+
+/// What a backup script does differently (crb-features §2.6, §2.7).
+struct Plan {
+    full: bool,
+    keep: u32,
+    gzip: bool,
+    blobs: BlobSettings,
+    fs_verb: &'static str,
+    blob_verb: &'static str,
+}
+
+impl Plan {
+    fn new(cfg: &BackupConfig, mode: BackupMode) -> Self {
+        let mut blobs = BlobSettings {
+            archive: cfg.archive_blob,
+            compress: cfg.compress_blob,
+            timestamps: cfg.blob_timestamps,
+            incremental: cfg.incremental_blobs && cfg.archive_blob,
+            hard_links: cfg.use_rsync,
+            hard_links_on_first_copy: cfg.rsync_hard_links_on_first_copy,
+        };
+        let (full, keep, gzip, fs_verb, blob_verb) = match mode {
+            BackupMode::Standard => (
+                cfg.full,
+                cfg.keep,
+                cfg.gzip,
+                "backing up database file:",
+                "backing up blobs from",
+            ),
+            BackupMode::Full => (
+                true,
+                cfg.keep,
+                cfg.gzip,
+                "making full backup of database file:",
+                "backing up blobs from",
+            ),
+            BackupMode::Snapshot => {
+                blobs.incremental = false;
+                (
+                    true,
+                    cfg.keep,
+                    cfg.gzip,
+                    "making snapshot backup:",
+                    "making snapshot of blobs from",
+                )
+            }
+            BackupMode::Zip => {
+                blobs.archive = true;
+                blobs.incremental = false;
+                blobs.timestamps = false;
+                (
+                    true,
+                    1,
+                    true,
+                    "making zip backup:",
+                    "making zip backup of blobs from",
+                )
+            }
+        };
+        Plan {
+            full,
+            keep,
+            gzip,
+            blobs,
+            fs_verb,
+            blob_verb,
+        }
+    }
+}
+
+fn fs_location(s: &Storage, mode: BackupMode) -> &Path {
+    match mode {
+        BackupMode::Standard | BackupMode::Full => &s.backup_location,
+        BackupMode::Snapshot => &s.snapshot_location,
+        BackupMode::Zip => &s.zip_location,
+    }
+}
+
+fn blob_location(s: &Storage, mode: BackupMode) -> Option<&Path> {
+    match mode {
+        BackupMode::Standard | BackupMode::Full => s.blob_backup_location.as_deref(),
+        BackupMode::Snapshot => s.blob_snapshot_location.as_deref(),
+        BackupMode::Zip => s.blob_zip_location.as_deref(),
+    }
+}
+
+/// Create a backup location when missing (6.0 `check_folders`).
+fn ensure_dir(dir: &Path) -> Result<()> {
+    if !dir.is_dir() {
+        std::fs::create_dir_all(dir).at(dir)?;
+        log::info!("Created {}", dir.display());
+    }
+    Ok(())
+}
+
+/// Run one backup script.
+///
+/// # Errors
+/// The first failing step: a hook, a directory that cannot be created, or
+/// an engine error. Later steps do not run.
+pub fn backup<F, B>(
+    cfg: &BackupConfig,
+    mode: BackupMode,
+    fs: &F,
+    blobs: &B,
+    hooks: &dyn Hooks,
+) -> Result<()>
+where
+    F: FileStorageEngine,
+    B: BlobEngine,
+{
+    let plan = Plan::new(cfg, mode);
+    hooks.run(&cfg.pre_command)?;
+
+    let with_fs = !cfg.only_blobs;
+    if with_fs {
+        for s in &cfg.storages {
+            let repository = fs_location(s, mode);
+            ensure_dir(repository)?;
+            log::info!(
+                "Please wait while {} {} to {}",
+                plan.fs_verb,
+                s.datafs.display(),
+                repository.display()
+            );
+            fs.backup(&FsBackup {
+                datafs: &s.datafs,
+                repository,
+                full: plan.full,
+                quick: cfg.quick && !plan.full,
+                gzip: plan.gzip,
+                verbose: cfg.debug,
+            })?;
+        }
+    }
+
+    let blob_jobs: Vec<(&Storage, &Path, &Path)> = if cfg.backup_blobs {
+        cfg.storages
+            .iter()
+            .filter_map(|s| Some((s, s.blobdir.as_deref()?, blob_location(s, mode)?)))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    for (s, blobdir, destination) in &blob_jobs {
+        ensure_dir(destination)?;
+        log::info!(
+            "Please wait while {} {} to {}",
+            plan.blob_verb,
+            blobdir.display(),
+            destination.display()
+        );
+        blobs.backup(&BlobBackup {
+            blobdir,
+            destination,
+            fs_repository: with_fs.then(|| fs_location(s, mode)),
+            full: plan.full,
+            settings: &plan.blobs,
+        })?;
+    }
+
+    if with_fs {
+        for s in &cfg.storages {
+            fs.retain(&FsRetention {
+                repository: fs_location(s, mode),
+                keep: plan.keep,
+            })?;
+        }
+    }
+    for (s, _, destination) in &blob_jobs {
+        blobs.retain(&BlobRetention {
+            destination,
+            fs_repository: with_fs.then(|| fs_location(s, mode)),
+            full: plan.full,
+            keep: plan.keep,
+            keep_blob_days: cfg.keep_blob_days,
+            settings: &plan.blobs,
+        })?;
+    }
+
+    hooks.run(&cfg.post_command)
+}

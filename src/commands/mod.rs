@@ -1,0 +1,273 @@
+//! Backup and restore orchestration: which storage, in which order, with
+//! which settings per script, and what happens on failure.
+//!
+//! Owns the order (crb-features §2.5–2.9, plus the seed's
+//! `additional_filestorages` order) and restore safety (issue 5 §5). It does
+//! not own the bytes: filestorage backups are done by a
+//! [`FileStorageEngine`] (repozo, issue 3) and blob backups by a
+//! [`BlobEngine`] (issue 4). Both are small traits so that the real engines
+//! plug in without touching this module, and so that the tests here prove
+//! the order with fakes.
+//!
+//! Every failure is an `Err`: the caller maps it to an `ERROR:` line and
+//! exit code 1. Nothing here prints; progress lines go through `log`.
+
+mod backup;
+mod lock;
+mod restore;
+
+use std::path::Path;
+
+pub use backup::backup;
+pub use restore::restore;
+
+use crate::config::RestoreDate;
+use crate::error::{Error, Result};
+
+/// The backup scripts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackupMode {
+    /// `bin/backup`: incremental unless `full`.
+    Standard,
+    /// `bin/fullbackup` (seed): `bin/backup` with `full = true`.
+    Full,
+    /// `bin/snapshotbackup`: full, into the snapshot locations.
+    Snapshot,
+    /// `bin/zipbackup`: full, archive, no timestamps, keep 1.
+    Zip,
+}
+
+/// The restore scripts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RestoreMode {
+    /// `bin/restore`.
+    Standard,
+    /// `bin/snapshotrestore`.
+    Snapshot,
+    /// `bin/ziprestore`.
+    Zip,
+    /// `bin/altrestore`.
+    Alt,
+}
+
+/// One filestorage backup (what `repozo --backup` was given).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FsBackup<'a> {
+    /// The live `Data.fs`.
+    pub datafs: &'a Path,
+    /// The repository directory (exists when called).
+    pub repository: &'a Path,
+    /// Always a full backup (`-F`).
+    pub full: bool,
+    /// Quick incremental (`--quick`); only meaningful when not `full`.
+    pub quick: bool,
+    /// Compressed files (`--gzip`: `.fsz`, `.deltafsz`).
+    pub gzip: bool,
+    /// Verbose engine logging (`debug`).
+    pub verbose: bool,
+}
+
+/// Filestorage retention after backups: keep `keep` full backups and
+/// their increments (0 = keep all).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FsRetention<'a> {
+    /// The repository directory.
+    pub repository: &'a Path,
+    /// Full backups to keep.
+    pub keep: u32,
+}
+
+/// A filestorage restore to plan (what `repozo --recover` was given).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FsRecover<'a> {
+    /// The repository directory.
+    pub repository: &'a Path,
+    /// Restore the state at or before this date; `None` = newest.
+    pub date: Option<&'a RestoreDate>,
+    /// Verbose engine logging.
+    pub verbose: bool,
+}
+
+/// Blob settings after the script's overrides (zip: archive, no timestamps,
+/// no incremental; snapshot: no incremental).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlobSettings {
+    /// Archives (`.tar[.gz]`) instead of directories.
+    pub archive: bool,
+    /// Gzip the archives.
+    pub compress: bool,
+    /// Timestamped names.
+    pub timestamps: bool,
+    /// Incremental archives.
+    pub incremental: bool,
+    /// Hard-link unchanged files to the previous directory backup (6.0's
+    /// `use_rsync = true`); false means complete copies.
+    pub hard_links: bool,
+    /// Hard-link the first directory backup to the live blobs.
+    pub hard_links_on_first_copy: bool,
+}
+
+/// One blob backup.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlobBackup<'a> {
+    /// The live blob directory.
+    pub blobdir: &'a Path,
+    /// The blob backup location (exists when called).
+    pub destination: &'a Path,
+    /// The matching filestorage repository, whose newest file names the
+    /// blob backup; `None` with `only_blobs`.
+    pub fs_repository: Option<&'a Path>,
+    /// A full backup (snapshot, zip, fullbackup or `full = true`).
+    pub full: bool,
+    /// Settings.
+    pub settings: &'a BlobSettings,
+}
+
+/// Blob retention after backups (crb-features §3.8).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlobRetention<'a> {
+    /// The blob backup location.
+    pub destination: &'a Path,
+    /// The matching filestorage repository (orphan rule); `None` with
+    /// `only_blobs`.
+    pub fs_repository: Option<&'a Path>,
+    /// Whether the backups were full ones.
+    pub full: bool,
+    /// Backups to keep.
+    pub keep: u32,
+    /// Days to keep for non-full directory backups without fs backups.
+    pub keep_blob_days: u32,
+    /// Settings.
+    pub settings: &'a BlobSettings,
+}
+
+/// A blob restore to plan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlobRestore<'a> {
+    /// The blob backup location to restore from.
+    pub source: &'a Path,
+    /// The live blob directory that will be replaced (its basename may
+    /// differ from the one in the backup).
+    pub blobdir: &'a Path,
+    /// At or before this date; `None` = newest.
+    pub date: Option<&'a RestoreDate>,
+    /// Settings (`archive` = prefer archives when both kinds exist).
+    pub settings: &'a BlobSettings,
+}
+
+/// Backs up and restores one FileStorage (issue 3 implements it).
+pub trait FileStorageEngine {
+    /// Everything `recover` needs, found by `plan_recover` without writing.
+    type Plan;
+
+    /// Make a backup of `req.datafs` into `req.repository`.
+    ///
+    /// # Errors
+    /// Any I/O or format error; the orchestration then stops.
+    fn backup(&self, req: &FsBackup<'_>) -> Result<()>;
+
+    /// Remove old backups from a repository.
+    ///
+    /// # Errors
+    /// Any I/O error.
+    fn retain(&self, req: &FsRetention<'_>) -> Result<()>;
+
+    /// Find the backup chain for the date and check it (files present,
+    /// checksums where cheap), touching nothing.
+    ///
+    /// # Errors
+    /// No backup at or before the date, or a broken chain.
+    fn plan_recover(&self, req: &FsRecover<'_>) -> Result<Self::Plan>;
+
+    /// Write the planned state to `output`, a new file beside the live
+    /// `Data.fs`, and its fsIndex to `<output>.index` when the backup has
+    /// one. The orchestration renames them into place.
+    ///
+    /// # Errors
+    /// Any I/O error; `output` is then discarded.
+    fn recover(&self, plan: &Self::Plan, output: &Path) -> Result<()>;
+}
+
+/// Backs up and restores one blob directory (issue 4 implements it).
+pub trait BlobEngine {
+    /// Everything `restore` needs, found by `plan_restore` without writing.
+    type Plan;
+
+    /// Make a blob backup (including the "already exists" skip).
+    ///
+    /// # Errors
+    /// Any I/O error; the orchestration then stops with exit 1.
+    fn backup(&self, req: &BlobBackup<'_>) -> Result<()>;
+
+    /// Remove old blob backups (orphans, keep, keep_blob_days) and refresh
+    /// the `latest` link.
+    ///
+    /// # Errors
+    /// Any I/O error, or mixed prefixes in one location.
+    fn retain(&self, req: &BlobRetention<'_>) -> Result<()>;
+
+    /// Find the blob backup for the date and check it, touching nothing.
+    ///
+    /// # Errors
+    /// No backup at or before the date, or an incomplete chain.
+    fn plan_restore(&self, req: &BlobRestore<'_>) -> Result<Self::Plan>;
+
+    /// Write the planned blob tree into `target`, a new empty directory
+    /// beside the live blob directory. The orchestration swaps it in.
+    ///
+    /// # Errors
+    /// Any I/O error; `target` is then discarded.
+    fn restore(&self, plan: &Self::Plan, target: &Path) -> Result<()>;
+}
+
+/// The filestorage engine the scripts use. Wiring issue 3 in means
+/// replacing [`Unavailable`] here with its engine (which must implement
+/// `Default` and [`FileStorageEngine`]).
+pub type ScriptFsEngine = Unavailable;
+
+/// The blob engine the scripts use (issue 4 replaces [`Unavailable`]).
+pub type ScriptBlobEngine = Unavailable;
+
+/// Stand-in for the engines this build does not contain yet: every call
+/// fails with [`Error::EngineUnavailable`]. The lead replaces it with the
+/// engines of issues 3 and 4.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Unavailable;
+
+const NO_REPOZO: &str = "The filestorage engine (repozo in Rust, issue 3)";
+const NO_BLOBS: &str = "The blob engine (issue 4)";
+
+impl FileStorageEngine for Unavailable {
+    type Plan = ();
+    fn backup(&self, _: &FsBackup<'_>) -> Result<()> {
+        Err(Error::EngineUnavailable { what: NO_REPOZO })
+    }
+    fn retain(&self, _: &FsRetention<'_>) -> Result<()> {
+        Err(Error::EngineUnavailable { what: NO_REPOZO })
+    }
+    fn plan_recover(&self, _: &FsRecover<'_>) -> Result<()> {
+        Err(Error::EngineUnavailable { what: NO_REPOZO })
+    }
+    fn recover(&self, (): &(), _: &Path) -> Result<()> {
+        Err(Error::EngineUnavailable { what: NO_REPOZO })
+    }
+}
+
+impl BlobEngine for Unavailable {
+    type Plan = ();
+    fn backup(&self, _: &BlobBackup<'_>) -> Result<()> {
+        Err(Error::EngineUnavailable { what: NO_BLOBS })
+    }
+    fn retain(&self, _: &BlobRetention<'_>) -> Result<()> {
+        Err(Error::EngineUnavailable { what: NO_BLOBS })
+    }
+    fn plan_restore(&self, _: &BlobRestore<'_>) -> Result<()> {
+        Err(Error::EngineUnavailable { what: NO_BLOBS })
+    }
+    fn restore(&self, (): &(), _: &Path) -> Result<()> {
+        Err(Error::EngineUnavailable { what: NO_BLOBS })
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod fake;

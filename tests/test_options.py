@@ -1,0 +1,263 @@
+"""Option parsing in process: booleans, paths, aliases, Zope-part detection
+(crb-features §1.1), and what BackupConfig makes of the result. The
+buildout is a plain dict of sections, as zc.buildout hands them over."""
+
+import os
+
+import pytest
+
+from collective.recipe.backup import _core
+from collective.recipe.backup import options as opts
+from collective.recipe.backup.main import config_kwargs
+
+
+def make_buildout(tmp_path, **sections):
+    parts = " ".join(n for n in sections if n != "buildout")
+    b = {"buildout": {"bin-directory": str(tmp_path / "bin"), "parts": parts}}
+    b.update(sections)
+    return b
+
+
+def typed(tmp_path, options, name="backup", **sections):
+    return opts.typed_options(make_buildout(tmp_path, **sections), name, options)
+
+
+@pytest.mark.parametrize(
+    "value, expected",
+    [
+        ("true", True),
+        ("True", True),
+        ("YES", True),
+        ("on", True),
+        ("1", True),
+        (" yes ", True),
+        ("false", False),
+        ("0", False),
+        ("10", False),
+        ("ture", False),
+        ("", False),
+    ],
+)
+def test_to_bool(value, expected):
+    assert opts.to_bool(value) is expected
+
+
+def test_check_for_true_rewrites_in_place():
+    o = {"full": "yes", "debug": "nope"}
+    opts.check_for_true(o, ["full", "debug", "absent"])
+    assert o == {"full": "True", "debug": "False"}
+
+
+def test_construct_path(monkeypatch):
+    monkeypatch.setenv("HOME", "/home/me")
+    monkeypatch.setenv("WHERE", "/srv")
+    assert opts.construct_path("/b", "var/x/") == "/b/var/x"
+    assert opts.construct_path("/b", "~/x") == "/home/me/x"
+    assert opts.construct_path("/b", "$WHERE/x") == "/srv/x"
+    assert opts.construct_path("/b", "/abs/../y") == "/y"
+
+
+def test_unset_options_are_not_passed(tmp_path):
+    kwargs, warnings = typed(tmp_path, {"recipe": "collective.recipe.backup"})
+    assert warnings == []
+    assert kwargs == {
+        "part_name": "backup",
+        "var_dir": str(tmp_path / "var"),
+        "additional_filestorages": [],
+    }
+
+
+def test_buildout_dir_is_bin_parent(tmp_path):
+    b = make_buildout(tmp_path)
+    b["buildout"]["bin-directory"] = str(tmp_path / "x" / "bin")
+    kwargs, _ = opts.typed_options(b, "backup", {"datafs": "fs/Data.fs"})
+    assert kwargs["datafs"] == str(tmp_path / "x" / "fs" / "Data.fs")
+
+
+def test_booleans_and_numbers_are_passed_as_primitives(tmp_path):
+    kwargs, _ = typed(
+        tmp_path, {"full": "Yes", "gzip": "off", "keep": " 4 ", "blob_timestamps": "0"}
+    )
+    assert kwargs["full"] is True
+    assert kwargs["gzip"] is False
+    assert kwargs["blob_timestamps"] is False
+    assert kwargs["keep"] == " 4 "
+    config = _core.BackupConfig(**kwargs, backup_blobs=False)
+    assert config.settings["keep"] == 4
+
+
+def test_zope_part_detection_in_part_order(tmp_path):
+    kwargs, _ = typed(
+        tmp_path,
+        {},
+        other={"recipe": "plone.recipe.something"},
+        zeo={"recipe": "plone.recipe.zeoserver", "zeo-var": "", "var": "/v/zeo"},
+        instance={
+            "recipe": "Plone.Recipe.Zope2Instance",
+            "file-storage": "/data/fs/Data.fs",
+            "blob-storage": "/data/blobs",
+            "zeo-var": "/v/zeovar",
+        },
+    )
+    # zeo-var of any Zope part wins over var; file-storage and blob-storage
+    # come from the first part that has them; recipe names ignore case.
+    assert kwargs["var_dir"] == "/v/zeovar"
+    assert kwargs["datafs"] == "/data/fs/Data.fs"
+    assert kwargs["blob_storage"] == "/data/blobs"
+
+
+def test_zope_part_without_blob_storage_gives_var_blobstorage(tmp_path):
+    kwargs, _ = typed(
+        tmp_path, {}, instance={"recipe": "plone.recipe.zope2instance", "var": "/v"}
+    )
+    assert kwargs["var_dir"] == "/v"
+    assert kwargs["blob_storage"] == "/v/blobstorage"
+    config = _core.BackupConfig(**kwargs)
+    assert config.storages[-1]["blob_backup_location"] == "/v/blobstoragebackups"
+
+
+def test_explicit_options_win_over_zope_parts(tmp_path):
+    kwargs, _ = typed(
+        tmp_path,
+        {"datafs": "my/Data.fs", "blob_storage": "my/blobs"},
+        instance={
+            "recipe": "plone.recipe.zope2instance",
+            "file-storage": "/data/Data.fs",
+            "blob-storage": "/data/blobs",
+        },
+    )
+    assert kwargs["datafs"] == str(tmp_path / "my" / "Data.fs")
+    assert kwargs["blob_storage"] == str(tmp_path / "my" / "blobs")
+
+
+def test_blob_storage_alias(tmp_path):
+    kwargs, _ = typed(tmp_path, {"blob-storage": "var/b"})
+    assert kwargs["blob_storage_alias"] == str(tmp_path / "var" / "b")
+    config = _core.BackupConfig(**kwargs)
+    assert config.storages[-1]["blobdir"] == str(tmp_path / "var" / "b")
+    # Same directory in both spellings is fine.
+    kwargs, _ = typed(
+        tmp_path, {"blob-storage": "var/b", "blob_storage": f"{tmp_path}/var/b/"}
+    )
+    _core.BackupConfig(**kwargs)
+
+
+def test_locations_relative_to_prefix_or_var(tmp_path):
+    kwargs, _ = typed(tmp_path, {"location": "a", "snapshotlocation": "/abs"})
+    assert kwargs["location"] == str(tmp_path / "var" / "a")
+    assert kwargs["snapshotlocation"] == "/abs"
+    kwargs, _ = typed(tmp_path, {"locationprefix": "bk", "location": "a"})
+    assert kwargs["location_prefix"] == str(tmp_path / "bk")
+    assert kwargs["location"] == str(tmp_path / "bk" / "a")
+
+
+def test_empty_location_means_default(tmp_path):
+    """6.0 resolved an empty location to the var directory itself, where
+    repozo cleanup would delete any older file; now it means the default."""
+    kwargs, _ = typed(tmp_path, {"location": "", "backup_blobs": "false"})
+    assert "location" not in kwargs
+    config = _core.BackupConfig(**kwargs)
+    assert config.storages[-1]["backup_location"] == str(tmp_path / "var" / "backups")
+
+
+def test_gzip_blob_is_archive_blob_with_a_warning(tmp_path):
+    kwargs, warnings = typed(tmp_path, {"gzip_blob": "true"})
+    assert kwargs["archive_blob"] is True
+    assert warnings == [
+        "gzip_blob is deprecated: it is an alias of archive_blob. "
+        "Please rename it to archive_blob."
+    ]
+    kwargs, warnings = typed(tmp_path, {"gzip_blob": "true", "archive_blob": "false"})
+    assert kwargs["archive_blob"] is False
+    assert warnings[-1] == "Both gzip_blob and archive_blob are set; using archive_blob."
+
+
+def test_additional_filestorages_paths_resolved(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", "/home/me")
+    kwargs, _ = typed(
+        tmp_path,
+        {"additional_filestorages": "\ncatalog\nfoo fs/foo.fs ~/blob-foo\n"},
+    )
+    assert kwargs["additional_filestorages"] == [
+        ("catalog", None, None),
+        ("foo", str(tmp_path / "fs" / "foo.fs"), "/home/me/blob-foo"),
+    ]
+
+
+def test_additional_filestorages_bad_line_raises_config_error(tmp_path):
+    with pytest.raises(_core.ConfigError, match="storage a duplicated"):
+        typed(tmp_path, {"additional_filestorages": "a\na"})
+
+
+def test_alternative_restore_source_paths_and_old_name(tmp_path):
+    kwargs, warnings = typed(
+        tmp_path, {"alternative_restore_sources": "Data alt/fs ~/alt-blobs"}
+    )
+    assert kwargs["alternative_restore_source"] == (
+        "Data",
+        str(tmp_path / "alt" / "fs"),
+        os.path.expanduser("~/alt-blobs"),
+    )
+    assert warnings == [
+        "alternative_restore_sources is deprecated: please rename it to "
+        "alternative_restore_source."
+    ]
+
+
+def test_backup_config_rejects_unknown_argument():
+    with pytest.raises(_core.ConfigError, match="unknown argument 'kep'"):
+        _core.BackupConfig(kep=2)
+
+
+def test_parse_restore_date():
+    assert _core.parse_restore_date("2026-11-26-9") == "2026-11-26-09-00-00"
+    with pytest.raises(_core.ConfigError) as e:
+        _core.parse_restore_date("2026-11")
+    assert str(e.value) == (
+        "Could not parse date argument '2026-11'. Expected a UTC date "
+        "yyyy-mm-dd[-hh[-mm[-ss]]], e.g. 2026-11-26-14-30."
+    )
+
+
+def test_script_keywords_rebuild_the_same_config(tmp_path):
+    """What the recipe bakes into a script rebuilds an equal config at run
+    time (main.config_kwargs maps the 6.0 keywords back)."""
+    kwargs, _ = typed(
+        tmp_path,
+        {
+            "blob_storage": "var/blobstorage",
+            "keep": "5",
+            "full": "true",
+            "additional_filestorages": "catalog\nfoo fs/foo.fs var/blob-foo",
+            "locationprefix": "bk",
+        },
+        name="plone",
+    )
+    built = _core.BackupConfig(**kwargs)
+    storages = built.storages
+    settings = built.settings
+    script = dict(
+        storage=storages[-1],
+        additional_storages=storages[:-1],
+        verbose=settings["debug"],
+        **{
+            k: settings[k]
+            for k in (
+                "keep",
+                "keep_blob_days",
+                "full",
+                "gzip",
+                "quick",
+                "only_blobs",
+                "backup_blobs",
+                "archive_blob",
+                "blob_timestamps",
+                "pre_command",
+                "post_command",
+            )
+        },
+    )
+    rebuilt = _core.BackupConfig(**config_kwargs(**script))
+    assert rebuilt.storages == storages
+    for k in ("keep", "full", "backup_blobs", "blob_timestamps", "gzip", "quick"):
+        assert rebuilt.settings[k] == settings[k]
