@@ -33,7 +33,7 @@ use crate::repozo::dat::{self, DatLine};
 use crate::repozo::find::{delete_old_backups, find_files};
 use crate::repozo::naming::{data_ext, gen_filename, is_gzip_name, join, Kind};
 use crate::repozo::stream::{copy_hashed, hex, md5_of, Region};
-use crate::repozo::{gzip, io_err, LOG};
+use crate::repozo::{gzip, io_err, temp_in, LOG};
 
 /// What to back up, and how (repozo's `-B` options).
 #[derive(Clone, Debug)]
@@ -326,19 +326,6 @@ pub(crate) fn bad_gzip(path: &Path, e: &std::io::Error) -> Error {
             e.to_string()
         }
     ))
-}
-
-fn temp_in(dir: &Path, name: &str) -> Result<tempfile::NamedTempFile> {
-    let dir = if dir.as_os_str().is_empty() {
-        Path::new(".")
-    } else {
-        dir
-    };
-    tempfile::Builder::new()
-        .prefix(&format!(".{name}."))
-        .suffix(".tmp")
-        .tempfile_in(dir)
-        .map_err(|e| io_err(dir, e))
 }
 
 fn write_backup(

@@ -119,9 +119,19 @@ pub fn last_line(path: &Path) -> Result<Option<DatLine>> {
 /// atomically.
 ///
 /// # Errors
-/// [`Error::Io`] naming the file.
+/// [`Error::RepozoIo`] naming the file.
 pub fn create(path: &Path, line: &DatLine) -> Result<()> {
-    crate::fsutil::write_atomically(path, |f| f.write_all(line.to_line().as_bytes()))
+    let dir = crate::fsutil::parent_dir(path);
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut tmp = crate::repozo::temp_in(dir, &name)?;
+    tmp.write_all(line.to_line().as_bytes())
+        .and_then(|()| tmp.as_file().sync_all())
+        .map_err(|e| io_err(path, e))?;
+    tmp.persist(path).map_err(|e| io_err(path, e.error))?;
+    crate::fsutil::sync_dir(dir)
 }
 
 /// Append `line` to a `.dat` (created if missing, as repozo's `'a'` mode),

@@ -45,6 +45,26 @@ pub(crate) fn io_err(path: &Path, source: io::Error) -> Error {
     }
 }
 
+/// A new temporary file `.<name>.XXXXXX.tmp` in `dir` (never matching the
+/// data-file pattern), removed when dropped unless persisted. Its mode is
+/// `0666 & ~umask`, like the files repozo creates, not tempfile's 0600.
+pub(crate) fn temp_in(dir: &Path, name: &str) -> crate::Result<tempfile::NamedTempFile> {
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    let prefix = format!(".{name}.");
+    let mut b = tempfile::Builder::new();
+    b.prefix(&prefix).suffix(".tmp");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        b.permissions(std::fs::Permissions::from_mode(0o666));
+    }
+    b.tempfile_in(dir).map_err(|e| io_err(dir, e))
+}
+
 /// Format an I/O error the way Python's `str(OSError)` does:
 /// `[Errno 2] No such file or directory: 'nonexist'`.
 #[must_use]

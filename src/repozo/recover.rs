@@ -32,7 +32,7 @@ use crate::repozo::dat::{self, DatLine};
 use crate::repozo::find::find_files;
 use crate::repozo::naming::{gen_filename, is_valid_date, with_ext};
 use crate::repozo::stream::hex;
-use crate::repozo::{io_err, LOG};
+use crate::repozo::{io_err, temp_in, LOG};
 
 /// What to recover (repozo's `-R` options).
 #[derive(Clone, Debug)]
@@ -150,11 +150,7 @@ fn recover_to_file(
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let mut tmp = tempfile::Builder::new()
-            .prefix(&format!(".{name}."))
-            .suffix(".tmp")
-            .tempfile_in(&dir)
-            .map_err(|e| io_err(&dir, e))?;
+        let mut tmp = temp_in(&dir, &name)?;
         let mut s = File::open(&src).map_err(|e| io_err(&src, e))?;
         std::io::copy(&mut s, tmp.as_file_mut())
             .and_then(|_| tmp.as_file().sync_all())
