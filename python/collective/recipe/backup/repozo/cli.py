@@ -67,9 +67,8 @@ Options for -B/--backup:
         a full backup is necessary.
 
     -z / --gzip
-        Compress with gzip the backup files.  Uses zlib compression
-        level %(level)d, on all cores.  By default, gzip compression is
-        not used.
+        Compress with gzip the backup files, at zlib level %(level)d on
+        all cores.  By default, gzip compression is not used.
 
     -k / --kill-old-on-full
         If a full backup is created, remove any prior full or incremental
