@@ -290,29 +290,39 @@ pub fn concat_md5(files: &[PathBuf]) -> Result<(u64, String)> {
     let mut hasher = Md5::new();
     let mut total = 0;
     for f in files {
-        let (n, h) = read_data_file(f, hasher, None::<&mut std::io::Sink>)?;
+        let (n, h) = read_data_file(f, hasher, None::<&mut std::io::Sink>, true)?;
         total += n;
         hasher = h;
     }
     Ok((total, hex(hasher)))
 }
 
-/// Read one data file (decompressing by name), feeding `hasher` and
-/// copying to `out` if given.
+/// Read one data file (decompressing by name), feeding `hasher` (when
+/// `hash`) and copying to `out` if given. Without `hash`, a plain file is
+/// copied by the kernel where it can (`copy_file_range`).
 pub(crate) fn read_data_file<W: Write + Send>(
     path: &Path,
     hasher: Md5,
     out: Option<&mut W>,
+    hash: bool,
 ) -> Result<(u64, Md5)> {
     let f = File::open(path).map_err(|e| io_err(path, e))?;
     let name = path.to_string_lossy();
+    let nop = &crate::progress::NoProgress;
     if is_gzip_name(&name) {
         let mut dec = gzip::decoder(std::io::BufReader::with_capacity(1 << 16, f));
-        copy_hashed(&mut dec, out, hasher, &crate::progress::NoProgress)
-            .map_err(|e| bad_gzip(path, &e))
+        match (hash, out) {
+            (false, Some(out)) => std::io::copy(&mut dec, out).map(|n| (n, hasher)),
+            (_, out) => copy_hashed(&mut dec, out, hasher, nop),
+        }
+        .map_err(|e| bad_gzip(path, &e))
     } else {
         let mut f = f;
-        copy_hashed(&mut f, out, hasher, &crate::progress::NoProgress).map_err(|e| io_err(path, e))
+        match (hash, out) {
+            (false, Some(out)) => std::io::copy(&mut f, out).map(|n| (n, hasher)),
+            (_, out) => copy_hashed(&mut f, out, hasher, nop),
+        }
+        .map_err(|e| io_err(path, e))
     }
 }
 

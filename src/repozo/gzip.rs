@@ -7,10 +7,11 @@
 //! stream, one or many members, with or without a file name in the header,
 //! with sync-flush blocks (what repozo writes).
 
+use std::cell::RefCell;
 use std::io::{self, Read, Write};
 
 use flate2::read::MultiGzDecoder;
-use flate2::{Compression, GzBuilder};
+use flate2::{Compress, Compression, Crc, FlushCompress, Status};
 use md5::{Digest, Md5};
 use rayon::prelude::*;
 
@@ -19,30 +20,78 @@ use crate::repozo::stream::fill;
 
 /// Default compression level, chosen by measurement on generated storages
 /// against repozo's level 9 (see CHANGES.rst and `benches/repozo_bench.py`).
-pub const DEFAULT_LEVEL: u32 = 1;
+pub const DEFAULT_LEVEL: u32 = 2;
 
 /// Uncompressed bytes per gzip member.
-pub const MEMBER_SIZE: usize = 1 << 20;
+pub const MEMBER_SIZE: usize = 512 << 10;
 
 /// A reader that decompresses every member of a gzip stream.
 pub fn decoder<R: Read>(r: R) -> MultiGzDecoder<R> {
     MultiGzDecoder::new(r)
 }
 
-fn compress_member(data: &[u8], level: u32, mtime: u32) -> io::Result<Vec<u8>> {
-    let mut enc = GzBuilder::new().mtime(mtime).write(
-        Vec::with_capacity(data.len() / 2 + 64),
-        Compression::new(level),
-    );
-    enc.write_all(data)?;
-    enc.finish()
+thread_local! {
+    /// One raw-deflate compressor per worker thread, reused for every
+    /// member (allocating one per member costs time and memory).
+    static DEFLATE: RefCell<Option<(u32, Compress)>> = const { RefCell::new(None) };
+}
+
+/// Compress `data` into `out` as one complete gzip member (RFC 1952): a
+/// 10-byte header without a file name, raw deflate, CRC32 and size.
+fn compress_member(data: &[u8], level: u32, mtime: u32, out: &mut Vec<u8>) -> io::Result<()> {
+    out.clear();
+    out.reserve(data.len() + data.len() / 512 + 256);
+    let xfl = match level {
+        9 => 2,
+        0 | 1 => 4,
+        _ => 0,
+    };
+    out.extend_from_slice(&[0x1f, 0x8b, 8, 0]);
+    out.extend_from_slice(&mtime.to_le_bytes());
+    out.extend_from_slice(&[xfl, 255]);
+    DEFLATE.with(|cell| -> io::Result<()> {
+        let mut slot = cell
+            .try_borrow_mut()
+            .map_err(|_| io::Error::other("deflate state in use"))?;
+        let c = match &mut *slot {
+            Some((l, c)) if *l == level => {
+                c.reset();
+                c
+            }
+            other => {
+                &mut other
+                    .insert((level, Compress::new(Compression::new(level), false)))
+                    .1
+            }
+        };
+        loop {
+            let done = usize::try_from(c.total_in())
+                .unwrap_or(usize::MAX)
+                .min(data.len());
+            let status = c
+                .compress_vec(&data[done..], out, FlushCompress::Finish)
+                .map_err(io::Error::other)?;
+            if status == Status::StreamEnd {
+                return Ok(());
+            }
+            out.reserve(64 << 10);
+        }
+    })?;
+    let mut crc = Crc::new();
+    crc.update(data);
+    out.extend_from_slice(&crc.sum().to_le_bytes());
+    // ISIZE is the length modulo 2^32 (RFC 1952).
+    #[allow(clippy::cast_possible_truncation)]
+    out.extend_from_slice(&(data.len() as u32).to_le_bytes());
+    Ok(())
 }
 
 /// Read `src` to its end, write it gzip-compressed (parallel members) to
 /// `dst`, and return `(bytes read, md5 of the bytes read)`.
 ///
 /// The md5 and the reading of the next batch run while the current batch
-/// is compressed, so a two-core machine keeps both cores busy.
+/// is compressed, so a two-core machine keeps both cores busy. Buffers are
+/// reused: memory stays at three batches of [`MEMBER_SIZE`] chunks.
 ///
 /// # Errors
 /// I/O errors of `src` or `dst`.
@@ -57,58 +106,59 @@ where
     R: Read + Send,
     W: Write,
 {
-    let batch_len = rayon::current_num_threads().max(1) * 2;
+    let slots = rayon::current_num_threads().max(1) * 2;
+    let new_set = || (0..slots).map(|_| Vec::new()).collect::<Vec<Vec<u8>>>();
+    let (mut cur, mut next, mut outs) = (new_set(), new_set(), new_set());
     let mut hasher = Md5::new();
     let mut total = 0u64;
-    let mut batch = read_batch(src, batch_len)?;
-    let mut wrote_any = false;
-    while !batch.is_empty() {
-        let (members, next) = rayon::join(
+    let mut n = read_batch(src, &mut cur)?;
+    if n == 0 {
+        // An empty input still makes a valid gzip file (one empty member).
+        compress_member(&[], level, mtime, &mut outs[0])?;
+        dst.write_all(&outs[0])?;
+        return Ok((0, hasher));
+    }
+    while n > 0 {
+        let batch = &cur[..n];
+        let (compressed, read_next) = rayon::join(
             || {
                 batch
                     .par_iter()
-                    .map(|c| compress_member(c, level, mtime))
-                    .collect::<io::Result<Vec<Vec<u8>>>>()
+                    .zip(outs[..n].par_iter_mut())
+                    .try_for_each(|(c, o)| compress_member(c, level, mtime, o))
             },
             || {
-                for c in &batch {
+                for c in batch {
                     hasher.update(c);
                 }
-                read_batch(src, batch_len)
+                read_batch(src, &mut next)
             },
         );
-        for m in members? {
-            dst.write_all(&m)?;
+        compressed?;
+        for o in &outs[..n] {
+            dst.write_all(o)?;
         }
-        wrote_any = true;
-        let n: u64 = batch.iter().map(|c| c.len() as u64).sum();
-        total += n;
-        progress.advance(n);
-        batch = next?;
-    }
-    if !wrote_any {
-        // An empty input still makes a valid gzip file (one empty member).
-        dst.write_all(&compress_member(&[], level, mtime)?)?;
+        let bytes: u64 = batch.iter().map(|c| c.len() as u64).sum();
+        total += bytes;
+        progress.advance(bytes);
+        n = read_next?;
+        std::mem::swap(&mut cur, &mut next);
     }
     Ok((total, hasher))
 }
 
-fn read_batch<R: Read>(src: &mut R, n: usize) -> io::Result<Vec<Vec<u8>>> {
-    let mut batch = Vec::with_capacity(n);
-    for _ in 0..n {
-        let mut buf = vec![0u8; MEMBER_SIZE];
-        let got = fill(src, &mut buf)?;
-        if got == 0 {
-            break;
-        }
+/// Fill the buffers of `bufs` with the next chunks of `src`; returns how
+/// many hold data (all but the last are full).
+fn read_batch<R: Read>(src: &mut R, bufs: &mut [Vec<u8>]) -> io::Result<usize> {
+    for (i, buf) in bufs.iter_mut().enumerate() {
+        buf.resize(MEMBER_SIZE, 0);
+        let got = fill(src, buf)?;
         buf.truncate(got);
-        let short = got < MEMBER_SIZE;
-        batch.push(buf);
-        if short {
-            break;
+        if got < MEMBER_SIZE {
+            return Ok(if got == 0 { i } else { i + 1 });
         }
     }
-    Ok(batch)
+    Ok(bufs.len())
 }
 
 #[cfg(test)]
@@ -140,6 +190,31 @@ mod tests {
         let mut back = Vec::new();
         decoder(&out[..]).read_to_end(&mut back).expect("decode");
         assert!(back.is_empty());
+    }
+
+    #[test]
+    fn member_is_standard_gzip() {
+        let data = sample(1000);
+        let mut out = Vec::new();
+        compress_member(&data, 9, 0x0102_0304, &mut out).expect("compress");
+        assert_eq!(&out[..10], &[0x1f, 0x8b, 8, 0, 4, 3, 2, 1, 2, 255]);
+        let mut back = Vec::new();
+        flate2::read::GzDecoder::new(&out[..])
+            .read_to_end(&mut back)
+            .expect("decode");
+        assert_eq!(back, data);
+    }
+
+    #[test]
+    fn every_level_roundtrips() {
+        let data = sample(MEMBER_SIZE * 2 + 1);
+        for level in 0..=9 {
+            let mut out = Vec::new();
+            compress(&mut &data[..], &mut out, level, 0, &NoProgress).expect("compress");
+            let mut back = Vec::new();
+            decoder(&out[..]).read_to_end(&mut back).expect("decode");
+            assert_eq!(back, data, "level {level}");
+        }
     }
 
     #[test]

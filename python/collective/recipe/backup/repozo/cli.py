@@ -6,8 +6,9 @@ stop at the first non-option) and checked in the same order, with the same
 messages and exit codes. Then ONE call into the core does the work. Errors
 of the core are one line on stderr and exit code 1, never a traceback.
 
-Environment: ``CRB_REPOZO_NOW`` (seconds since the epoch) fixes the clock
-that names backups; it exists for tests.
+Environment: ``CRB_REPOZO_GZIP_LEVEL`` (0-9) sets the gzip level for
+``-z``; ``CRB_REPOZO_NOW`` (seconds since the epoch) fixes the clock that
+names backups, for tests.
 """
 
 import getopt
@@ -235,6 +236,11 @@ def _progress_bar():
     return show
 
 
+def _level():
+    value = os.environ.get("CRB_REPOZO_GZIP_LEVEL")
+    return int(value) if value else None
+
+
 def _now():
     value = os.environ.get("CRB_REPOZO_NOW")
     return float(value) if value else None
@@ -252,6 +258,7 @@ def run(o):
                 gzip=o.gzip,
                 quick=o.quick,
                 kill_old=o.killold,
+                gzip_level=_level(),
                 progress=progress,
                 now=_now(),
             )
