@@ -71,6 +71,32 @@ def test_our_chain_recovered_by_repozo(db, tmp_path, gzip, quick):
     ok(theirs("-V", "-Q", "-r", repo))
 
 
+def test_verbose_log_lines(db, tmp_path):
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    data = committed(db["path"])
+    b = ok(ours("-B", "-v", "-r", repo, "-f", db["path"], now=at(0)))
+    r = ok(ours("-R", "-v", "-r", repo, "-o", tmp_path / "out.fs", now=at(1)))
+    v = ok(ours("-V", "-v", "-r", repo, now=at(1)))
+    name = f"{repo}/{stamp(at(0))}"
+    assert b.stderr.splitlines() == [
+        f"looking for files between last full backup and {stamp(at(0))}...",
+        "no files found",
+        "doing a full backup",
+        "writing index",
+        f"writing full backup: {len(data)} bytes to {name}.fs",
+    ]
+    assert r.stderr.splitlines() == [
+        f"looking for files between last full backup and {stamp(at(1))}...",
+        f"files needed to recover state as of {stamp(at(1))}:",
+        f"\t{name}.fs",
+        f"Recovering file to {tmp_path}/out.fs",
+        f"Recovered {len(data)} bytes, md5: {md5(data)}",
+        f"Restoring index file {name}.index to {tmp_path}/out.fs.index",
+    ]
+    assert v.stderr.splitlines()[-1] == f"Verifying {name}.fs"
+
+
 def test_dat_lines_are_repozos(db, tmp_path):
     repo = tmp_path / "repo"
     repo.mkdir()
