@@ -6,6 +6,8 @@ moments (``at(n)``) so both tools can add to the same chain without sleeping.
 """
 
 import os
+import shutil
+import subprocess
 
 import pytest
 import zodbgen
@@ -188,6 +190,12 @@ def test_gzip_readable_by_python(db, tmp_path):
     ok(ours("-B", "-z", "-r", repo, "-f", db["path"], now=at(0)))
     data = gzip.decompress(read(repo / f"{stamp(at(0))}.fsz"))
     assert data == committed(db["path"])
+    # Several members (parallel compression), each with our extra field.
+    raw = read(repo / f"{stamp(at(0))}.fsz")
+    assert raw[:4] == b"\x1f\x8b\x08\x04" and raw[12:14] == b"CR"
+    if shutil.which("gzip"):
+        proc = subprocess.run(["gzip", "-dc"], input=raw, capture_output=True)
+        assert proc.returncode == 0 and proc.stdout == data
 
 
 def test_date_selects_snapshot(db, tmp_path):

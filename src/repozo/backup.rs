@@ -32,7 +32,7 @@ use crate::progress::Progress;
 use crate::repozo::dat::{self, DatLine};
 use crate::repozo::find::{delete_old_backups, find_files};
 use crate::repozo::naming::{data_ext, gen_filename, is_gzip_name, join, Kind};
-use crate::repozo::stream::{copy_hashed, hex, md5_of, Region};
+use crate::repozo::stream::{copy_hashed, copy_unhashed, hex, md5_of, Region};
 use crate::repozo::{gzip, io_err, temp_in, LOG};
 
 /// What to back up, and how (repozo's `-B` options).
@@ -312,7 +312,7 @@ pub(crate) fn read_data_file<W: Write + Send>(
     if is_gzip_name(&name) {
         let mut dec = gzip::decoder(std::io::BufReader::with_capacity(1 << 16, f));
         match (hash, out) {
-            (false, Some(out)) => std::io::copy(&mut dec, out).map(|n| (n, hasher)),
+            (false, Some(out)) => copy_unhashed(&mut dec, out).map(|n| (n, hasher)),
             (_, out) => copy_hashed(&mut dec, out, hasher, nop),
         }
         .map_err(|e| bad_gzip(path, &e))

@@ -3,15 +3,19 @@
 //! Writing: the input is cut into independent chunks, each compressed on
 //! its own core into a complete gzip member (rayon), and the members are
 //! written in order. A multi-member file is standard gzip: Python's `gzip`
-//! module, repozo and `gunzip` read it as one stream. Reading: any gzip
-//! stream, one or many members, with or without a file name in the header,
-//! with sync-flush blocks (what repozo writes).
+//! module, repozo and `gunzip` read it as one stream. Each member's header
+//! carries an extra field (RFC 1952 FEXTRA, subfield `CR`, like BGZF's
+//! `BC`) with the member's compressed length, which every gzip reader
+//! skips and which lets [`GzReader`] decompress our members in parallel.
+//! Reading: any gzip stream, one or many members, with or without a file
+//! name in the header, with sync-flush blocks (what repozo writes); members
+//! without our extra field are read one after the other.
 
 use std::cell::RefCell;
 use std::io::{self, Read, Write};
 
 use flate2::read::MultiGzDecoder;
-use flate2::{Compress, Compression, Crc, FlushCompress, Status};
+use flate2::{Compress, Compression, Crc, Decompress, FlushCompress, FlushDecompress, Status};
 use md5::{Digest, Md5};
 use rayon::prelude::*;
 
@@ -25,9 +29,10 @@ pub const DEFAULT_LEVEL: u32 = 2;
 /// Uncompressed bytes per gzip member.
 pub const MEMBER_SIZE: usize = 512 << 10;
 
-/// A reader that decompresses every member of a gzip stream.
-pub fn decoder<R: Read>(r: R) -> MultiGzDecoder<R> {
-    MultiGzDecoder::new(r)
+/// A reader that decompresses every member of a gzip stream (ours in
+/// parallel).
+pub fn decoder<R: Read + Send>(r: R) -> GzReader<R> {
+    GzReader::new(r)
 }
 
 thread_local! {
@@ -46,9 +51,11 @@ fn compress_member(data: &[u8], level: u32, mtime: u32, out: &mut Vec<u8>) -> io
         0 | 1 => 4,
         _ => 0,
     };
-    out.extend_from_slice(&[0x1f, 0x8b, 8, 0]);
+    out.extend_from_slice(&[0x1f, 0x8b, 8, FEXTRA]);
     out.extend_from_slice(&mtime.to_le_bytes());
     out.extend_from_slice(&[xfl, 255]);
+    // XLEN 8: subfield "CR", length 4, the member length (patched below).
+    out.extend_from_slice(&[8, 0, b'C', b'R', 4, 0, 0, 0, 0, 0]);
     DEFLATE.with(|cell| -> io::Result<()> {
         let mut slot = cell
             .try_borrow_mut()
@@ -83,7 +90,169 @@ fn compress_member(data: &[u8], level: u32, mtime: u32, out: &mut Vec<u8>) -> io
     // ISIZE is the length modulo 2^32 (RFC 1952).
     #[allow(clippy::cast_possible_truncation)]
     out.extend_from_slice(&(data.len() as u32).to_le_bytes());
+    let len = u32::try_from(out.len()).map_err(|_| io::Error::other("gzip member too large"))?;
+    out[16..20].copy_from_slice(&len.to_le_bytes());
     Ok(())
+}
+
+/// The FEXTRA flag of a gzip header.
+const FEXTRA: u8 = 4;
+/// Bytes of our member header: 10 fixed + XLEN + one 8-byte subfield.
+const OUR_HEADER: usize = 20;
+
+/// The member length from one of our headers, or `None` for any other
+/// header (repozo's, gzip's, garbage: read those sequentially).
+fn our_member_len(h: &[u8]) -> Option<usize> {
+    if h.len() < OUR_HEADER
+        || h[..4] != [0x1f, 0x8b, 8, FEXTRA]
+        || h[10..16] != [8, 0, b'C', b'R', 4, 0]
+    {
+        return None;
+    }
+    let len = u32::from_le_bytes([h[16], h[17], h[18], h[19]]) as usize;
+    (len >= OUR_HEADER + 8).then_some(len)
+}
+
+/// Decompress one of our members (whole, header included) into `out`,
+/// checking its CRC32 and size.
+fn inflate_member(member: &[u8], out: &mut Vec<u8>) -> io::Result<()> {
+    let body = &member[OUR_HEADER..member.len() - 8];
+    let t = &member[member.len() - 8..];
+    let crc = u32::from_le_bytes([t[0], t[1], t[2], t[3]]);
+    let isize = u32::from_le_bytes([t[4], t[5], t[6], t[7]]) as usize;
+    out.clear();
+    out.reserve(isize.min(64 << 20));
+    let mut d = Decompress::new(false);
+    loop {
+        let done = usize::try_from(d.total_in())
+            .unwrap_or(usize::MAX)
+            .min(body.len());
+        let before = (d.total_in(), d.total_out());
+        let status = d
+            .decompress_vec(&body[done..], out, FlushDecompress::Finish)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+        if status == Status::StreamEnd {
+            break;
+        }
+        if (d.total_in(), d.total_out()) == before && out.len() < out.capacity() {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "truncated gzip file",
+            ));
+        }
+        out.reserve(64 << 10);
+    }
+    let mut c = Crc::new();
+    c.update(out);
+    #[allow(clippy::cast_possible_truncation)]
+    if d.total_in() as usize != body.len() || c.sum() != crc || (out.len() as u32) as usize != isize
+    {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "corrupt gzip member (CRC or length mismatch)",
+        ));
+    }
+    Ok(())
+}
+
+/// Reads a gzip file: our members in parallel batches, anything else
+/// (repozo's single member, members of other tools) with
+/// [`MultiGzDecoder`] from the first such member on.
+pub struct GzReader<R: Read + Send> {
+    src: Option<R>,
+    fallback: Option<MultiGzDecoder<io::Chain<io::Cursor<Vec<u8>>, R>>>,
+    /// Raw bytes read past the last of our members (a foreign header).
+    leftover: Option<Vec<u8>>,
+    raw: Vec<Vec<u8>>,
+    decoded: Vec<Vec<u8>>,
+    ready: usize,
+    cur: usize,
+    pos: usize,
+}
+
+impl<R: Read + Send> GzReader<R> {
+    /// Read the gzip stream `src`.
+    pub fn new(src: R) -> Self {
+        let slots = rayon::current_num_threads().max(1) * 2;
+        GzReader {
+            src: Some(src),
+            fallback: None,
+            leftover: None,
+            raw: (0..slots).map(|_| Vec::new()).collect(),
+            decoded: (0..slots).map(|_| Vec::new()).collect(),
+            ready: 0,
+            cur: 0,
+            pos: 0,
+        }
+    }
+
+    /// Read and decompress the next batch of our members. Returns false at
+    /// the end of our members.
+    fn next_batch(&mut self) -> io::Result<bool> {
+        let Some(src) = self.src.as_mut() else {
+            return Ok(false);
+        };
+        let mut n = 0;
+        while n < self.raw.len() {
+            let buf = &mut self.raw[n];
+            buf.resize(OUR_HEADER, 0);
+            let got = fill(src, buf)?;
+            buf.truncate(got);
+            let Some(len) = our_member_len(buf) else {
+                if got > 0 {
+                    self.leftover = Some(std::mem::take(buf));
+                }
+                break;
+            };
+            buf.resize(len, 0);
+            if fill(src, &mut buf[OUR_HEADER..])? < len - OUR_HEADER {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "truncated gzip file",
+                ));
+            }
+            n += 1;
+        }
+        self.raw[..n]
+            .par_iter()
+            .zip(self.decoded[..n].par_iter_mut())
+            .try_for_each(|(m, o)| inflate_member(m, o))?;
+        self.ready = n;
+        self.cur = 0;
+        self.pos = 0;
+        if n < self.raw.len() {
+            // End of our members: the rest (if any) is read sequentially.
+            if let (Some(src), Some(left)) = (self.src.take(), self.leftover.take()) {
+                self.fallback = Some(MultiGzDecoder::new(io::Cursor::new(left).chain(src)));
+            }
+        }
+        Ok(n > 0)
+    }
+}
+
+impl<R: Read + Send> Read for GzReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            while self.cur < self.ready {
+                let d = &self.decoded[self.cur];
+                if self.pos < d.len() {
+                    let n = buf.len().min(d.len() - self.pos);
+                    buf[..n].copy_from_slice(&d[self.pos..self.pos + n]);
+                    self.pos += n;
+                    return Ok(n);
+                }
+                self.cur += 1;
+                self.pos = 0;
+            }
+            if self.src.is_some() && self.next_batch()? {
+                continue;
+            }
+            return match self.fallback.as_mut() {
+                Some(f) => f.read(buf),
+                None => Ok(0),
+            };
+        }
+    }
 }
 
 /// Read `src` to its end, write it gzip-compressed (parallel members) to
@@ -197,7 +366,8 @@ mod tests {
         let data = sample(1000);
         let mut out = Vec::new();
         compress_member(&data, 9, 0x0102_0304, &mut out).expect("compress");
-        assert_eq!(&out[..10], &[0x1f, 0x8b, 8, 0, 4, 3, 2, 1, 2, 255]);
+        assert_eq!(&out[..10], &[0x1f, 0x8b, 8, 4, 4, 3, 2, 1, 2, 255]);
+        assert_eq!(our_member_len(&out), Some(out.len()));
         let mut back = Vec::new();
         flate2::read::GzDecoder::new(&out[..])
             .read_to_end(&mut back)
@@ -215,6 +385,54 @@ mod tests {
             decoder(&out[..]).read_to_end(&mut back).expect("decode");
             assert_eq!(back, data, "level {level}");
         }
+    }
+
+    #[test]
+    fn reads_foreign_members_after_ours() {
+        let a = sample(MEMBER_SIZE * 3 + 5);
+        let b = sample(70_000);
+        let mut out = Vec::new();
+        compress(&mut &a[..], &mut out, 1, 0, &NoProgress).expect("compress");
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), Compression::new(6));
+        e.write_all(&b).expect("write");
+        out.extend(e.finish().expect("finish"));
+        compress(&mut &a[..], &mut out, 1, 0, &NoProgress).expect("compress");
+        let mut back = Vec::new();
+        decoder(&out[..]).read_to_end(&mut back).expect("decode");
+        assert_eq!(back.len(), 2 * a.len() + b.len());
+        assert_eq!(back, [&a[..], &b[..], &a[..]].concat());
+    }
+
+    #[test]
+    fn reads_a_foreign_stream() {
+        let b = sample(300_000);
+        let mut e = flate2::GzBuilder::new()
+            .filename("tmp.tmp")
+            .write(Vec::new(), Compression::new(9));
+        e.write_all(&b).expect("write");
+        e.flush().expect("sync flush");
+        let out = e.finish().expect("finish");
+        let mut back = Vec::new();
+        decoder(&out[..]).read_to_end(&mut back).expect("decode");
+        assert_eq!(back, b);
+    }
+
+    #[test]
+    fn corrupt_member_is_an_error() {
+        let data = sample(100_000);
+        let mut out = Vec::new();
+        compress(&mut &data[..], &mut out, 6, 0, &NoProgress).expect("compress");
+        let mid = out.len() / 2;
+        out[mid] ^= 0x55;
+        let mut back = Vec::new();
+        assert!(decoder(&out[..]).read_to_end(&mut back).is_err());
+    }
+
+    #[test]
+    fn empty_input_reads_empty() {
+        let mut back = Vec::new();
+        decoder(&b""[..]).read_to_end(&mut back).expect("decode");
+        assert!(back.is_empty());
     }
 
     #[test]

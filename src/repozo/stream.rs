@@ -116,6 +116,27 @@ where
     Ok((total, hasher))
 }
 
+/// Copy `src` to its end into `dst` in 1 MiB pieces, without hashing;
+/// returns the bytes copied.
+///
+/// # Errors
+/// Errors of `src` or `dst`.
+pub fn copy_unhashed<R: Read + ?Sized, W: Write + ?Sized>(
+    src: &mut R,
+    dst: &mut W,
+) -> io::Result<u64> {
+    let mut buf = vec![0u8; CHUNK];
+    let mut total = 0;
+    loop {
+        let n = fill(src, &mut buf)?;
+        if n == 0 {
+            return Ok(total);
+        }
+        dst.write_all(&buf[..n])?;
+        total += n as u64;
+    }
+}
+
 /// md5 of `src` to its end, and its length.
 ///
 /// # Errors
