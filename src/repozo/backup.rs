@@ -297,6 +297,41 @@ pub fn concat_md5(files: &[PathBuf]) -> Result<(u64, String)> {
     Ok((total, hex(hasher)))
 }
 
+/// Copy `[start, end)` of `file` into `out` in the kernel
+/// (`copy_file_range`) while the md5 of the same bytes is computed on
+/// another core. The copy reads through a duplicate of the same file
+/// descriptor (same open file, never a new open of the path).
+fn copy_and_hash(
+    file: &File,
+    start: u64,
+    end: u64,
+    out: &mut &File,
+    progress: &dyn Progress,
+) -> std::io::Result<(u64, Md5)> {
+    use std::io::{Read as _, Seek as _, SeekFrom};
+    let mut dup = file.try_clone()?;
+    dup.seek(SeekFrom::Start(start))?;
+    let (copied, hashed) = rayon::join(
+        || std::io::copy(&mut (&dup).take(end - start), out),
+        || {
+            copy_hashed::<_, std::io::Sink>(
+                &mut Region::new(file, start, end),
+                None,
+                Md5::new(),
+                progress,
+            )
+        },
+    );
+    let (n, h) = hashed?;
+    if copied? != n {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            "Data.fs changed size while it was copied",
+        ));
+    }
+    Ok((n, h))
+}
+
 /// Read one data file (decompressing by name), feeding `hasher` (when
 /// `hash`) and copying to `out` if given. Without `hash`, a plain file is
 /// copied by the kernel where it can (`copy_file_range`).
@@ -320,7 +355,26 @@ pub(crate) fn read_data_file<W: Write + Send>(
         let mut f = f;
         match (hash, out) {
             (false, Some(out)) => std::io::copy(&mut f, out).map(|n| (n, hasher)),
-            (_, out) => copy_hashed(&mut f, out, hasher, nop),
+            (true, Some(out)) => {
+                // Kernel copy on one core, md5 of the same file on another.
+                let (copied, hashed) = rayon::join(
+                    || std::io::copy(&mut f, out),
+                    || {
+                        let mut again = File::open(path)?;
+                        copy_hashed::<_, std::io::Sink>(&mut again, None, hasher, nop)
+                    },
+                );
+                let (n, h) = hashed.map_err(|e| io_err(path, e))?;
+                let copied = copied.map_err(|e| io_err(path, e))?;
+                if copied != n {
+                    return Err(Error::VerificationFail(format!(
+                        "{} changed while it was read",
+                        path.display()
+                    )));
+                }
+                Ok((n, h))
+            }
+            (_, None) => copy_hashed::<_, W>(&mut f, None, hasher, nop),
         }
         .map_err(|e| io_err(path, e))
     }
@@ -396,7 +450,7 @@ fn write_backup(
             let mtime = u32::try_from(now.timestamp()).unwrap_or(0);
             gzip::compress(&mut src, &mut out, opts.gzip_level.min(9), mtime, progress)
         } else {
-            copy_hashed(&mut src, Some(&mut out), Md5::new(), progress)
+            copy_and_hash(file, start, end, &mut out, progress)
         }
     };
     progress.finish();
