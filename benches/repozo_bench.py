@@ -8,8 +8,10 @@ For each size: a storage made by real ZODB (tests/zodbgen.py, cached under
 ``--data``), read once to warm the page cache, then each step is run with
 both tools on the same Data.fs (repozo through tests/repozo_at.py with a
 fixed clock, ours through ``python -m collective.recipe.backup.repozo`` with
-CRB_REPOZO_NOW), and we print wall time, ratio (repozo / ours) and the peak
-RSS of each process (``/usr/bin/time``). Recovered files are compared with
+CRB_REPOZO_NOW), and we print wall time, ratio (repozo / ours) the peak
+RSS and CPU time (user+system) of each process (``/usr/bin/time``). On a
+shared machine the CPU times are the steadier numbers; ours can use every
+core, so its wall time on an idle machine approaches CPU / cores. Recovered files are compared with
 ``cmp``-like equality, so a fast wrong answer cannot win.
 """
 
@@ -32,10 +34,10 @@ T0 = 1_700_000_000
 
 
 def run(cmd, env=None):
-    """Run cmd under /usr/bin/time; return (wall seconds, peak RSS MiB)."""
+    """Run cmd under /usr/bin/time; return (wall s, peak RSS MiB, CPU s)."""
     t = time.perf_counter()
     p = subprocess.run(
-        ["/usr/bin/time", "-f", "RSS_KB=%M", *cmd],
+        ["/usr/bin/time", "-f", "RSS_KB=%M CPU=%U+%S", *cmd],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -44,8 +46,10 @@ def run(cmd, env=None):
     wall = time.perf_counter() - t
     if p.returncode != 0:
         raise SystemExit(f"failed ({p.returncode}): {' '.join(cmd)}\n{p.stderr}")
-    rss = [line for line in p.stderr.splitlines() if line.startswith("RSS_KB=")][-1]
-    return wall, int(rss.split("=")[1]) / 1024
+    line = [x for x in p.stderr.splitlines() if x.startswith("RSS_KB=")][-1]
+    rss, cpu = line.split()
+    user, system = cpu.split("=")[1].split("+")
+    return wall, int(rss.split("=")[1]) / 1024, float(user) + float(system)
 
 
 class Tool:
@@ -121,7 +125,8 @@ def bench(size, data, level, repeat):
         rows.append((label, best["repozo"], best["ours"]))
         print(f"  {label:34} repozo {best['repozo'][0]:7.2f}s  ours {best['ours'][0]:7.2f}s"
               f"  ratio {best['repozo'][0] / best['ours'][0]:6.1f}x"
-              f"  RSS {best['repozo'][1]:5.0f} / {best['ours'][1]:5.0f} MiB", flush=True)
+              f"  RSS {best['repozo'][1]:3.0f} / {best['ours'][1]:3.0f} MiB"
+              f"  CPU {best['repozo'][2]:6.2f} / {best['ours'][2]:6.2f} s", flush=True)
 
     def clean(sub):
         def do(name):
