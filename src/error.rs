@@ -52,7 +52,50 @@ pub enum Error {
         reason: String,
     },
     // --- repozo (issue 3) ---
-
+    /// A backup data file of the same second already exists (repozo's
+    /// `WouldOverwriteFiles`).
+    #[error("Cannot overwrite existing file: {}", .path.display())]
+    WouldOverwriteFiles {
+        /// The data file that exists.
+        path: PathBuf,
+    },
+    /// No backup in the repository (before the date, if one was given).
+    /// repozo's `NoFiles`.
+    #[error("No files in repository{}", .date.as_ref().map(|d| format!(" before {d}")).unwrap_or_default())]
+    NoFiles {
+        /// The `-D` date, if any.
+        date: Option<String>,
+    },
+    /// A backup file does not match its `.dat` line, or a chain has a gap.
+    /// repozo's `VerificationFail`; the message is the whole text.
+    #[error("{0}")]
+    VerificationFail(String),
+    /// A `.dat` line that is not `<path> <start> <end> <md5>`.
+    #[error("{}: line {line}: {reason}", .path.display())]
+    BadDat {
+        /// The `.dat` file.
+        path: PathBuf,
+        /// 1-based line number.
+        line: usize,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A `-D` date that is not `yyyy-mm-dd[-hh[-mm[-ss]]]`.
+    #[error("invalid date {date:?}: expected yyyy-mm-dd[-hh[-mm[-ss]]] (UTC)")]
+    BadDate {
+        /// What was given.
+        date: String,
+    },
+    /// An I/O error in a repozo operation, shown the way Python shows an
+    /// `OSError` (`[Errno 2] No such file or directory: 'x'`), since that is
+    /// what repozo prints.
+    #[error("{}", crate::repozo::python_oserror(.source, .path))]
+    RepozoIo {
+        /// The file or directory.
+        path: PathBuf,
+        /// What the operating system said.
+        source: io::Error,
+    },
     // --- blobs (issue 4) ---
 
     // --- recipe (issue 5) ---

@@ -32,6 +32,7 @@ pub mod filestorage;
 pub mod fsutil;
 pub mod progress;
 // --- repozo (issue 3) ---
+pub mod repozo;
 
 // --- blobs (issue 4) ---
 

@@ -12,6 +12,7 @@ use crate::error::Error;
 
 mod filestorage;
 // --- repozo (issue 3) ---
+mod repozo;
 
 // --- blobs (issue 4) ---
 
@@ -31,6 +32,30 @@ create_exception!(
     "A Data.fs or .index file that cannot be read as ZODB would read it."
 );
 // --- repozo exceptions (issue 3) ---
+create_exception!(
+    collective.recipe.backup._core,
+    RepozoError,
+    BackupError,
+    "An error of a repozo backup, recover or verify (as ZODB's RepozoError)."
+);
+create_exception!(
+    collective.recipe.backup._core,
+    WouldOverwriteFiles,
+    RepozoError,
+    "A backup file of the same second already exists."
+);
+create_exception!(
+    collective.recipe.backup._core,
+    NoFiles,
+    RepozoError,
+    "No backup in the repository (before the date given)."
+);
+create_exception!(
+    collective.recipe.backup._core,
+    VerificationFail,
+    RepozoError,
+    "A backup file differs from its .dat line, or the chain has a gap."
+);
 
 // --- blobs exceptions (issue 4) ---
 
@@ -50,6 +75,12 @@ pub(crate) fn to_py(e: Error) -> PyErr {
             FileStorageError::new_err(msg)
         }
         // --- repozo mapping (issue 3) ---
+        Error::WouldOverwriteFiles { .. } => WouldOverwriteFiles::new_err(msg),
+        Error::NoFiles { .. } => NoFiles::new_err(msg),
+        Error::VerificationFail(_) => VerificationFail::new_err(msg),
+        Error::BadDat { .. } | Error::BadDate { .. } | Error::RepozoIo { .. } => {
+            RepozoError::new_err(msg)
+        }
 
         // --- blobs mapping (issue 4) ---
 
@@ -69,6 +100,10 @@ fn core_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("BackupError", py.get_type::<BackupError>())?;
     m.add("FileStorageError", py.get_type::<FileStorageError>())?;
     // --- repozo exceptions registration (issue 3) ---
+    m.add("RepozoError", py.get_type::<RepozoError>())?;
+    m.add("WouldOverwriteFiles", py.get_type::<WouldOverwriteFiles>())?;
+    m.add("NoFiles", py.get_type::<NoFiles>())?;
+    m.add("VerificationFail", py.get_type::<VerificationFail>())?;
 
     // --- blobs exceptions registration (issue 4) ---
 
@@ -77,6 +112,7 @@ fn core_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
 
     filestorage::register(m)?;
     // --- repozo registration (issue 3) ---
+    repozo::register(m)?;
 
     // --- blobs registration (issue 4) ---
 

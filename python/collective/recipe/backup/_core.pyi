@@ -1,6 +1,7 @@
 """Stub of the native module built from the Rust core."""
 
 import os
+from typing import Callable
 
 __version__: str
 
@@ -28,6 +29,84 @@ def scan(path: str | os.PathLike[str], use_index: bool = True) -> ScanResult: ..
 def write_index(
     datafs_path: str | os.PathLike[str], index_path: str | os.PathLike[str]
 ) -> int: ...
+
+# --- repozo (issue 3) ---
+
+_Progress = Callable[[str, int, int | None], object] | None
+
+REPOZO_DEFAULT_GZIP_LEVEL: int
+
+class RepozoError(BackupError): ...
+class WouldOverwriteFiles(RepozoError): ...
+class NoFiles(RepozoError): ...
+class VerificationFail(RepozoError): ...
+
+class BackupResult:
+    @property
+    def action(self) -> str: ...
+    @property
+    def reason(self) -> str: ...
+    @property
+    def data_file(self) -> str | None: ...
+    @property
+    def index_file(self) -> str | None: ...
+    @property
+    def dat_file(self) -> str | None: ...
+    @property
+    def start(self) -> int: ...
+    @property
+    def end(self) -> int: ...
+    @property
+    def md5(self) -> str | None: ...
+    @property
+    def written(self) -> int: ...
+    @property
+    def removed(self) -> list[str]: ...
+
+class RecoverResult:
+    @property
+    def files(self) -> list[str]: ...
+    @property
+    def bytes(self) -> int: ...
+    @property
+    def md5(self) -> str | None: ...
+    @property
+    def index_file(self) -> str | None: ...
+
+class VerifyResult:
+    @property
+    def files(self) -> list[str]: ...
+    @property
+    def bytes(self) -> int: ...
+
+def repozo_backup(
+    datafs: str | os.PathLike[str],
+    repository: str | os.PathLike[str],
+    *,
+    full: bool = False,
+    gzip: bool = False,
+    quick: bool = False,
+    kill_old: bool = False,
+    gzip_level: int | None = None,
+    progress: _Progress = None,
+    now: float | None = None,
+) -> BackupResult: ...
+def repozo_recover(
+    repository: str | os.PathLike[str],
+    output: str | os.PathLike[str] | None = None,
+    *,
+    date: str | None = None,
+    verify: bool = False,
+    progress: _Progress = None,
+    now: float | None = None,
+) -> RecoverResult: ...
+def repozo_verify(
+    repository: str | os.PathLike[str],
+    *,
+    quick: bool = False,
+    progress: _Progress = None,
+    now: float | None = None,
+) -> VerifyResult: ...
 
 # --- recipe (issue 5) ---
 

@@ -1,0 +1,261 @@
+//! Bindings for [`crate::repozo`]: `repozo_backup`, `repozo_recover`,
+//! `repozo_verify` and their result classes. Conversion only.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use chrono::{DateTime, Duration, Utc};
+use pyo3::prelude::*;
+
+use super::to_py;
+use crate::clock::{Clock, SteppingClock, SystemClock};
+use crate::progress::Progress;
+use crate::repozo;
+
+fn s(p: &std::path::Path) -> String {
+    p.to_string_lossy().into_owned()
+}
+
+/// What `repozo_backup` did.
+#[pyclass(frozen, get_all, module = "collective.recipe.backup._core")]
+struct BackupResult {
+    action: &'static str,
+    reason: &'static str,
+    data_file: Option<String>,
+    index_file: Option<String>,
+    dat_file: Option<String>,
+    start: u64,
+    end: u64,
+    md5: Option<String>,
+    written: u64,
+    removed: Vec<String>,
+}
+
+#[pymethods]
+impl BackupResult {
+    fn __repr__(&self) -> String {
+        format!(
+            "BackupResult(action={:?}, reason={:?}, data_file={:?}, start={}, end={}, written={})",
+            self.action, self.reason, self.data_file, self.start, self.end, self.written
+        )
+    }
+}
+
+/// What `repozo_recover` did.
+#[pyclass(frozen, get_all, module = "collective.recipe.backup._core")]
+struct RecoverResult {
+    files: Vec<String>,
+    bytes: u64,
+    md5: Option<String>,
+    index_file: Option<String>,
+}
+
+#[pymethods]
+impl RecoverResult {
+    fn __repr__(&self) -> String {
+        format!(
+            "RecoverResult(files={:?}, bytes={}, index_file={:?})",
+            self.files, self.bytes, self.index_file
+        )
+    }
+}
+
+/// What `repozo_verify` checked.
+#[pyclass(frozen, get_all, module = "collective.recipe.backup._core")]
+struct VerifyResult {
+    files: Vec<String>,
+    bytes: u64,
+}
+
+#[pymethods]
+impl VerifyResult {
+    fn __repr__(&self) -> String {
+        format!("VerifyResult(files={:?}, bytes={})", self.files, self.bytes)
+    }
+}
+
+/// A fixed clock (tests) or the system clock.
+fn clock(now: Option<f64>) -> Box<dyn Clock + Send> {
+    match now {
+        Some(t) => {
+            let secs = t.floor();
+            #[allow(clippy::cast_possible_truncation)]
+            let start = DateTime::<Utc>::from_timestamp(secs as i64, 0).unwrap_or_default();
+            Box::new(SteppingClock::new(start, Duration::zero()))
+        }
+        None => Box::new(SystemClock),
+    }
+}
+
+/// Calls a Python `progress(phase, done, total)` about every percent.
+struct PyProgress {
+    cb: Option<Py<PyAny>>,
+    phase: Mutex<(String, Option<u64>)>,
+    done: AtomicU64,
+    reported: AtomicU64,
+}
+
+impl PyProgress {
+    fn new(cb: Option<Py<PyAny>>) -> Self {
+        PyProgress {
+            cb,
+            phase: Mutex::new((String::new(), None)),
+            done: AtomicU64::new(0),
+            reported: AtomicU64::new(0),
+        }
+    }
+
+    fn report(&self, done: u64) {
+        let Some(cb) = &self.cb else { return };
+        let (phase, total) = match self.phase.lock() {
+            Ok(g) => g.clone(),
+            Err(p) => p.into_inner().clone(),
+        };
+        Python::attach(|py| {
+            // A failing callback must not fail the backup.
+            let _ = cb.call1(py, (phase, done, total));
+        });
+    }
+}
+
+impl Progress for PyProgress {
+    fn start(&self, phase: &str, total: Option<u64>) {
+        if let Ok(mut g) = self.phase.lock() {
+            *g = (phase.to_owned(), total);
+        }
+        self.done.store(0, Ordering::Relaxed);
+        self.reported.store(0, Ordering::Relaxed);
+        self.report(0);
+    }
+
+    fn advance(&self, n: u64) {
+        let done = self.done.fetch_add(n, Ordering::Relaxed) + n;
+        let total = self.phase.lock().map(|g| g.1).unwrap_or(None).unwrap_or(0);
+        let step = (total / 100).max(1 << 20);
+        let last = self.reported.load(Ordering::Relaxed);
+        if done >= last + step
+            && self
+                .reported
+                .compare_exchange(last, done, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            self.report(done);
+        }
+    }
+
+    fn finish(&self) {
+        self.report(self.done.load(Ordering::Relaxed));
+    }
+}
+
+/// repozo `-B`.
+#[pyfunction]
+#[pyo3(signature = (datafs, repository, *, full=false, gzip=false, quick=false, kill_old=false, gzip_level=None, progress=None, now=None))]
+#[allow(clippy::too_many_arguments, clippy::fn_params_excessive_bools)]
+fn repozo_backup(
+    py: Python<'_>,
+    datafs: PathBuf,
+    repository: PathBuf,
+    full: bool,
+    gzip: bool,
+    quick: bool,
+    kill_old: bool,
+    gzip_level: Option<u32>,
+    progress: Option<Py<PyAny>>,
+    now: Option<f64>,
+) -> PyResult<BackupResult> {
+    let mut opts = repozo::BackupOptions::new(datafs, repository);
+    opts.full = full;
+    opts.gzip = gzip;
+    opts.quick = quick;
+    opts.kill_old = kill_old;
+    if let Some(l) = gzip_level {
+        opts.gzip_level = l;
+    }
+    let clock = clock(now);
+    let progress = PyProgress::new(progress);
+    let r = py
+        .detach(|| repozo::backup(&opts, clock.as_ref(), &progress))
+        .map_err(to_py)?;
+    Ok(BackupResult {
+        action: match r.action {
+            repozo::Action::Full => "full",
+            repozo::Action::Incremental => "incremental",
+            repozo::Action::Nothing => "nothing",
+        },
+        reason: r.reason,
+        data_file: r.data_file.as_deref().map(s),
+        index_file: r.index_file.as_deref().map(s),
+        dat_file: r.dat_file.as_deref().map(s),
+        start: r.start,
+        end: r.end,
+        md5: r.md5,
+        written: r.written,
+        removed: r.removed.iter().map(|p| s(p)).collect(),
+    })
+}
+
+/// repozo `-R`.
+#[pyfunction]
+#[pyo3(signature = (repository, output=None, *, date=None, verify=false, progress=None, now=None))]
+fn repozo_recover(
+    py: Python<'_>,
+    repository: PathBuf,
+    output: Option<PathBuf>,
+    date: Option<String>,
+    verify: bool,
+    progress: Option<Py<PyAny>>,
+    now: Option<f64>,
+) -> PyResult<RecoverResult> {
+    let opts = repozo::RecoverOptions {
+        repository,
+        output,
+        date,
+        verify,
+    };
+    let clock = clock(now);
+    let progress = PyProgress::new(progress);
+    let r = py
+        .detach(|| repozo::recover(&opts, clock.as_ref(), &progress))
+        .map_err(to_py)?;
+    Ok(RecoverResult {
+        files: r.files.iter().map(|p| s(p)).collect(),
+        bytes: r.bytes,
+        md5: r.md5,
+        index_file: r.index_file.as_deref().map(s),
+    })
+}
+
+/// repozo `-V`.
+#[pyfunction]
+#[pyo3(signature = (repository, *, quick=false, progress=None, now=None))]
+fn repozo_verify(
+    py: Python<'_>,
+    repository: PathBuf,
+    quick: bool,
+    progress: Option<Py<PyAny>>,
+    now: Option<f64>,
+) -> PyResult<VerifyResult> {
+    let opts = repozo::VerifyOptions { repository, quick };
+    let clock = clock(now);
+    let progress = PyProgress::new(progress);
+    let r = py
+        .detach(|| repozo::verify(&opts, clock.as_ref(), &progress))
+        .map_err(to_py)?;
+    Ok(VerifyResult {
+        files: r.files.iter().map(|p| s(p)).collect(),
+        bytes: r.bytes,
+    })
+}
+
+pub(super) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<BackupResult>()?;
+    m.add_class::<RecoverResult>()?;
+    m.add_class::<VerifyResult>()?;
+    m.add_function(wrap_pyfunction!(repozo_backup, m)?)?;
+    m.add_function(wrap_pyfunction!(repozo_recover, m)?)?;
+    m.add_function(wrap_pyfunction!(repozo_verify, m)?)?;
+    m.add("REPOZO_DEFAULT_GZIP_LEVEL", repozo::gzip::DEFAULT_LEVEL)?;
+    Ok(())
+}

@@ -1,0 +1,447 @@
+//! gzip for backup files (repozo-format §2.4).
+//!
+//! Writing: the input is cut into independent chunks, each compressed on
+//! its own core into a complete gzip member (rayon), and the members are
+//! written in order. A multi-member file is standard gzip: Python's `gzip`
+//! module, repozo and `gunzip` read it as one stream. Each member's header
+//! carries an extra field (RFC 1952 FEXTRA, subfield `CR`, like BGZF's
+//! `BC`) with the member's compressed length, which every gzip reader
+//! skips and which lets [`GzReader`] decompress our members in parallel.
+//! Reading: any gzip stream, one or many members, with or without a file
+//! name in the header, with sync-flush blocks (what repozo writes); members
+//! without our extra field are read one after the other.
+
+use std::cell::RefCell;
+use std::io::{self, Read, Write};
+
+use flate2::read::MultiGzDecoder;
+use flate2::{Compress, Compression, Crc, Decompress, FlushCompress, FlushDecompress, Status};
+use md5::{Digest, Md5};
+use rayon::prelude::*;
+
+use crate::progress::Progress;
+use crate::repozo::stream::fill;
+
+/// Default compression level, chosen by measurement on generated storages
+/// against repozo's level 9 (see CHANGES.rst and `benches/repozo_bench.py`).
+pub const DEFAULT_LEVEL: u32 = 2;
+
+/// Uncompressed bytes per gzip member.
+pub const MEMBER_SIZE: usize = 512 << 10;
+
+/// A reader that decompresses every member of a gzip stream (ours in
+/// parallel).
+pub fn decoder<R: Read + Send>(r: R) -> GzReader<R> {
+    GzReader::new(r)
+}
+
+thread_local! {
+    /// One raw-deflate compressor per worker thread, reused for every
+    /// member (allocating one per member costs time and memory).
+    static DEFLATE: RefCell<Option<(u32, Compress)>> = const { RefCell::new(None) };
+}
+
+/// Compress `data` into `out` as one complete gzip member (RFC 1952): a
+/// 10-byte header without a file name, raw deflate, CRC32 and size.
+fn compress_member(data: &[u8], level: u32, mtime: u32, out: &mut Vec<u8>) -> io::Result<()> {
+    out.clear();
+    out.reserve(data.len() + data.len() / 512 + 256);
+    let xfl = match level {
+        9 => 2,
+        0 | 1 => 4,
+        _ => 0,
+    };
+    out.extend_from_slice(&[0x1f, 0x8b, 8, FEXTRA]);
+    out.extend_from_slice(&mtime.to_le_bytes());
+    out.extend_from_slice(&[xfl, 255]);
+    // XLEN 8: subfield "CR", length 4, the member length (patched below).
+    out.extend_from_slice(&[8, 0, b'C', b'R', 4, 0, 0, 0, 0, 0]);
+    DEFLATE.with(|cell| -> io::Result<()> {
+        let mut slot = cell
+            .try_borrow_mut()
+            .map_err(|_| io::Error::other("deflate state in use"))?;
+        let c = match &mut *slot {
+            Some((l, c)) if *l == level => {
+                c.reset();
+                c
+            }
+            other => {
+                &mut other
+                    .insert((level, Compress::new(Compression::new(level), false)))
+                    .1
+            }
+        };
+        loop {
+            let done = usize::try_from(c.total_in())
+                .unwrap_or(usize::MAX)
+                .min(data.len());
+            let status = c
+                .compress_vec(&data[done..], out, FlushCompress::Finish)
+                .map_err(io::Error::other)?;
+            if status == Status::StreamEnd {
+                return Ok(());
+            }
+            out.reserve(64 << 10);
+        }
+    })?;
+    let mut crc = Crc::new();
+    crc.update(data);
+    out.extend_from_slice(&crc.sum().to_le_bytes());
+    // ISIZE is the length modulo 2^32 (RFC 1952).
+    #[allow(clippy::cast_possible_truncation)]
+    out.extend_from_slice(&(data.len() as u32).to_le_bytes());
+    let len = u32::try_from(out.len()).map_err(|_| io::Error::other("gzip member too large"))?;
+    out[16..20].copy_from_slice(&len.to_le_bytes());
+    Ok(())
+}
+
+/// The FEXTRA flag of a gzip header.
+const FEXTRA: u8 = 4;
+/// Bytes of our member header: 10 fixed + XLEN + one 8-byte subfield.
+const OUR_HEADER: usize = 20;
+
+/// The member length from one of our headers, or `None` for any other
+/// header (repozo's, gzip's, garbage: read those sequentially).
+fn our_member_len(h: &[u8]) -> Option<usize> {
+    if h.len() < OUR_HEADER
+        || h[..4] != [0x1f, 0x8b, 8, FEXTRA]
+        || h[10..16] != [8, 0, b'C', b'R', 4, 0]
+    {
+        return None;
+    }
+    let len = u32::from_le_bytes([h[16], h[17], h[18], h[19]]) as usize;
+    (len >= OUR_HEADER + 8).then_some(len)
+}
+
+/// Decompress one of our members (whole, header included) into `out`,
+/// checking its CRC32 and size.
+fn inflate_member(member: &[u8], out: &mut Vec<u8>) -> io::Result<()> {
+    let body = &member[OUR_HEADER..member.len() - 8];
+    let t = &member[member.len() - 8..];
+    let crc = u32::from_le_bytes([t[0], t[1], t[2], t[3]]);
+    let isize = u32::from_le_bytes([t[4], t[5], t[6], t[7]]) as usize;
+    out.clear();
+    out.reserve(isize.min(64 << 20));
+    let mut d = Decompress::new(false);
+    loop {
+        let done = usize::try_from(d.total_in())
+            .unwrap_or(usize::MAX)
+            .min(body.len());
+        let before = (d.total_in(), d.total_out());
+        let status = d
+            .decompress_vec(&body[done..], out, FlushDecompress::Finish)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+        if status == Status::StreamEnd {
+            break;
+        }
+        if (d.total_in(), d.total_out()) == before && out.len() < out.capacity() {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "truncated gzip file",
+            ));
+        }
+        out.reserve(64 << 10);
+    }
+    let mut c = Crc::new();
+    c.update(out);
+    #[allow(clippy::cast_possible_truncation)]
+    if d.total_in() as usize != body.len() || c.sum() != crc || (out.len() as u32) as usize != isize
+    {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "corrupt gzip member (CRC or length mismatch)",
+        ));
+    }
+    Ok(())
+}
+
+/// Reads a gzip file: our members in parallel batches, anything else
+/// (repozo's single member, members of other tools) with
+/// [`MultiGzDecoder`] from the first such member on.
+pub struct GzReader<R: Read + Send> {
+    src: Option<R>,
+    fallback: Option<MultiGzDecoder<io::Chain<io::Cursor<Vec<u8>>, R>>>,
+    /// Raw bytes read past the last of our members (a foreign header).
+    leftover: Option<Vec<u8>>,
+    raw: Vec<Vec<u8>>,
+    decoded: Vec<Vec<u8>>,
+    ready: usize,
+    cur: usize,
+    pos: usize,
+}
+
+impl<R: Read + Send> GzReader<R> {
+    /// Read the gzip stream `src`.
+    pub fn new(src: R) -> Self {
+        let slots = rayon::current_num_threads().max(1) * 2;
+        GzReader {
+            src: Some(src),
+            fallback: None,
+            leftover: None,
+            raw: (0..slots).map(|_| Vec::new()).collect(),
+            decoded: (0..slots).map(|_| Vec::new()).collect(),
+            ready: 0,
+            cur: 0,
+            pos: 0,
+        }
+    }
+
+    /// Read and decompress the next batch of our members. Returns false at
+    /// the end of our members.
+    fn next_batch(&mut self) -> io::Result<bool> {
+        let Some(src) = self.src.as_mut() else {
+            return Ok(false);
+        };
+        let mut n = 0;
+        while n < self.raw.len() {
+            let buf = &mut self.raw[n];
+            buf.resize(OUR_HEADER, 0);
+            let got = fill(src, buf)?;
+            buf.truncate(got);
+            let Some(len) = our_member_len(buf) else {
+                if got > 0 {
+                    self.leftover = Some(std::mem::take(buf));
+                }
+                break;
+            };
+            buf.resize(len, 0);
+            if fill(src, &mut buf[OUR_HEADER..])? < len - OUR_HEADER {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "truncated gzip file",
+                ));
+            }
+            n += 1;
+        }
+        self.raw[..n]
+            .par_iter()
+            .zip(self.decoded[..n].par_iter_mut())
+            .try_for_each(|(m, o)| inflate_member(m, o))?;
+        self.ready = n;
+        self.cur = 0;
+        self.pos = 0;
+        if n < self.raw.len() {
+            // End of our members: the rest (if any) is read sequentially.
+            if let (Some(src), Some(left)) = (self.src.take(), self.leftover.take()) {
+                self.fallback = Some(MultiGzDecoder::new(io::Cursor::new(left).chain(src)));
+            }
+        }
+        Ok(n > 0)
+    }
+}
+
+impl<R: Read + Send> Read for GzReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            while self.cur < self.ready {
+                let d = &self.decoded[self.cur];
+                if self.pos < d.len() {
+                    let n = buf.len().min(d.len() - self.pos);
+                    buf[..n].copy_from_slice(&d[self.pos..self.pos + n]);
+                    self.pos += n;
+                    return Ok(n);
+                }
+                self.cur += 1;
+                self.pos = 0;
+            }
+            if self.src.is_some() && self.next_batch()? {
+                continue;
+            }
+            return match self.fallback.as_mut() {
+                Some(f) => f.read(buf),
+                None => Ok(0),
+            };
+        }
+    }
+}
+
+/// Read `src` to its end, write it gzip-compressed (parallel members) to
+/// `dst`, and return `(bytes read, md5 of the bytes read)`.
+///
+/// The md5 and the reading of the next batch run while the current batch
+/// is compressed, so a two-core machine keeps both cores busy. Buffers are
+/// reused: memory stays at three batches of [`MEMBER_SIZE`] chunks.
+///
+/// # Errors
+/// I/O errors of `src` or `dst`.
+pub fn compress<R, W>(
+    src: &mut R,
+    dst: &mut W,
+    level: u32,
+    mtime: u32,
+    progress: &dyn Progress,
+) -> io::Result<(u64, Md5)>
+where
+    R: Read + Send,
+    W: Write,
+{
+    let slots = rayon::current_num_threads().max(1) * 2;
+    let new_set = || (0..slots).map(|_| Vec::new()).collect::<Vec<Vec<u8>>>();
+    let (mut cur, mut next, mut outs) = (new_set(), new_set(), new_set());
+    let mut hasher = Md5::new();
+    let mut total = 0u64;
+    let mut n = read_batch(src, &mut cur)?;
+    if n == 0 {
+        // An empty input still makes a valid gzip file (one empty member).
+        compress_member(&[], level, mtime, &mut outs[0])?;
+        dst.write_all(&outs[0])?;
+        return Ok((0, hasher));
+    }
+    while n > 0 {
+        let batch = &cur[..n];
+        let (compressed, read_next) = rayon::join(
+            || {
+                batch
+                    .par_iter()
+                    .zip(outs[..n].par_iter_mut())
+                    .try_for_each(|(c, o)| compress_member(c, level, mtime, o))
+            },
+            || {
+                for c in batch {
+                    hasher.update(c);
+                }
+                read_batch(src, &mut next)
+            },
+        );
+        compressed?;
+        for o in &outs[..n] {
+            dst.write_all(o)?;
+        }
+        let bytes: u64 = batch.iter().map(|c| c.len() as u64).sum();
+        total += bytes;
+        progress.advance(bytes);
+        n = read_next?;
+        std::mem::swap(&mut cur, &mut next);
+    }
+    Ok((total, hasher))
+}
+
+/// Fill the buffers of `bufs` with the next chunks of `src`; returns how
+/// many hold data (all but the last are full).
+fn read_batch<R: Read>(src: &mut R, bufs: &mut [Vec<u8>]) -> io::Result<usize> {
+    for (i, buf) in bufs.iter_mut().enumerate() {
+        buf.resize(MEMBER_SIZE, 0);
+        let got = fill(src, buf)?;
+        buf.truncate(got);
+        if got < MEMBER_SIZE {
+            return Ok(if got == 0 { i } else { i + 1 });
+        }
+    }
+    Ok(bufs.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::progress::NoProgress;
+
+    fn sample(n: usize) -> Vec<u8> {
+        (0..n).map(|i| ((i * 7919) % 251) as u8).collect()
+    }
+
+    #[test]
+    fn compress_roundtrip_multi_member() {
+        let data = sample(3 * MEMBER_SIZE + 12345);
+        let mut out = Vec::new();
+        let (n, h) = compress(&mut &data[..], &mut out, 6, 0, &NoProgress).expect("compress");
+        assert_eq!(n, data.len() as u64);
+        assert_eq!(h.finalize()[..], Md5::digest(&data)[..]);
+        let mut back = Vec::new();
+        decoder(&out[..]).read_to_end(&mut back).expect("decode");
+        assert_eq!(back, data);
+    }
+
+    #[test]
+    fn compress_empty_is_valid_gzip() {
+        let mut out = Vec::new();
+        compress(&mut &b""[..], &mut out, 1, 0, &NoProgress).expect("compress");
+        assert_eq!(&out[..2], &[0x1f, 0x8b]);
+        let mut back = Vec::new();
+        decoder(&out[..]).read_to_end(&mut back).expect("decode");
+        assert!(back.is_empty());
+    }
+
+    #[test]
+    fn member_is_standard_gzip() {
+        let data = sample(1000);
+        let mut out = Vec::new();
+        compress_member(&data, 9, 0x0102_0304, &mut out).expect("compress");
+        assert_eq!(&out[..10], &[0x1f, 0x8b, 8, 4, 4, 3, 2, 1, 2, 255]);
+        assert_eq!(our_member_len(&out), Some(out.len()));
+        let mut back = Vec::new();
+        flate2::read::GzDecoder::new(&out[..])
+            .read_to_end(&mut back)
+            .expect("decode");
+        assert_eq!(back, data);
+    }
+
+    #[test]
+    fn every_level_roundtrips() {
+        let data = sample(MEMBER_SIZE * 2 + 1);
+        for level in 0..=9 {
+            let mut out = Vec::new();
+            compress(&mut &data[..], &mut out, level, 0, &NoProgress).expect("compress");
+            let mut back = Vec::new();
+            decoder(&out[..]).read_to_end(&mut back).expect("decode");
+            assert_eq!(back, data, "level {level}");
+        }
+    }
+
+    #[test]
+    fn reads_foreign_members_after_ours() {
+        let a = sample(MEMBER_SIZE * 3 + 5);
+        let b = sample(70_000);
+        let mut out = Vec::new();
+        compress(&mut &a[..], &mut out, 1, 0, &NoProgress).expect("compress");
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), Compression::new(6));
+        e.write_all(&b).expect("write");
+        out.extend(e.finish().expect("finish"));
+        compress(&mut &a[..], &mut out, 1, 0, &NoProgress).expect("compress");
+        let mut back = Vec::new();
+        decoder(&out[..]).read_to_end(&mut back).expect("decode");
+        assert_eq!(back.len(), 2 * a.len() + b.len());
+        assert_eq!(back, [&a[..], &b[..], &a[..]].concat());
+    }
+
+    #[test]
+    fn reads_a_foreign_stream() {
+        let b = sample(300_000);
+        let mut e = flate2::GzBuilder::new()
+            .filename("tmp.tmp")
+            .write(Vec::new(), Compression::new(9));
+        e.write_all(&b).expect("write");
+        e.flush().expect("sync flush");
+        let out = e.finish().expect("finish");
+        let mut back = Vec::new();
+        decoder(&out[..]).read_to_end(&mut back).expect("decode");
+        assert_eq!(back, b);
+    }
+
+    #[test]
+    fn corrupt_member_is_an_error() {
+        let data = sample(100_000);
+        let mut out = Vec::new();
+        compress(&mut &data[..], &mut out, 6, 0, &NoProgress).expect("compress");
+        let mid = out.len() / 2;
+        out[mid] ^= 0x55;
+        let mut back = Vec::new();
+        assert!(decoder(&out[..]).read_to_end(&mut back).is_err());
+    }
+
+    #[test]
+    fn empty_input_reads_empty() {
+        let mut back = Vec::new();
+        decoder(&b""[..]).read_to_end(&mut back).expect("decode");
+        assert!(back.is_empty());
+    }
+
+    #[test]
+    fn truncated_gzip_is_an_error() {
+        let data = sample(100_000);
+        let mut out = Vec::new();
+        compress(&mut &data[..], &mut out, 6, 0, &NoProgress).expect("compress");
+        out.truncate(out.len() - 10);
+        let mut back = Vec::new();
+        assert!(decoder(&out[..]).read_to_end(&mut back).is_err());
+    }
+}

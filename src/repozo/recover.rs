@@ -1,0 +1,299 @@
+//! `-R`: rebuild a Data.fs from a chain.
+//!
+//! Mirrors repozo's `do_recover` (repozo-format §2.8): pick the chain with
+//! `find_files`, concatenate it (decompressing by name), copy the `.index`
+//! of the last file to `<output>.index`. Deviations:
+//!
+//! - The chain is checked against its `.dat` **before** anything is
+//!   written: every file must be listed, the first must start at 0 and each
+//!   next one where the previous one ended. A chain with a missing file is
+//!   refused (repozo concatenates it silently into a corrupt Data.fs).
+//! - Every file's uncompressed size is checked against the `.dat` while it
+//!   is copied (always); its md5 too with `verify` (`-w`).
+//! - With an output file, the data goes to `<output>.part`, which is
+//!   fsynced and renamed over the output only when complete and checked;
+//!   on failure the `.part` is removed and an existing output is left
+//!   exactly as it was (repozo deletes it first).
+//! - A stale `<output>.index` is removed when the chain has no `.index`,
+//!   and the new one is written atomically.
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use md5::{Digest, Md5};
+
+use crate::clock::Clock;
+use crate::error::{Error, Result};
+use crate::fsutil::{parent_dir, sync_dir};
+use crate::progress::Progress;
+use crate::repozo::backup::read_data_file;
+use crate::repozo::dat::{self, DatLine};
+use crate::repozo::find::find_files;
+use crate::repozo::naming::{gen_filename, is_valid_date, with_ext};
+use crate::repozo::stream::hex;
+use crate::repozo::{io_err, temp_in, LOG};
+
+/// What to recover (repozo's `-R` options).
+#[derive(Clone, Debug)]
+pub struct RecoverOptions {
+    /// The repository (`-r`).
+    pub repository: PathBuf,
+    /// The Data.fs to write (`-o`); `None` writes to stdout.
+    pub output: Option<PathBuf>,
+    /// Recover the state as of this UTC date (`-D`,
+    /// `yyyy-mm-dd[-hh[-mm[-ss]]]`); `None` means now.
+    pub date: Option<String>,
+    /// Check each file's md5 against the `.dat` (`-w`).
+    pub verify: bool,
+}
+
+/// What a recover did.
+#[derive(Clone, Debug)]
+pub struct RecoverReport {
+    /// The chain, oldest first.
+    pub files: Vec<PathBuf>,
+    /// Bytes written.
+    pub bytes: u64,
+    /// md5 of everything written, when computed: not with `verify` (which
+    /// checks one md5 per file instead), and only when the `-v` log line
+    /// that shows it is enabled.
+    pub md5: Option<String>,
+    /// The `.index` written next to the output, if the chain had one.
+    pub index_file: Option<PathBuf>,
+}
+
+/// Recover the state of the repository as of `opts.date`.
+///
+/// # Errors
+/// [`Error::BadDate`], [`Error::NoFiles`], [`Error::RepozoIo`],
+/// [`Error::BadDat`], [`Error::VerificationFail`] (gap in the chain, a size
+/// or md5 that differs from the `.dat`, bad gzip), [`Error::Io`].
+pub fn recover(
+    opts: &RecoverOptions,
+    clock: &dyn Clock,
+    progress: &dyn Progress,
+) -> Result<RecoverReport> {
+    if let Some(d) = &opts.date {
+        if !is_valid_date(d) {
+            return Err(Error::BadDate { date: d.clone() });
+        }
+    }
+    let when = opts
+        .date
+        .clone()
+        .unwrap_or_else(|| gen_filename(clock.now(), ""));
+    let files = find_files(&opts.repository, &when)?;
+    if files.is_empty() {
+        return Err(Error::NoFiles {
+            date: opts.date.clone(),
+        });
+    }
+    let plan = check_chain(&files)?;
+    let total: u64 = plan.iter().map(|l| l.end - l.start).sum();
+
+    match &opts.output {
+        None => {
+            log::info!(target: LOG, "Recovering file to stdout");
+            let mut out = BufWriter::with_capacity(1 << 20, std::io::stdout());
+            let (bytes, md5) =
+                concat_checked(&files, &plan, opts.verify, &mut out, total, progress)?;
+            out.flush().map_err(|e| io_err(Path::new("<stdout>"), e))?;
+            Ok(RecoverReport {
+                files,
+                bytes,
+                md5,
+                index_file: None,
+            })
+        }
+        Some(output) => recover_to_file(opts, output, files, &plan, total, progress),
+    }
+}
+
+fn recover_to_file(
+    opts: &RecoverOptions,
+    output: &Path,
+    files: Vec<PathBuf>,
+    plan: &[DatLine],
+    total: u64,
+    progress: &dyn Progress,
+) -> Result<RecoverReport> {
+    log::info!(target: LOG, "Recovering file to {}", output.display());
+    let mut part_name = output.as_os_str().to_owned();
+    part_name.push(".part");
+    let part_path = PathBuf::from(part_name);
+    let mut part = Part {
+        path: &part_path,
+        keep: false,
+    };
+    let f = File::create(&part_path).map_err(|e| io_err(&part_path, e))?;
+    let (bytes, md5) = {
+        let mut out = &f;
+        concat_checked(&files, plan, opts.verify, &mut out, total, progress)?
+    };
+    f.sync_all().map_err(|e| io_err(&part_path, e))?;
+    drop(f);
+
+    let mut index_target = output.as_os_str().to_owned();
+    index_target.push(".index");
+    let index_target = PathBuf::from(index_target);
+    let dir = parent_dir(output).to_path_buf();
+    let last = files.last().map(|p| with_ext(p, ".index"));
+    let mut new_index = None;
+    if let Some(src) = last.filter(|p| p.exists()) {
+        log::info!(
+            target: LOG,
+            "Restoring index file {} to {}",
+            src.display(),
+            index_target.display()
+        );
+        let name = index_target
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let mut tmp = temp_in(&dir, &name)?;
+        let mut s = File::open(&src).map_err(|e| io_err(&src, e))?;
+        std::io::copy(&mut s, tmp.as_file_mut())
+            .and_then(|_| tmp.as_file().sync_all())
+            .map_err(|e| io_err(&index_target, e))?;
+        new_index = Some(tmp);
+    } else if let Some(src) = files.last().map(|p| with_ext(p, ".index")) {
+        log::info!(target: LOG, "No index file to restore: {}", src.display());
+    }
+    // Deviation: an old index describes the old Data.fs; never leave it
+    // next to the new one.
+    match std::fs::remove_file(&index_target) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io_err(&index_target, e)),
+        _ => {}
+    }
+    if let Err(e) = std::fs::rename(&part_path, output) {
+        log::info!(
+            target: LOG,
+            "ZODB has been fully recovered as {}, but it cannot be renamed into : {}",
+            part_path.display(),
+            output.display()
+        );
+        part.keep = true;
+        return Err(io_err(output, e));
+    }
+    part.keep = true;
+    let index_file = match new_index {
+        Some(tmp) => {
+            tmp.persist(&index_target)
+                .map_err(|e| io_err(&index_target, e.error))?;
+            Some(index_target)
+        }
+        None => None,
+    };
+    sync_dir(&dir)?;
+    Ok(RecoverReport {
+        files,
+        bytes,
+        md5,
+        index_file,
+    })
+}
+
+/// Removes the `.part` on failure.
+struct Part<'a> {
+    path: &'a Path,
+    keep: bool,
+}
+
+impl Drop for Part<'_> {
+    fn drop(&mut self) {
+        if !self.keep {
+            let _ = std::fs::remove_file(self.path);
+        }
+    }
+}
+
+/// The `.dat` line of every chain file, checked for a contiguous chain
+/// that starts at 0.
+fn check_chain(files: &[PathBuf]) -> Result<Vec<DatLine>> {
+    let dat_path = dat::dat_path_for(&files[0]);
+    let lines = dat::read_required(&dat_path)?;
+    let mut plan = Vec::with_capacity(files.len());
+    let mut expect_start = 0;
+    for f in files {
+        let base = f
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let Some(line) = lines.iter().rev().find(|l| l.basename() == base) else {
+            return Err(Error::VerificationFail(format!(
+                "{} is not listed in {}",
+                f.display(),
+                dat_path.display()
+            )));
+        };
+        if line.start != expect_start {
+            return Err(Error::VerificationFail(format!(
+                "{} starts at byte {}, but the chain before it ends at byte {expect_start}: \
+                 a backup file is missing",
+                f.display(),
+                line.start
+            )));
+        }
+        expect_start = line.end;
+        plan.push(line.clone());
+    }
+    Ok(plan)
+}
+
+/// Concatenate the chain into `out`, checking sizes (and md5s with
+/// `verify`). Returns the bytes written and their md5.
+fn concat_checked<W: Write + Send>(
+    files: &[PathBuf],
+    plan: &[DatLine],
+    verify: bool,
+    out: &mut W,
+    total: u64,
+    progress: &dyn Progress,
+) -> Result<(u64, Option<String>)> {
+    progress.start("recovering", Some(total));
+    // repozo hashes everything only to log the md5; skip it when that line
+    // is not wanted (sizes are still checked).
+    let log_sum = log::log_enabled!(target: LOG, log::Level::Info);
+    let mut whole = Md5::new();
+    let mut bytes = 0;
+    for (f, line) in files.iter().zip(plan) {
+        // With verify each file gets its own md5; else one md5 of it all
+        // (repozo logs that one).
+        let h = if verify { Md5::new() } else { whole.clone() };
+        let (n, h) = read_data_file(f, h, Some(&mut *out), verify || log_sum)?;
+        progress.advance(n);
+        let expected = line.end - line.start;
+        if n != expected {
+            return Err(Error::VerificationFail(format!(
+                "{} is {n} bytes, should be {expected} bytes",
+                f.display()
+            )));
+        }
+        if verify {
+            let sum = hex(h);
+            if sum != line.md5 {
+                return Err(Error::VerificationFail(format!(
+                    "{} has checksum {sum} instead of {}",
+                    f.display(),
+                    line.md5
+                )));
+            }
+            log::info!(target: LOG, "Recovered chunk {} : {n} bytes, md5: {sum}", f.display());
+        } else {
+            whole = h;
+        }
+        bytes += n;
+    }
+    progress.finish();
+    if verify {
+        log::info!(target: LOG, "Recovered a total of {bytes} bytes");
+        Ok((bytes, None))
+    } else if log_sum {
+        let sum = hex(whole);
+        log::info!(target: LOG, "Recovered {bytes} bytes, md5: {sum}");
+        Ok((bytes, Some(sum)))
+    } else {
+        Ok((bytes, None))
+    }
+}

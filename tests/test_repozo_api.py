@@ -1,0 +1,98 @@
+"""The Python API: results, exceptions, progress."""
+
+import os
+
+import pytest
+import zodbgen
+from repozo_util import T0
+from repozo_util import committed
+from repozo_util import listing
+from repozo_util import read
+from repozo_util import stamp
+from repozo_util import theirs
+
+import collective.recipe.backup as crb
+from collective.recipe.backup import repozo
+
+
+@pytest.fixture
+def db(make_storage):
+    return make_storage("db", transactions=30, size="200K", undos=1, blobs=False)
+
+
+def test_backup_results(db, tmp_path):
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    r = repozo.backup(db["path"], repo, _now=T0)
+    assert (r.action, r.reason, r.start, r.end) == ("full", "no backup yet", 0, db["end"])
+    assert r.data_file == f"{repo}/{stamp(T0)}.fsz"
+    assert r.index_file == f"{repo}/{stamp(T0)}.index"
+    assert r.dat_file == f"{repo}/{stamp(T0)}.dat"
+    assert r.written == os.path.getsize(r.data_file)
+    assert r.removed == []
+    r = repozo.backup(db["path"], repo, _now=T0 + 1)
+    assert (r.action, r.reason, r.data_file) == ("nothing", "no changes", None)
+    info = zodbgen.generate(os.path.dirname(db["path"]), transactions=3, undos=0, blobs=False)
+    r = repozo.backup(db["path"], repo, gzip=False, _now=T0 + 2)
+    assert (r.action, r.start, r.end) == ("incremental", db["end"], info["end"])
+    assert r.md5 == __import__("hashlib").md5(committed(db["path"])[db["end"] :]).hexdigest()
+    r = repozo.backup(db["path"], repo, full=True, kill_old=True, _now=T0 + 3)
+    assert r.action == "full" and r.reason == "full backup requested"
+    assert sorted(os.path.basename(p) for p in r.removed) == [f"{stamp(T0)}.fsz", f"{stamp(T0 + 2)}.deltafs"]
+    assert listing(repo) == [f"{stamp(T0 + 3)}.dat", f"{stamp(T0 + 3)}.fsz", f"{stamp(T0 + 3)}.index"]
+
+
+def test_recover_and_verify_results(db, tmp_path):
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    repozo.backup(db["path"], repo, _now=T0)
+    out = tmp_path / "out.fs"
+    r = repozo.recover(repo, out, _now=T0)
+    assert r.files == [f"{repo}/{stamp(T0)}.fsz"]
+    assert (r.bytes, r.md5, r.index_file) == (db["end"], None, f"{out}.index")
+    r = repozo.recover(repo, out, verify=False, _now=T0)
+    # The whole-file md5 is only computed for the -v log line.
+    assert (r.bytes, r.md5) == (db["end"], None)
+    assert read(out) == committed(db["path"])
+    v = repozo.verify(repo, _now=T0)
+    assert (v.files, v.bytes) == ([f"{repo}/{stamp(T0)}.fsz"], db["end"])
+
+
+def test_exceptions_are_backup_errors(tmp_path):
+    for cls in (repozo.NoFiles, repozo.WouldOverwriteFiles, repozo.VerificationFail):
+        assert issubclass(cls, repozo.RepozoError)
+        assert issubclass(cls, crb.BackupError)
+        assert getattr(crb, cls.__name__) is cls
+    (tmp_path / "repo").mkdir()
+    with pytest.raises(repozo.NoFiles, match="^No files in repository$"):
+        repozo.verify(tmp_path / "repo")
+    with pytest.raises(repozo.RepozoError, match="No such file or directory"):
+        repozo.verify(tmp_path / "nonexist")
+
+
+def test_would_overwrite(db, tmp_path):
+    (tmp_path / "repo").mkdir()
+    repozo.backup(db["path"], tmp_path / "repo", _now=T0)
+    with pytest.raises(repozo.WouldOverwriteFiles, match=f"{stamp(T0)}.fsz$"):
+        repozo.backup(db["path"], tmp_path / "repo", full=True, _now=T0)
+
+
+def test_progress_is_reported(db, tmp_path):
+    (tmp_path / "repo").mkdir()
+    calls = []
+    repozo.backup(db["path"], tmp_path / "repo", progress=lambda *a: calls.append(a), _now=T0)
+    assert calls[0] == ("compressing", 0, db["end"])
+    assert calls[-1] == ("compressing", db["end"], db["end"])
+
+
+def test_gzip_level_configurable_and_readable_by_repozo(db, tmp_path):
+    sizes = {}
+    for level in (0, 9):
+        repo = tmp_path / f"repo{level}"
+        repo.mkdir()
+        r = repozo.backup(db["path"], repo, gzip_level=level, _now=T0)
+        sizes[level] = r.written
+        assert theirs("-R", "-r", repo, "-o", tmp_path / f"{level}.fs").returncode == 0
+        assert read(tmp_path / f"{level}.fs") == committed(db["path"])
+    assert sizes[0] > sizes[9]
+    assert repozo.DEFAULT_GZIP_LEVEL in range(1, 10)
