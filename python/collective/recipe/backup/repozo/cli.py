@@ -23,84 +23,81 @@ from collective.recipe.backup._core import repozo_verify
 
 
 USAGE = """\
-repozo.py -- incremental and full backups of a Data.fs file and index.
+repozo (collective.recipe.backup) -- full and incremental backups of a
+ZODB FileStorage (Data.fs) and its index, in repozo's repository format.
 
 Usage: %(program)s [options]
-Where:
 
-    Exactly one of -B, -R, or -V must be specified:
+Mode, exactly one of:
 
     -B / --backup
-        Backup current ZODB file.
+        Make a backup of the Data.fs given with -f.
 
     -R / --recover
-        Restore a ZODB file from a backup.
+        Rebuild a Data.fs from the backups in the repository.
 
     -V / --verify
-        Verify backup integrity.
+        Check the backups in the repository against their .dat files.
+
+General options:
 
     -v / --verbose
-        Verbose mode.
+        Log what is done to stderr.
 
     -h / --help
-        Print this text and exit.
+        Show this help and exit.
 
     -r dir
     --repository=dir
-        Repository directory containing the backup files.  This argument
-        is required.  The directory must already exist.  You should not
-        edit the files in this directory, or add your own files to it.
+        The backup repository, an existing directory; required in every
+        mode. Leave its files to this tool (and to ZODB's repozo).
 
-Options for -B/--backup:
+Backup options (-B):
+
     -f file
     --file=file
-        Source Data.fs file.  This argument is required.
+        The Data.fs to back up; required.
 
     -F / --full
-        Force a full backup.  By default, an incremental backup is made
-        if possible (e.g., if a pack has occurred since the last
-        incremental backup, a full backup is necessary).
+        Make a full backup even when an incremental one would do. Without
+        it, a full backup is made only when needed (first backup, or the
+        file changed under the repository, e.g. after a pack).
 
     -Q / --quick
-        Verify via md5 checksum only the last incremental written.  This
-        significantly reduces the disk i/o at the (theoretical) cost of
-        inconsistency.  This is a probabilistic way of determining whether
-        a full backup is necessary.
+        Decide between incremental and full by checking only the part of
+        Data.fs that the newest backup file covers, instead of all of it.
+        Faster, and trusts the repository a little more.
 
     -z / --gzip
-        Compress with gzip the backup files, at zlib level %(level)d on
-        all cores.  By default, gzip compression is not used.
+        Write gzip-compressed backup files (.fsz, .deltafsz), at zlib level
+        %(level)d, using all cores. Not compressed by default.
 
     -k / --kill-old-on-full
-        If a full backup is created, remove any prior full or incremental
-        backup files (and associated metadata files) from the repository
-        directory.
+        After a full backup, delete every older backup file (and its .dat
+        and .index) from the repository.
 
-Options for -R/--recover:
+Recover options (-R):
+
     -D str
     --date=str
-        Recover state as of this date.  Specify UTC (not local) time.
-            yyyy-mm-dd[-hh[-mm[-ss]]]
-        By default, current time is used.
+        Recover the state as of this UTC date, yyyy-mm-dd[-hh[-mm[-ss]]].
+        Default: now.
 
     -o filename
     --output=filename
-        Write recovered ZODB to given file.  By default, the file is
-        written to stdout.
-
-        Note:  for the stdout case, the index file will **not** be restored
-        automatically.
+        Where to write the recovered Data.fs (its .index goes beside it).
+        Default: standard output, without an index.
 
     -w
     --with-verify
-        Verify on the fly the backup files on recovering. This option runs
-        the same checks as when repozo is run in -V/--verify mode, and
-        allows to verify and recover a backup in one single step. If a sanity
-        check fails, the partially recovered ZODB will be left in place.
+        Check every backup file's size and checksum against the .dat while
+        recovering, as -V does. On a failure nothing is written to the
+        output.
 
-Options for -V/--verify:
+Verify options (-V):
+
     -Q / --quick
-        Verify file sizes only (skip md5 checksums).
+        Check sizes only, not checksums.
 """
 
 SHORT = "BRVvhr:f:FQzkD:o:w"
