@@ -69,8 +69,8 @@ Backup options (-B):
         Faster, and trusts the repository a little more.
 
     -z / --gzip
-        Write gzip-compressed backup files (.fsz, .deltafsz), at zlib level
-        %(level)d, using all cores. Not compressed by default.
+        Write gzip-compressed backup files (.fsz, .deltafsz), using all
+        cores, at zlib level %(level)d. Not compressed by default.
 
     -k / --kill-old-on-full
         After a full backup, delete every older backup file (and its .dat
