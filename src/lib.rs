@@ -31,6 +31,8 @@ pub mod progress;
 // --- repozo (issue 3) ---
 
 // --- blobs (issue 4) ---
+pub mod blobs;
+pub mod retention;
 
 #[cfg(feature = "python")]
 mod python;
