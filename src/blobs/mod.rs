@@ -426,25 +426,59 @@ pub fn backup(
         target,
         latest_symlink: opts.timestamps && !incremental,
     };
-    let listing: Vec<Listed> = list_backups(&opts.location)?
+    let plan = cleanup(
+        &opts.location,
+        opts.fs_backup_location.as_deref(),
+        &policy,
+        clock,
+        false,
+    )?;
+    report.cleanup = plan;
+    Ok(report)
+}
+
+/// Plan the retention of a location and, unless `dry_run`, carry it out.
+///
+/// # Errors
+/// [`Error::Io`] when the location (or the filestorage backup location)
+/// cannot be read or an entry cannot be removed.
+pub fn cleanup(
+    location: &Path,
+    fs_backup_location: Option<&Path>,
+    policy: &RetentionPolicy,
+    clock: &dyn Clock,
+    dry_run: bool,
+) -> Result<CleanupPlan> {
+    let listing: Vec<Listed> = list_backups(location)?
         .into_iter()
         .map(|b| Listed {
             name: b.name,
             mtime: b.mtime,
         })
         .collect();
-    let fulls = match &opts.fs_backup_location {
+    let fulls = match fs_backup_location {
         Some(d) => naming::repozo_full_stamps(d)?,
         None => Vec::new(),
     };
     let fulls = (!fulls.is_empty()).then_some(fulls);
-    let plan = retention::plan_cleanup(&listing, fulls.as_deref(), &policy, clock.now());
-    retention::execute(&opts.location, &plan)?;
-    if !plan.remove.is_empty() {
-        log::info!("Removed {} blob backup(s).", plan.removed_backups);
+    let plan = retention::plan_cleanup(&listing, fulls.as_deref(), policy, clock.now());
+    if !dry_run {
+        retention::execute(location, &plan)?;
+        if plan.removed_backups > 0 {
+            if fulls.is_some() {
+                log::info!(
+                    "Removed {} blob backup(s), all backups belonging to remaining filestorage backups have been kept.",
+                    plan.removed_backups
+                );
+            } else {
+                log::info!("Removed {} blob backup(s).", plan.removed_backups);
+            }
+        }
+        if let Some(l) = &plan.latest {
+            log::info!("Creating symlink from latest to {l}");
+        }
     }
-    report.cleanup = plan;
-    Ok(report)
+    Ok(plan)
 }
 
 /// Rotate numbered entries of the kinds `which` accepts: `.N` becomes

@@ -14,6 +14,7 @@ mod filestorage;
 // --- repozo (issue 3) ---
 
 // --- blobs (issue 4) ---
+mod blobs;
 
 create_exception!(
     collective.recipe.backup._core,
@@ -30,6 +31,18 @@ create_exception!(
 // --- repozo exceptions (issue 3) ---
 
 // --- blobs exceptions (issue 4) ---
+create_exception!(
+    collective.recipe.backup._core,
+    BlobError,
+    BackupError,
+    "A blob backup problem: mixed prefixes, a broken archive or chain, a bad date."
+);
+create_exception!(
+    collective.recipe.backup._core,
+    NoBlobBackup,
+    BlobError,
+    "No blob backup to restore (none at all, or none at or before the date)."
+);
 
 /// The one mapping from core errors to Python exceptions.
 pub(crate) fn to_py(e: Error) -> PyErr {
@@ -41,6 +54,13 @@ pub(crate) fn to_py(e: Error) -> PyErr {
         // --- repozo mapping (issue 3) ---
 
         // --- blobs mapping (issue 4) ---
+        Error::NoBlobBackups { .. } | Error::NoBlobBackupAtDate { .. } => {
+            NoBlobBackup::new_err(msg)
+        }
+        Error::MixedPrefixes { .. }
+        | Error::BadDate { .. }
+        | Error::BrokenArchive { .. }
+        | Error::BrokenChain { .. } => BlobError::new_err(msg),
         _ => BackupError::new_err(msg),
     }
 }
@@ -57,10 +77,13 @@ fn core_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     // --- repozo exceptions registration (issue 3) ---
 
     // --- blobs exceptions registration (issue 4) ---
+    m.add("BlobError", py.get_type::<BlobError>())?;
+    m.add("NoBlobBackup", py.get_type::<NoBlobBackup>())?;
 
     filestorage::register(m)?;
     // --- repozo registration (issue 3) ---
 
     // --- blobs registration (issue 4) ---
+    blobs::register(m)?;
     Ok(())
 }
