@@ -473,7 +473,7 @@ pub fn extract(
             .map(|m| m.is_dir())
             .unwrap_or(false)
         {
-            set_dir_meta(&path, &e)?;
+            set_dir_meta(&path, &e, None)?;
         }
     }
     Ok(())

@@ -13,7 +13,7 @@
 
 use std::fs;
 use std::io;
-use std::os::unix::fs::{lchown, symlink, PermissionsExt};
+use std::os::unix::fs::{lchown, symlink, MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -56,19 +56,26 @@ pub fn materialize(
         .iter()
         .filter(|e| e.kind == EntryKind::Dir)
         .collect();
+    // The root first (it tells who owns what we create), then each depth
+    // level in parallel: mkdir is the most expensive call of a snapshot.
+    let mut by_depth: Vec<Vec<&Entry>> = Vec::new();
     for d in &dirs {
-        let path = dest.join(&d.rel);
-        match fs::create_dir(&path) {
-            Ok(()) => {}
-            Err(e)
-                if e.kind() == io::ErrorKind::NotFound
-                    || e.kind() == io::ErrorKind::NotADirectory =>
-            {
-                return Err(not_a_dir_or(&path, e));
-            }
-            Err(e) => return Err(Error::io(&path, e)),
+        let depth = d.rel.components().count();
+        if by_depth.len() <= depth {
+            by_depth.resize_with(depth + 1, Vec::new);
         }
+        by_depth[depth].push(d);
     }
+    for level in &by_depth {
+        level
+            .par_iter()
+            .try_for_each(|d| make_dir(&dest.join(&d.rel)))?;
+    }
+    let root_meta = fs::metadata(dest).at(dest)?;
+    let owner = Owner {
+        uid: root_meta.uid(),
+        gid: root_meta.gid(),
+    };
     let others: Vec<&Entry> = tree
         .entries
         .iter()
@@ -93,14 +100,16 @@ pub fn materialize(
                         }
                     }
                 }
-                copy_file(&src, &dst, e)?;
+                copy_file(&src, &dst, e, Some(owner))?;
                 copied.fetch_add(1, Ordering::Relaxed);
                 bytes.fetch_add(e.size, Ordering::Relaxed);
                 progress.advance(1);
             }
             EntryKind::Symlink(target) => {
                 symlink(target, &dst).at(&dst)?;
-                set_owner(&dst, e)?;
+                if !owner.is(e) {
+                    set_owner(&dst, e)?;
+                }
                 let t = FileTime::from_unix_time(e.mtime, e.mtime_nsec);
                 filetime::set_symlink_file_times(&dst, t, t).at(&dst)?;
             }
@@ -113,13 +122,39 @@ pub fn materialize(
     let mut dirs = dirs;
     dirs.sort_by_key(|d| std::cmp::Reverse(d.rel.components().count()));
     dirs.par_iter()
-        .try_for_each(|d| set_dir_meta(&dest.join(&d.rel), d))?;
+        .try_for_each(|d| set_dir_meta(&dest.join(&d.rel), d, Some(owner)))?;
     Ok(CopyStats {
         files: tree.file_count(),
         linked: linked.into_inner(),
         copied: copied.into_inner(),
         bytes_copied: bytes.into_inner(),
     })
+}
+
+fn make_dir(path: &Path) -> Result<()> {
+    match fs::create_dir(path) {
+        Ok(()) => Ok(()),
+        Err(e)
+            if e.kind() == io::ErrorKind::NotFound || e.kind() == io::ErrorKind::NotADirectory =>
+        {
+            Err(not_a_dir_or(path, e))
+        }
+        Err(e) => Err(Error::io(path, e)),
+    }
+}
+
+/// Who owns what we create: `lchown` is skipped where it would not change
+/// anything.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Owner {
+    uid: u32,
+    gid: u32,
+}
+
+impl Owner {
+    fn is(&self, e: &Entry) -> bool {
+        self.uid == e.uid && self.gid == e.gid
+    }
 }
 
 fn not_a_dir_or(path: &Path, e: io::Error) -> Error {
@@ -139,7 +174,7 @@ fn not_a_dir_or(path: &Path, e: io::Error) -> Error {
 }
 
 /// Copy one regular file with its mode, mtime and (if allowed) owner.
-pub(crate) fn copy_file(src: &Path, dst: &Path, e: &Entry) -> Result<()> {
+pub(crate) fn copy_file(src: &Path, dst: &Path, e: &Entry, owner: Option<Owner>) -> Result<()> {
     // `fs::copy` uses copy_file_range/reflinks where the kernel offers them.
     if let Err(err) = fs::copy(src, dst) {
         // Say which side failed: reading the source or writing the copy.
@@ -152,7 +187,9 @@ pub(crate) fn copy_file(src: &Path, dst: &Path, e: &Entry) -> Result<()> {
         });
     }
     fs::set_permissions(dst, fs::Permissions::from_mode(e.mode)).at(dst)?;
-    set_owner(dst, e)?;
+    if !owner.is_some_and(|o| o.is(e)) {
+        set_owner(dst, e)?;
+    }
     filetime::set_file_mtime(dst, FileTime::from_unix_time(e.mtime, e.mtime_nsec)).at(dst)?;
     Ok(())
 }
@@ -168,8 +205,10 @@ pub(crate) fn set_owner(path: &Path, e: &Entry) -> Result<()> {
 }
 
 /// Set a directory's mode, owner and mtime.
-pub(crate) fn set_dir_meta(path: &Path, d: &Entry) -> Result<()> {
-    set_owner(path, d)?;
+pub(crate) fn set_dir_meta(path: &Path, d: &Entry, owner: Option<Owner>) -> Result<()> {
+    if !owner.is_some_and(|o| o.is(d)) {
+        set_owner(path, d)?;
+    }
     fs::set_permissions(path, fs::Permissions::from_mode(d.mode)).at(path)?;
     filetime::set_file_mtime(path, FileTime::from_unix_time(d.mtime, d.mtime_nsec)).at(path)?;
     Ok(())
