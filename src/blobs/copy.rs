@@ -13,7 +13,7 @@
 
 use std::fs;
 use std::io;
-use std::os::unix::fs::{lchown, symlink, MetadataExt, PermissionsExt};
+use std::os::unix::fs::{lchown, symlink, DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -66,16 +66,26 @@ pub fn materialize(
         }
         by_depth[depth].push(d);
     }
-    for level in &by_depth {
-        level
-            .par_iter()
-            .try_for_each(|d| make_dir(&dest.join(&d.rel)))?;
-    }
+    // The root is made with 0777 to learn the umask; every other
+    // directory gets its final mode at mkdir (plus u+rwx while we fill it),
+    // so most need no chmod later.
+    make_dir(dest, 0o777)?;
     let root_meta = fs::metadata(dest).at(dest)?;
+    let any_special = dirs.iter().any(|d| d.mode & 0o7000 != 0) || root_meta.mode() & 0o7000 != 0;
     let owner = Owner {
         uid: root_meta.uid(),
         gid: root_meta.gid(),
+        umask: if any_special {
+            None
+        } else {
+            Some(0o777 & !root_meta.mode())
+        },
     };
+    for level in by_depth.iter().skip(1) {
+        level
+            .par_iter()
+            .try_for_each(|d| make_dir(&dest.join(&d.rel), d.mode | 0o700))?;
+    }
     let others: Vec<&Entry> = tree
         .entries
         .iter()
@@ -131,8 +141,8 @@ pub fn materialize(
     })
 }
 
-fn make_dir(path: &Path) -> Result<()> {
-    match fs::create_dir(path) {
+fn make_dir(path: &Path, mode: u32) -> Result<()> {
+    match fs::DirBuilder::new().mode(mode).create(path) {
         Ok(()) => Ok(()),
         Err(e)
             if e.kind() == io::ErrorKind::NotFound || e.kind() == io::ErrorKind::NotADirectory =>
@@ -149,11 +159,19 @@ fn make_dir(path: &Path) -> Result<()> {
 pub(crate) struct Owner {
     uid: u32,
     gid: u32,
+    /// The umask, when no directory involved has setuid/setgid/sticky bits
+    /// (which mkdir may inherit or drop): then mkdir's mode is predictable.
+    umask: Option<u32>,
 }
 
 impl Owner {
     fn is(&self, e: &Entry) -> bool {
         self.uid == e.uid && self.gid == e.gid
+    }
+
+    /// Did mkdir with `mode | 0o700` already give directory `d` its mode?
+    fn mode_set_by_mkdir(&self, d: &Entry) -> bool {
+        !d.rel.as_os_str().is_empty() && self.umask.is_some_and(|u| (d.mode | 0o700) & !u == d.mode)
     }
 }
 
@@ -209,7 +227,9 @@ pub(crate) fn set_dir_meta(path: &Path, d: &Entry, owner: Option<Owner>) -> Resu
     if !owner.is_some_and(|o| o.is(d)) {
         set_owner(path, d)?;
     }
-    fs::set_permissions(path, fs::Permissions::from_mode(d.mode)).at(path)?;
+    if !owner.is_some_and(|o| o.mode_set_by_mkdir(d)) {
+        fs::set_permissions(path, fs::Permissions::from_mode(d.mode)).at(path)?;
+    }
     filetime::set_file_mtime(path, FileTime::from_unix_time(d.mtime, d.mtime_nsec)).at(path)?;
     Ok(())
 }
