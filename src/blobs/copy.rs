@@ -13,14 +13,16 @@
 
 use std::fs;
 use std::io;
-use std::os::unix::fs::{lchown, symlink, DirBuilderExt, MetadataExt, PermissionsExt};
+use std::os::unix::fs::{lchown, DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use filetime::FileTime;
 use rayon::prelude::*;
 
-use super::tree::{Entry, EntryKind, Tree};
+use rustix::fs::{self as rfs, AtFlags, Gid, Timespec, Timestamps, Uid};
+
+use super::tree::{open_dir, Entry, EntryKind, Tree};
 use crate::error::{Error, IoContext, Result};
 use crate::progress::Progress;
 
@@ -86,59 +88,101 @@ pub fn materialize(
             .par_iter()
             .try_for_each(|d| make_dir(&dest.join(&d.rel), d.mode | 0o700))?;
     }
-    let others: Vec<&Entry> = tree
-        .entries
-        .iter()
-        .filter(|e| e.kind != EntryKind::Dir)
-        .collect();
+    // Then one task per directory, working relative to open directory fds
+    // (its own in the copy, its counterpart in the link source): its files
+    // and symlinks, then its own mode, owner and mtime. Creating entries in
+    // a directory never changes its parent's mtime, so the order of the
+    // tasks does not matter. The walk lists each directory's own files
+    // right after it.
+    let mut jobs: Vec<(&Entry, &[Entry])> = Vec::new();
+    let mut i = 0;
+    while i < tree.entries.len() {
+        let mut j = i + 1;
+        while j < tree.entries.len() && tree.entries[j].kind != EntryKind::Dir {
+            j += 1;
+        }
+        jobs.push((&tree.entries[i], &tree.entries[i + 1..j]));
+        i = j;
+    }
     progress.start("blobs: copy", Some(tree.file_count()));
     let linked = AtomicU64::new(0);
     let copied = AtomicU64::new(0);
     let bytes = AtomicU64::new(0);
-    others.par_iter().try_for_each(|e| -> Result<()> {
-        let src = tree.root.join(&e.rel);
-        let dst = dest.join(&e.rel);
-        match &e.kind {
-            EntryKind::File => {
-                if let Some(base) = link_source {
-                    let candidate = base.join(&e.rel);
-                    if let Ok(m) = fs::symlink_metadata(&candidate) {
-                        if e.same_as(&m) && fs::hard_link(&candidate, &dst).is_ok() {
-                            linked.fetch_add(1, Ordering::Relaxed);
-                            progress.advance(1);
-                            return Ok(());
+    jobs.par_iter().try_for_each(|(dir, files)| -> Result<()> {
+        let dpath = dest.join(&dir.rel);
+        let dfd = open_dir(&dpath)?;
+        let lfd = link_source.and_then(|b| open_dir(&b.join(&dir.rel)).ok());
+        for e in *files {
+            let name = e.rel.file_name().unwrap_or_default();
+            match &e.kind {
+                EntryKind::File => {
+                    if let Some(l) = &lfd {
+                        if let Ok(st) = rfs::statat(l, name, AtFlags::SYMLINK_NOFOLLOW) {
+                            if e.same_as_stat(&st)
+                                && rfs::linkat(l, name, &dfd, name, AtFlags::empty()).is_ok()
+                            {
+                                linked.fetch_add(1, Ordering::Relaxed);
+                                progress.advance(1);
+                                continue;
+                            }
                         }
                     }
+                    copy_file(&tree.root.join(&e.rel), &dest.join(&e.rel), e, Some(owner))?;
+                    copied.fetch_add(1, Ordering::Relaxed);
+                    bytes.fetch_add(e.size, Ordering::Relaxed);
+                    progress.advance(1);
                 }
-                copy_file(&src, &dst, e, Some(owner))?;
-                copied.fetch_add(1, Ordering::Relaxed);
-                bytes.fetch_add(e.size, Ordering::Relaxed);
-                progress.advance(1);
-            }
-            EntryKind::Symlink(target) => {
-                symlink(target, &dst).at(&dst)?;
-                if !owner.is(e) {
-                    set_owner(&dst, e)?;
+                EntryKind::Symlink(target) => {
+                    let dst = dest.join(&e.rel);
+                    rfs::symlinkat(target.as_os_str(), &dfd, name)
+                        .map_err(|x| Error::io(&dst, x.into()))?;
+                    if !owner.is(e) {
+                        set_owner(&dst, e)?;
+                    }
+                    rfs::utimensat(&dfd, name, &times(e), AtFlags::SYMLINK_NOFOLLOW)
+                        .map_err(|x| Error::io(&dst, x.into()))?;
                 }
-                let t = FileTime::from_unix_time(e.mtime, e.mtime_nsec);
-                filetime::set_symlink_file_times(&dst, t, t).at(&dst)?;
+                EntryKind::Dir => {}
             }
-            EntryKind::Dir => {}
         }
+        let io = |x: rustix::io::Errno| Error::io(&dpath, x.into());
+        if !owner.is(dir) {
+            match rfs::fchown(
+                &dfd,
+                Some(Uid::from_raw(dir.uid)),
+                Some(Gid::from_raw(dir.gid)),
+            ) {
+                Ok(()) | Err(rustix::io::Errno::PERM) => {}
+                Err(x) => return Err(io(x)),
+            }
+        }
+        if !owner.mode_set_by_mkdir(dir) {
+            rfs::fchmod(&dfd, rfs::Mode::from_raw_mode(dir.mode)).map_err(io)?;
+        }
+        rfs::futimens(&dfd, &times(dir)).map_err(io)?;
         Ok(())
     })?;
     progress.finish();
-    // Directory metadata, deepest first.
-    let mut dirs = dirs;
-    dirs.sort_by_key(|d| std::cmp::Reverse(d.rel.components().count()));
-    dirs.par_iter()
-        .try_for_each(|d| set_dir_meta(&dest.join(&d.rel), d, Some(owner)))?;
     Ok(CopyStats {
         files: tree.file_count(),
         linked: linked.into_inner(),
         copied: copied.into_inner(),
         bytes_copied: bytes.into_inner(),
     })
+}
+
+/// Timestamps that set the mtime and leave the atime alone.
+fn times(e: &Entry) -> Timestamps {
+    Timestamps {
+        last_access: Timespec {
+            tv_sec: 0,
+            tv_nsec: rfs::UTIME_OMIT,
+        },
+        last_modification: Timespec {
+            tv_sec: e.mtime,
+            tv_nsec: i64::from(e.mtime_nsec),
+        },
+    }
 }
 
 fn make_dir(path: &Path, mode: u32) -> Result<()> {

@@ -7,9 +7,14 @@
 //! `.removed` (a pack's transient list) are left out; `.layout` is kept
 //! (repozo-format §5).
 
+use std::ffi::OsString;
 use std::fs;
+use std::os::fd::OwnedFd;
+use std::os::unix::ffi::OsStringExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+
+use rustix::fs::{self as rfs, AtFlags, OFlags, Stat};
 
 use rayon::prelude::*;
 
@@ -91,6 +96,41 @@ impl Entry {
         }
     }
 
+    fn from_stat(rel: PathBuf, kind: EntryKind, st: &Stat) -> Self {
+        let is_file = st.st_mode & 0o170_000 == 0o100_000;
+        Entry {
+            rel,
+            kind,
+            mode: st.st_mode & 0o7777,
+            uid: st.st_uid,
+            gid: st.st_gid,
+            size: if is_file {
+                u64::try_from(st.st_size).unwrap_or(0)
+            } else {
+                0
+            },
+            mtime: st.st_mtime,
+            mtime_nsec: u32::try_from(st.st_mtime_nsec).unwrap_or(0),
+            ctime: st.st_ctime,
+            ctime_nsec: u32::try_from(st.st_ctime_nsec).unwrap_or(0),
+            dev: st.st_dev,
+            ino: st.st_ino,
+        }
+    }
+
+    /// [`Entry::same_as`] for a raw `stat`.
+    #[must_use]
+    pub fn same_as_stat(&self, st: &Stat) -> bool {
+        self.kind == EntryKind::File
+            && st.st_mode & 0o170_000 == 0o100_000
+            && u64::try_from(st.st_size).ok() == Some(self.size)
+            && st.st_mtime == self.mtime
+            && u32::try_from(st.st_mtime_nsec).ok() == Some(self.mtime_nsec)
+            && st.st_mode & 0o7777 == self.mode
+            && st.st_uid == self.uid
+            && st.st_gid == self.gid
+    }
+
     /// Is the file at `other` (lstat'ed) unchanged relative to this entry
     /// for rsync's quick check and `--link-dest` (same type, size, mtime,
     /// permissions and owner)?
@@ -153,12 +193,31 @@ pub fn walk(root: &Path, opts: &WalkOptions) -> Result<Tree> {
     })
 }
 
+/// Open a directory for `*at` calls.
+pub(crate) fn open_dir(path: &Path) -> Result<OwnedFd> {
+    rfs::openat(
+        rfs::CWD,
+        path,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        rfs::Mode::empty(),
+    )
+    .map_err(|e| Error::io(path, e.into()))
+}
+
+// The walk works relative to an open directory (`fstatat`,
+// `readlinkat`): with bushy trees eight levels deep, resolving full paths
+// for every entry costs more than the stat itself.
 fn walk_dir(root: &Path, rel: &Path, opts: &WalkOptions) -> Result<Vec<Entry>> {
     let dir = root.join(rel);
-    let mut names = Vec::new();
-    for entry in fs::read_dir(&dir).at(&dir)? {
-        let entry = entry.at(&dir)?;
-        names.push(entry.file_name());
+    let fd = open_dir(&dir)?;
+    let mut names: Vec<OsString> = Vec::new();
+    for entry in rfs::Dir::read_from(&fd).map_err(|e| Error::io(&dir, e.into()))? {
+        let entry = entry.map_err(|e| Error::io(&dir, e.into()))?;
+        let name = entry.file_name().to_bytes();
+        if name == b"." || name == b".." {
+            continue;
+        }
+        names.push(OsString::from_vec(name.to_vec()));
     }
     names.sort();
     let top = rel.as_os_str().is_empty();
@@ -169,39 +228,41 @@ fn walk_dir(root: &Path, rel: &Path, opts: &WalkOptions) -> Result<Vec<Entry>> {
             continue;
         }
         let rel_child = rel.join(&name);
-        let path = root.join(&rel_child);
-        let m = fs::symlink_metadata(&path).at(&path)?;
-        let ft = m.file_type();
-        if ft.is_dir() {
-            subdirs.push(Entry::from_meta(rel_child, EntryKind::Dir, &m));
-        } else if ft.is_file() {
-            files.push(Entry::from_meta(rel_child, EntryKind::File, &m));
-        } else if ft.is_symlink() {
-            let follow = opts.copy_links || opts.copy_dirlinks;
-            let target_meta = if follow {
-                fs::metadata(&path).ok()
-            } else {
-                None
-            };
-            match target_meta {
-                Some(t) if t.is_dir() => {
-                    subdirs.push(Entry::from_meta(rel_child, EntryKind::Dir, &t));
-                }
-                Some(t) if t.is_file() && opts.copy_links => {
-                    files.push(Entry::from_meta(rel_child, EntryKind::File, &t));
-                }
-                _ if opts.skip_symlinks => {}
-                _ => {
-                    let target = fs::read_link(&path).at(&path)?;
-                    files.push(Entry::from_meta(rel_child, EntryKind::Symlink(target), &m));
+        let io_err = |e: rustix::io::Errno| Error::io(&root.join(&rel_child), e.into());
+        let st = rfs::statat(&fd, name.as_os_str(), AtFlags::SYMLINK_NOFOLLOW).map_err(io_err)?;
+        match st.st_mode & 0o170_000 {
+            0o040_000 => subdirs.push(Entry::from_stat(rel_child, EntryKind::Dir, &st)),
+            0o100_000 => files.push(Entry::from_stat(rel_child, EntryKind::File, &st)),
+            0o120_000 => {
+                let follow = opts.copy_links || opts.copy_dirlinks;
+                let target = if follow {
+                    rfs::statat(&fd, name.as_os_str(), AtFlags::empty()).ok()
+                } else {
+                    None
+                };
+                match target {
+                    Some(t) if t.st_mode & 0o170_000 == 0o040_000 => {
+                        subdirs.push(Entry::from_stat(rel_child, EntryKind::Dir, &t));
+                    }
+                    Some(t) if t.st_mode & 0o170_000 == 0o100_000 && opts.copy_links => {
+                        files.push(Entry::from_stat(rel_child, EntryKind::File, &t));
+                    }
+                    _ if opts.skip_symlinks => {}
+                    _ => {
+                        let link =
+                            rfs::readlinkat(&fd, name.as_os_str(), Vec::new()).map_err(io_err)?;
+                        let link = PathBuf::from(OsString::from_vec(link.into_bytes()));
+                        files.push(Entry::from_stat(rel_child, EntryKind::Symlink(link), &st));
+                    }
                 }
             }
-        } else {
-            // Sockets, fifos and devices have no place in a blob directory.
-            log::warn!(
-                "skipping {}: not a file, directory or symlink",
-                path.display()
-            );
+            _ => {
+                // Sockets, fifos and devices have no place in a blob directory.
+                log::warn!(
+                    "skipping {}: not a file, directory or symlink",
+                    root.join(&rel_child).display()
+                );
+            }
         }
     }
     let below: Vec<Vec<Entry>> = subdirs
