@@ -228,7 +228,7 @@ pub fn restore(opts: &RestoreOptions, progress: &dyn Progress) -> Result<Restore
     fs::create_dir_all(&parent).at(&parent)?;
     let partial = parent.join(format!(".{name}.restore-partial"));
     remove_tree(&partial)?;
-    let built = build(&source, &partial, progress);
+    let built = build(&source, &partial, &target, progress);
     let stats = match built {
         Ok(s) => s,
         Err(e) => {
@@ -258,10 +258,19 @@ pub fn restore(opts: &RestoreOptions, progress: &dyn Progress) -> Result<Restore
     Ok(RestoreReport { source, stats })
 }
 
-fn build(source: &Selected, partial: &Path, progress: &dyn Progress) -> Result<CopyStats> {
+fn build(
+    source: &Selected,
+    partial: &Path,
+    target: &Path,
+    progress: &dyn Progress,
+) -> Result<CopyStats> {
     match source {
         Selected::Directory { tree, .. } => {
-            log::info!("Restoring blobs from {}", tree.display());
+            log::info!(
+                "Restoring blobs from {} to {}",
+                tree.display(),
+                target.display()
+            );
             let t = tree::walk(tree, &WalkOptions::default())?;
             materialize(&t, partial, None, progress)
         }
@@ -271,7 +280,7 @@ fn build(source: &Selected, partial: &Path, progress: &dyn Progress) -> Result<C
             }
             fs::create_dir(partial).at(partial)?;
             for a in chain {
-                log::info!("Extracting {}", a.display());
+                log::info!("Extracting {} to {}", a.display(), target.display());
             }
             archive::extract(chain, partial, true, progress)?;
             Ok(CopyStats::default())
