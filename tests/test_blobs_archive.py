@@ -248,3 +248,29 @@ def test_archives_preferred_when_archive_blob_and_both_exist(tmp_path, live):
     assert blobs.check_restore(loc, target) == [loc / f"blobstorage.{T1}" / "blobstorage"]
     blobs.restore(loc, target)
     assert state(target) == s1
+
+
+def test_incremental_chain_of_a_real_zodb_blob_tree(tmp_path, make_storage):
+    """Real ZODB blobs, a pack between the backups (blob files deleted,
+    `.removed` transient), GNU tar and ours agree on the restored tree."""
+    info = make_storage("db", transactions=150, seed=5)
+    live = os.path.join(os.path.dirname(info["path"]), "blobstorage")
+    fsbk, loc = tmp_path / "backups", tmp_path / "bk"
+    fs_files(fsbk, f"{T1}.fsz")
+    blobs.backup(live, loc, archive=True, compress=True, incremental=True, fs_backup_location=fsbk)
+    before = state(live)
+    make_storage("db", transactions=80, seed=6, pack=True, pack_keep_old=False)
+    after = state(live)
+    assert set(before) - set(after), "the pack removed no blob file"
+    fs_files(fsbk, f"{T2}.deltafsz")
+    r = blobs.backup(live, loc, archive=True, compress=True, incremental=True, fs_backup_location=fsbk)
+    assert r["delta"] and r["backup"].name == f"blobstorage.{T2}.delta.tar.gz"
+    chain = [loc / f"blobstorage.{T1}.tar.gz", loc / f"blobstorage.{T2}.delta.tar.gz"]
+    gnu = tmp_path / "gnu"
+    tar_restore(chain, gnu)
+    assert secs(state(gnu)) == secs(after)
+    target = tmp_path / "restored" / "blobstorage"
+    blobs.restore(loc, target)
+    assert secs(state(target)) == secs(after)
+    blobs.restore(loc, target, date=T1)
+    assert secs(state(target)) == secs(before)
