@@ -242,7 +242,11 @@ pub fn restore(opts: &RestoreOptions, progress: &dyn Progress) -> Result<Restore
     if had_target {
         remove_tree(&old)?;
         log::info!("Removing {}", target.display());
-        fs::rename(&target, &old).at(&target)?;
+        if let Err(e) = fs::rename(&target, &old) {
+            // E.g. the live directory is a mount point: leave it as it was.
+            let _ = remove_tree(&partial);
+            return Err(Error::io(&target, e));
+        }
     }
     if let Err(e) = fs::rename(&partial, &target) {
         if had_target {
