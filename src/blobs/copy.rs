@@ -11,16 +11,19 @@
 //! allowed) and symlinks are preserved, directories' last, deepest first,
 //! so that writing into them does not change their mtime afterwards.
 
+use std::collections::HashMap;
 use std::fs;
 use std::io;
+use std::os::fd::OwnedFd;
 use std::os::unix::fs::{lchown, DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use filetime::FileTime;
 use rayon::prelude::*;
 
-use rustix::fs::{self as rfs, AtFlags, Gid, Timespec, Timestamps, Uid};
+use rustix::fs::{self as rfs, AtFlags, Gid, OFlags, Timespec, Timestamps, Uid};
 
 use super::tree::{open_dir, Entry, EntryKind, Tree};
 use crate::error::{Error, IoContext, Result};
@@ -52,103 +55,156 @@ pub fn materialize(
     link_source: Option<&Path>,
     progress: &dyn Progress,
 ) -> Result<CopyStats> {
-    // Directories first, writable for us until their modes are set last.
-    let dirs: Vec<&Entry> = tree
-        .entries
-        .iter()
-        .filter(|e| e.kind == EntryKind::Dir)
-        .collect();
-    // The root first (it tells who owns what we create), then each depth
-    // level in parallel: mkdir is the most expensive call of a snapshot.
-    let mut by_depth: Vec<Vec<&Entry>> = Vec::new();
-    for d in &dirs {
-        let depth = d.rel.components().count();
-        if by_depth.len() <= depth {
-            by_depth.resize_with(depth + 1, Vec::new);
-        }
-        by_depth[depth].push(d);
-    }
-    // The root is made with 0777 to learn the umask; every other
-    // directory gets its final mode at mkdir (plus u+rwx while we fill it),
-    // so most need no chmod later.
-    make_dir(dest, 0o777)?;
-    let root_meta = fs::metadata(dest).at(dest)?;
-    let any_special = dirs.iter().any(|d| d.mode & 0o7000 != 0) || root_meta.mode() & 0o7000 != 0;
-    let owner = Owner {
-        uid: root_meta.uid(),
-        gid: root_meta.gid(),
-        umask: if any_special {
-            None
-        } else {
-            Some(0o777 & !root_meta.mode())
-        },
-    };
-    for level in by_depth.iter().skip(1) {
-        level
-            .par_iter()
-            .try_for_each(|d| make_dir(&dest.join(&d.rel), d.mode | 0o700))?;
-    }
-    // Then one task per directory, working relative to open directory fds
-    // (its own in the copy, its counterpart in the link source): its files
-    // and symlinks, then its own mode, owner and mtime. Creating entries in
-    // a directory never changes its parent's mtime, so the order of the
-    // tasks does not matter. The walk lists each directory's own files
-    // right after it.
-    let mut jobs: Vec<(&Entry, &[Entry])> = Vec::new();
+    // One job per directory: the walk lists each directory's own files
+    // right after it, then its subdirectories.
+    let mut jobs: Vec<Job<'_>> = Vec::new();
+    let mut index: HashMap<&Path, usize> = HashMap::new();
     let mut i = 0;
     while i < tree.entries.len() {
         let mut j = i + 1;
         while j < tree.entries.len() && tree.entries[j].kind != EntryKind::Dir {
             j += 1;
         }
-        jobs.push((&tree.entries[i], &tree.entries[i + 1..j]));
+        let dir = &tree.entries[i];
+        index.insert(dir.rel.as_path(), jobs.len());
+        jobs.push(Job {
+            dir,
+            files: &tree.entries[i + 1..j],
+            subdirs: Vec::new(),
+        });
         i = j;
     }
+    for k in 1..jobs.len() {
+        let parent = jobs[k].dir.rel.parent().unwrap_or(Path::new(""));
+        if let Some(&p) = index.get(parent) {
+            jobs[p].subdirs.push(k);
+        }
+    }
+    // The root is made with 0777 to learn the umask; every other directory
+    // gets its final mode at mkdir (plus u+rwx while we fill it), so most
+    // need no chmod later.
+    make_dir(dest, 0o777)?;
+    let root_meta = fs::metadata(dest).at(dest)?;
+    let any_special = tree
+        .entries
+        .iter()
+        .any(|d| d.kind == EntryKind::Dir && d.mode & 0o7000 != 0)
+        || root_meta.mode() & 0o7000 != 0;
+    let ctx = Ctx {
+        tree,
+        dest,
+        jobs: &jobs,
+        owner: Owner {
+            uid: root_meta.uid(),
+            gid: root_meta.gid(),
+            umask: if any_special {
+                None
+            } else {
+                Some(0o777 & !root_meta.mode())
+            },
+        },
+        progress,
+        linked: AtomicU64::new(0),
+        copied: AtomicU64::new(0),
+        bytes: AtomicU64::new(0),
+    };
     progress.start("blobs: copy", Some(tree.file_count()));
-    let linked = AtomicU64::new(0);
-    let copied = AtomicU64::new(0);
-    let bytes = AtomicU64::new(0);
-    jobs.par_iter().try_for_each(|(dir, files)| -> Result<()> {
-        let dpath = dest.join(&dir.rel);
-        let dfd = open_dir(&dpath)?;
-        let lfd = link_source.and_then(|b| open_dir(&b.join(&dir.rel)).ok());
-        for e in *files {
+    let dfd = Arc::new(open_dir(dest)?);
+    let lfd = link_source.and_then(|l| open_dir(l).ok()).map(Arc::new);
+    if !jobs.is_empty() {
+        ctx.run(0, &dfd, lfd.as_ref())?;
+    }
+    progress.finish();
+    Ok(CopyStats {
+        files: tree.file_count(),
+        linked: ctx.linked.into_inner(),
+        copied: ctx.copied.into_inner(),
+        bytes_copied: ctx.bytes.into_inner(),
+    })
+}
+
+struct Job<'a> {
+    dir: &'a Entry,
+    files: &'a [Entry],
+    subdirs: Vec<usize>,
+}
+
+struct Ctx<'a> {
+    tree: &'a Tree,
+    dest: &'a Path,
+    jobs: &'a [Job<'a>],
+    owner: Owner,
+    progress: &'a dyn Progress,
+    linked: AtomicU64,
+    copied: AtomicU64,
+    bytes: AtomicU64,
+}
+
+impl Ctx<'_> {
+    /// Fill directory `k` (open as `dfd`; its counterpart in the link
+    /// source as `lfd`), set its metadata, then its subdirectories in
+    /// parallel. Everything is relative to open directory fds: bushy trees
+    /// are eight levels deep, and resolving full paths for every call costs
+    /// more than the calls.
+    fn run(&self, k: usize, dfd: &Arc<OwnedFd>, lfd: Option<&Arc<OwnedFd>>) -> Result<()> {
+        let job = &self.jobs[k];
+        let dpath = self.dest.join(&job.dir.rel);
+        for &c in &job.subdirs {
+            let d = self.jobs[c].dir;
+            let name = d.rel.file_name().unwrap_or_default();
+            match rfs::mkdirat(dfd, name, rfs::Mode::from_raw_mode(d.mode | 0o700)) {
+                Ok(()) => {}
+                Err(e) => {
+                    let path = self.dest.join(&d.rel);
+                    return Err(not_a_dir_or(&path, e.into()));
+                }
+            }
+        }
+        for e in job.files {
             let name = e.rel.file_name().unwrap_or_default();
             match &e.kind {
                 EntryKind::File => {
-                    if let Some(l) = &lfd {
+                    if let Some(l) = lfd {
                         if let Ok(st) = rfs::statat(l, name, AtFlags::SYMLINK_NOFOLLOW) {
                             if e.same_as_stat(&st)
-                                && rfs::linkat(l, name, &dfd, name, AtFlags::empty()).is_ok()
+                                && rfs::linkat(l, name, dfd, name, AtFlags::empty()).is_ok()
                             {
-                                linked.fetch_add(1, Ordering::Relaxed);
-                                progress.advance(1);
+                                self.linked.fetch_add(1, Ordering::Relaxed);
+                                self.progress.advance(1);
                                 continue;
                             }
                         }
                     }
-                    copy_file(&tree.root.join(&e.rel), &dest.join(&e.rel), e, Some(owner))?;
-                    copied.fetch_add(1, Ordering::Relaxed);
-                    bytes.fetch_add(e.size, Ordering::Relaxed);
-                    progress.advance(1);
+                    copy_file(
+                        &self.tree.root.join(&e.rel),
+                        &self.dest.join(&e.rel),
+                        e,
+                        Some(self.owner),
+                    )?;
+                    self.copied.fetch_add(1, Ordering::Relaxed);
+                    self.bytes.fetch_add(e.size, Ordering::Relaxed);
+                    self.progress.advance(1);
                 }
                 EntryKind::Symlink(target) => {
-                    let dst = dest.join(&e.rel);
-                    rfs::symlinkat(target.as_os_str(), &dfd, name)
+                    let dst = self.dest.join(&e.rel);
+                    rfs::symlinkat(target.as_os_str(), dfd, name)
                         .map_err(|x| Error::io(&dst, x.into()))?;
-                    if !owner.is(e) {
+                    if !self.owner.is(e) {
                         set_owner(&dst, e)?;
                     }
-                    rfs::utimensat(&dfd, name, &times(e), AtFlags::SYMLINK_NOFOLLOW)
+                    rfs::utimensat(dfd, name, &times(e), AtFlags::SYMLINK_NOFOLLOW)
                         .map_err(|x| Error::io(&dst, x.into()))?;
                 }
                 EntryKind::Dir => {}
             }
         }
+        // Creating entries in a directory changes its mtime, never its
+        // parent's: with its files and subdirectories made, it is done.
         let io = |x: rustix::io::Errno| Error::io(&dpath, x.into());
-        if !owner.is(dir) {
+        let dir = job.dir;
+        if !self.owner.is(dir) {
             match rfs::fchown(
-                &dfd,
+                dfd,
                 Some(Uid::from_raw(dir.uid)),
                 Some(Gid::from_raw(dir.gid)),
             ) {
@@ -156,19 +212,32 @@ pub fn materialize(
                 Err(x) => return Err(io(x)),
             }
         }
-        if !owner.mode_set_by_mkdir(dir) {
-            rfs::fchmod(&dfd, rfs::Mode::from_raw_mode(dir.mode)).map_err(io)?;
+        if !self.owner.mode_set_by_mkdir(dir) {
+            rfs::fchmod(dfd, rfs::Mode::from_raw_mode(dir.mode)).map_err(io)?;
         }
-        rfs::futimens(&dfd, &times(dir)).map_err(io)?;
-        Ok(())
-    })?;
-    progress.finish();
-    Ok(CopyStats {
-        files: tree.file_count(),
-        linked: linked.into_inner(),
-        copied: copied.into_inner(),
-        bytes_copied: bytes.into_inner(),
-    })
+        rfs::futimens(dfd, &times(dir)).map_err(io)?;
+        job.subdirs.par_iter().try_for_each(|&c| {
+            let name = self.jobs[c].dir.rel.file_name().unwrap_or_default();
+            let cpath = self.dest.join(&self.jobs[c].dir.rel);
+            let cfd = rfs::openat(
+                dfd,
+                name,
+                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC | OFlags::NOFOLLOW,
+                rfs::Mode::empty(),
+            )
+            .map_err(|x| Error::io(&cpath, x.into()))?;
+            let clfd = lfd.and_then(|l| {
+                rfs::openat(
+                    l,
+                    name,
+                    OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC | OFlags::NOFOLLOW,
+                    rfs::Mode::empty(),
+                )
+                .ok()
+            });
+            self.run(c, &Arc::new(cfd), clfd.map(Arc::new).as_ref())
+        })
+    }
 }
 
 /// Timestamps that set the mtime and leave the atime alone.
