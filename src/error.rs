@@ -97,6 +97,59 @@ pub enum Error {
         source: io::Error,
     },
     // --- blobs (issue 4) ---
+    /// Something other than a directory where the blob code needs one (the
+    /// blob directory, a backup location, a restore target, or a directory
+    /// inside a tree being copied).
+    #[error("{path}: not a directory")]
+    NotADirectory {
+        /// The offending path.
+        path: PathBuf,
+    },
+    /// Backups of two different blob directories in one location (6.0's
+    /// message, kept because admins grep for it).
+    #[error("Different backup prefixes found in {dir} ({a}, {b}). Are you mixing two backups in one directory? For safety we will exit, because we cannot get a correct sort order.")]
+    MixedPrefixes {
+        /// The backup location.
+        dir: PathBuf,
+        /// One prefix.
+        a: String,
+        /// Another prefix.
+        b: String,
+    },
+    /// A restore location without any blob backup.
+    #[error("There are no backups in {dir}.")]
+    NoBlobBackups {
+        /// The backup location.
+        dir: PathBuf,
+    },
+    /// No blob backup at or before the requested date.
+    #[error("Could not find backup of '{date}' or earlier.")]
+    NoBlobBackupAtDate {
+        /// The date as given.
+        date: String,
+    },
+    /// A restore date that is not `yyyy-mm-dd[-hh[-mm[-ss]]]`.
+    #[error("Could not parse date argument to restore blobs: '{date}' (expected yyyy-mm-dd[-hh[-mm[-ss]]], UTC)")]
+    BadBlobDate {
+        /// The date as given.
+        date: String,
+    },
+    /// A tar archive or snapshot file that cannot be read or is unsafe.
+    #[error("{path}: {reason}")]
+    BrokenArchive {
+        /// The archive (or `.snar`).
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// An incremental chain whose level-0 archive is missing.
+    #[error("{path}: incremental blob backup without its full archive: {reason}")]
+    BrokenChain {
+        /// The oldest delta of the chain.
+        path: PathBuf,
+        /// What is missing.
+        reason: String,
+    },
 
     // --- recipe (issue 5) ---
     /// A buildout option, a script argument or a combination of them that

@@ -35,6 +35,8 @@ pub mod progress;
 pub mod repozo;
 
 // --- blobs (issue 4) ---
+pub mod blobs;
+pub mod retention;
 
 // --- recipe (issue 5) ---
 pub mod commands;

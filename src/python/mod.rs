@@ -15,6 +15,7 @@ mod filestorage;
 mod repozo;
 
 // --- blobs (issue 4) ---
+mod blobs;
 
 // --- recipe (issue 5) ---
 mod config;
@@ -58,6 +59,18 @@ create_exception!(
 );
 
 // --- blobs exceptions (issue 4) ---
+create_exception!(
+    collective.recipe.backup._core,
+    BlobError,
+    BackupError,
+    "A blob backup problem: mixed prefixes, a broken archive or chain, a bad date."
+);
+create_exception!(
+    collective.recipe.backup._core,
+    NoBlobBackup,
+    BlobError,
+    "No blob backup to restore (none at all, or none at or before the date)."
+);
 
 // --- recipe exceptions (issue 5) ---
 create_exception!(
@@ -83,6 +96,13 @@ pub(crate) fn to_py(e: Error) -> PyErr {
         }
 
         // --- blobs mapping (issue 4) ---
+        Error::NoBlobBackups { .. } | Error::NoBlobBackupAtDate { .. } => {
+            NoBlobBackup::new_err(msg)
+        }
+        Error::MixedPrefixes { .. }
+        | Error::BadBlobDate { .. }
+        | Error::BrokenArchive { .. }
+        | Error::BrokenChain { .. } => BlobError::new_err(msg),
 
         // --- recipe mapping (issue 5) ---
         Error::Config(_) => ConfigError::new_err(msg),
@@ -106,6 +126,8 @@ fn core_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("VerificationFail", py.get_type::<VerificationFail>())?;
 
     // --- blobs exceptions registration (issue 4) ---
+    m.add("BlobError", py.get_type::<BlobError>())?;
+    m.add("NoBlobBackup", py.get_type::<NoBlobBackup>())?;
 
     // --- recipe exceptions registration (issue 5) ---
     m.add("ConfigError", py.get_type::<ConfigError>())?;
@@ -115,6 +137,7 @@ fn core_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     repozo::register(m)?;
 
     // --- blobs registration (issue 4) ---
+    blobs::register(m)?;
 
     // --- recipe registration (issue 5) ---
     config::register(m)?;

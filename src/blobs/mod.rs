@@ -1,0 +1,693 @@
+//! Blob storage backups: directory snapshots hard-linked to the previous
+//! backup, independent copies, tar archives (plain, gzip, GNU incremental),
+//! restore to a date, and listing (crb-features §3).
+//!
+//! No external process is run: where 6.0 called `rsync -a --delete
+//! --link-dest` or GNU `tar`, this module walks, links, copies and archives
+//! itself, in parallel, and builds every backup under a temporary name
+//! (`.<name>.partial`) that is renamed into place only when complete, so an
+//! interrupted backup is redone, never trusted.
+//!
+//! - [`naming`]: THE parser of names in a backup location;
+//! - [`tree`]: the parallel walk; [`copy`]: directory copies and links;
+//! - [`archive`]: tar, dumpdirs and `.snar` files; [`restore`]: selection
+//!   and restore; retention lives in [`crate::retention`].
+
+pub mod archive;
+pub mod copy;
+pub mod naming;
+pub mod restore;
+pub mod tree;
+
+use std::collections::BTreeSet;
+use std::fs::{self, File};
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use chrono::{DateTime, Utc};
+
+use crate::clock::Clock;
+use crate::error::{Error, IoContext, Result};
+use crate::fsutil::{sync_dir, write_atomically};
+use crate::progress::Progress;
+use crate::retention::{self, CleanupPlan, Listed, RetentionPolicy, Target};
+use archive::Snapshot;
+use copy::{materialize, remove_tree, CopyStats};
+use naming::{newest_first, BackupName, Kind, Stamp};
+use tree::WalkOptions;
+
+/// How blob backups are stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// `<base>.<stamp>/<base>/…` directories.
+    Directories {
+        /// Unchanged files are hard links to the previous backup (6.0's
+        /// `use_rsync = true`); false makes independent copies.
+        hard_links: bool,
+        /// The first backup is hard-linked to the live blob files
+        /// (`rsync_hard_links_on_first_copy`); needs one file system.
+        hard_links_on_first_copy: bool,
+    },
+    /// `<base>.<stamp>.tar[.gz]` archives of the blob directory's contents.
+    Archives {
+        /// gzip them (`compress_blob`).
+        compress: bool,
+        /// GNU incremental archives with a `.snar` (`incremental_blobs`);
+        /// needs timestamps.
+        incremental: bool,
+    },
+}
+
+/// The part of `rsync_options` that means something without rsync.
+///
+/// Mapped: `-k`/`--copy-dirlinks` (follow symlinks to directories),
+/// `-L`/`--copy-links` (follow all symlinks), `--no-l`/`--no-links` (leave
+/// symlinks out). Everything else is accepted and ignored with a warning.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RsyncOptions {
+    /// `-k`.
+    pub copy_dirlinks: bool,
+    /// `-L`.
+    pub copy_links: bool,
+    /// `--no-l`.
+    pub skip_symlinks: bool,
+    /// Options that have no effect.
+    pub ignored: Vec<String>,
+}
+
+impl RsyncOptions {
+    /// Read a raw `rsync_options` string.
+    #[must_use]
+    pub fn parse(raw: &str) -> Self {
+        let mut o = RsyncOptions::default();
+        for tok in raw.split_whitespace() {
+            match tok {
+                "-k" | "--copy-dirlinks" => o.copy_dirlinks = true,
+                "-L" | "--copy-links" => o.copy_links = true,
+                "--no-l" | "--no-links" => o.skip_symlinks = true,
+                t if t.starts_with('-') && !t.starts_with("--") && t.len() > 2 => {
+                    let mut other = String::new();
+                    for c in t[1..].chars() {
+                        match c {
+                            'k' => o.copy_dirlinks = true,
+                            'L' => o.copy_links = true,
+                            c => other.push(c),
+                        }
+                    }
+                    if !other.is_empty() {
+                        o.ignored.push(format!("-{other}"));
+                    }
+                }
+                t => o.ignored.push(t.to_owned()),
+            }
+        }
+        o
+    }
+
+    fn walk_options(&self) -> WalkOptions {
+        WalkOptions {
+            copy_dirlinks: self.copy_dirlinks,
+            copy_links: self.copy_links,
+            skip_symlinks: self.skip_symlinks,
+            exclude_transient: true,
+        }
+    }
+}
+
+/// One blob backup run.
+#[derive(Debug, Clone)]
+pub struct BackupOptions {
+    /// The live blob directory (`blob_storage`).
+    pub blobdir: PathBuf,
+    /// Where blob backups go (`blobbackuplocation`, ...).
+    pub location: PathBuf,
+    /// The matching filestorage backup location (None for only_blobs): the
+    /// name of its newest repozo file names the backup, and its full
+    /// backups drive the orphan rule.
+    pub fs_backup_location: Option<PathBuf>,
+    /// Directories or archives.
+    pub format: Format,
+    /// `<base>.<TS>` names (`blob_timestamps`); false rotates `<base>.0`.
+    pub timestamps: bool,
+    /// This is a full backup (snapshot, zip, `full = true`).
+    pub full: bool,
+    /// Retention: full backups (or archive units) to keep; 0 keeps all.
+    pub keep: u32,
+    /// Retention: days of partial directory backups to keep.
+    pub keep_blob_days: u32,
+    /// The meaningful part of `rsync_options`.
+    pub rsync: RsyncOptions,
+}
+
+impl BackupOptions {
+    /// Options with 6.0's defaults: timestamped hard-link snapshots, keep 2,
+    /// keep_blob_days 14.
+    #[must_use]
+    pub fn new(blobdir: &Path, location: &Path) -> Self {
+        BackupOptions {
+            blobdir: blobdir.to_path_buf(),
+            location: location.to_path_buf(),
+            fs_backup_location: None,
+            format: Format::Directories {
+                hard_links: true,
+                hard_links_on_first_copy: false,
+            },
+            timestamps: true,
+            full: false,
+            keep: 2,
+            keep_blob_days: 14,
+            rsync: RsyncOptions::default(),
+        }
+    }
+
+    /// The zip backup's fixed settings (crb-features §2.7): one numbered
+    /// archive `<base>.0.tar[.gz]`, full, keep 1.
+    #[must_use]
+    pub fn zip(blobdir: &Path, location: &Path, compress: bool) -> Self {
+        BackupOptions {
+            format: Format::Archives {
+                compress,
+                incremental: false,
+            },
+            timestamps: false,
+            full: true,
+            keep: 1,
+            ..BackupOptions::new(blobdir, location)
+        }
+    }
+}
+
+/// What a backup run did.
+#[derive(Debug, Clone)]
+pub struct BackupReport {
+    /// The backup (directory or archive) of this run.
+    pub backup: PathBuf,
+    /// False when it existed already (no database change since the last
+    /// backup), so nothing was copied.
+    pub created: bool,
+    /// For incremental archives: whether this one is a delta.
+    pub delta: bool,
+    /// Files linked and copied.
+    pub stats: CopyStats,
+    /// The retention plan that was carried out.
+    pub cleanup: CleanupPlan,
+}
+
+/// An entry of a blob backup location.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlobBackup {
+    /// Parsed name.
+    pub name: BackupName,
+    /// Full path.
+    pub path: PathBuf,
+    /// Modification time.
+    pub mtime: DateTime<Utc>,
+    /// Whether it is a directory.
+    pub is_dir: bool,
+}
+
+/// List the blob backups (and snapshot files) of a location, newest first.
+/// A missing location has none.
+///
+/// # Errors
+/// [`Error::Io`] when it cannot be read; [`Error::NotADirectory`] when it
+/// is a file.
+pub fn list_backups(location: &Path) -> Result<Vec<BlobBackup>> {
+    let rd = match fs::read_dir(location) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotADirectory => {
+            return Err(Error::NotADirectory {
+                path: location.to_path_buf(),
+            })
+        }
+        Err(e) => return Err(Error::io(location, e)),
+    };
+    let mut out = Vec::new();
+    for entry in rd {
+        let entry = entry.at(location)?;
+        let fname = entry.file_name();
+        let Some(name) = fname.to_str().and_then(BackupName::parse) else {
+            continue;
+        };
+        let path = entry.path();
+        let m = fs::symlink_metadata(&path).at(&path)?;
+        let is_dir = m.is_dir();
+        // A name says what it is; an entry of the other type is not ours.
+        if is_dir != (name.kind == Kind::Dir) {
+            continue;
+        }
+        let mtime: DateTime<Utc> = m.modified().at(&path)?.into();
+        out.push(BlobBackup {
+            name,
+            path,
+            mtime,
+            is_dir,
+        });
+    }
+    out.sort_by(|a, b| newest_first(&a.name, &b.name));
+    Ok(out)
+}
+
+/// The one base of a location's backups, checked against `base`.
+fn check_prefixes(location: &Path, listing: &[BlobBackup], base: &str) -> Result<()> {
+    let bases: BTreeSet<&str> = listing.iter().map(|b| b.name.base.as_str()).collect();
+    if let Some(other) = bases.iter().find(|b| **b != base) {
+        return Err(Error::MixedPrefixes {
+            dir: location.to_path_buf(),
+            a: base.to_owned(),
+            b: (*other).to_owned(),
+        });
+    }
+    Ok(())
+}
+
+/// The basename of a blob directory (trailing slashes do not matter).
+fn base_name(blobdir: &Path) -> Result<String> {
+    blobdir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .ok_or_else(|| Error::NotADirectory {
+            path: blobdir.to_path_buf(),
+        })
+}
+
+fn partial_path(location: &Path, final_name: &str) -> PathBuf {
+    location.join(format!(".{final_name}.partial"))
+}
+
+/// Make one blob backup, then apply retention.
+///
+/// # Errors
+/// [`Error::NotADirectory`] when the blob directory or the location is not
+/// a directory; [`Error::MixedPrefixes`] when the location holds backups of
+/// another blob directory; [`Error::Io`] naming the file that failed. On
+/// error no new backup has a final name.
+pub fn backup(
+    opts: &BackupOptions,
+    clock: &dyn Clock,
+    progress: &dyn Progress,
+) -> Result<BackupReport> {
+    for ignored in &opts.rsync.ignored {
+        log::warn!("rsync_options: {ignored} has no effect (rsync is no longer used)");
+    }
+    let base = base_name(&opts.blobdir)?;
+    let dump_time = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    let dump_time = (
+        i64::try_from(dump_time.as_secs()).unwrap_or(0),
+        dump_time.subsec_nanos(),
+    );
+    progress.start("blobs: scan", None);
+    let tree = tree::walk(&opts.blobdir, &opts.rsync.walk_options())?;
+    progress.finish();
+    match fs::symlink_metadata(&opts.location) {
+        Ok(m)
+            if !m.is_dir()
+                && !fs::metadata(&opts.location)
+                    .map(|m| m.is_dir())
+                    .unwrap_or(false) =>
+        {
+            return Err(Error::NotADirectory {
+                path: opts.location.clone(),
+            })
+        }
+        _ => {}
+    }
+    fs::create_dir_all(&opts.location).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotADirectory | std::io::ErrorKind::AlreadyExists => {
+            Error::NotADirectory {
+                path: opts.location.clone(),
+            }
+        }
+        _ => Error::io(&opts.location, e),
+    })?;
+    let listing = list_backups(&opts.location)?;
+    check_prefixes(&opts.location, &listing, &base)?;
+    let stamp = match &opts.fs_backup_location {
+        Some(d) => naming::newest_repozo_stamp(d)?,
+        None => None,
+    }
+    .unwrap_or_else(|| naming::format_timestamp(clock.now()));
+
+    let mut report = BackupReport {
+        backup: PathBuf::new(),
+        created: true,
+        delta: false,
+        stats: CopyStats::default(),
+        cleanup: CleanupPlan::default(),
+    };
+    let target = match opts.format {
+        Format::Directories {
+            hard_links,
+            hard_links_on_first_copy,
+        } => {
+            let name = if opts.timestamps {
+                BackupName::new(&base, Stamp::Time(stamp.clone()), Kind::Dir)
+            } else {
+                BackupName::new(&base, Stamp::Number(0), Kind::Dir)
+            };
+            let final_path = opts.location.join(name.file_name());
+            report.backup = final_path.clone();
+            if opts.timestamps && fs::symlink_metadata(&final_path).is_ok() {
+                log::info!(
+                    "Blob backup at {} already exists, so there were no database changes since last backup.",
+                    final_path.display()
+                );
+                report.created = false;
+            } else {
+                let previous = listing
+                    .iter()
+                    .find(|b| b.is_dir)
+                    .map(|b| b.path.join(&base));
+                let link_source = match (hard_links, previous) {
+                    (false, _) => None,
+                    (true, Some(p)) => Some(p),
+                    (true, None) if hard_links_on_first_copy => Some(tree.root.clone()),
+                    (true, None) => None,
+                };
+                log::info!(
+                    "Please wait while backing up blobs from {} to {}",
+                    opts.blobdir.display(),
+                    final_path.display()
+                );
+                let tmp = partial_path(&opts.location, &name.file_name());
+                remove_tree(&tmp)?;
+                fs::create_dir(&tmp).at(&tmp)?;
+                let made = materialize(&tree, &tmp.join(&base), link_source.as_deref(), progress);
+                match made {
+                    Ok(stats) => report.stats = stats,
+                    Err(e) => {
+                        let _ = remove_tree(&tmp);
+                        return Err(e);
+                    }
+                }
+                if !opts.timestamps {
+                    rotate(&opts.location, &listing, |k| k == Kind::Dir)?;
+                }
+                fs::rename(&tmp, &final_path).at(&final_path)?;
+                sync_dir(&opts.location)?;
+            }
+            Target::Directories
+        }
+        Format::Archives {
+            compress,
+            incremental,
+        } => {
+            archive_backup(
+                opts,
+                &tree,
+                &base,
+                &stamp,
+                compress,
+                incremental,
+                dump_time,
+                &listing,
+                progress,
+                &mut report,
+            )?;
+            Target::Archives
+        }
+    };
+    // Retention, also after an "already exists" skip.
+    let incremental = matches!(
+        opts.format,
+        Format::Archives {
+            incremental: true,
+            ..
+        }
+    );
+    let policy = RetentionPolicy {
+        keep: opts.keep,
+        keep_blob_days: opts.keep_blob_days,
+        full: opts.full,
+        target,
+        latest_symlink: opts.timestamps && !incremental,
+    };
+    let plan = cleanup(
+        &opts.location,
+        opts.fs_backup_location.as_deref(),
+        &policy,
+        clock,
+        false,
+    )?;
+    report.cleanup = plan;
+    Ok(report)
+}
+
+/// Plan the retention of a location and, unless `dry_run`, carry it out.
+///
+/// # Errors
+/// [`Error::Io`] when the location (or the filestorage backup location)
+/// cannot be read or an entry cannot be removed.
+pub fn cleanup(
+    location: &Path,
+    fs_backup_location: Option<&Path>,
+    policy: &RetentionPolicy,
+    clock: &dyn Clock,
+    dry_run: bool,
+) -> Result<CleanupPlan> {
+    let listing: Vec<Listed> = list_backups(location)?
+        .into_iter()
+        .map(|b| Listed {
+            name: b.name,
+            mtime: b.mtime,
+        })
+        .collect();
+    let fulls = match fs_backup_location {
+        Some(d) => naming::repozo_full_stamps(d)?,
+        None => Vec::new(),
+    };
+    let fulls = (!fulls.is_empty()).then_some(fulls);
+    let plan = retention::plan_cleanup(&listing, fulls.as_deref(), policy, clock.now());
+    if !dry_run {
+        retention::execute(location, &plan)?;
+        if plan.removed_backups > 0 {
+            if fulls.is_some() {
+                log::info!(
+                    "Removed {} blob backup(s), all backups belonging to remaining filestorage backups have been kept.",
+                    plan.removed_backups
+                );
+            } else {
+                log::info!("Removed {} blob backup(s).", plan.removed_backups);
+            }
+        }
+        if let Some(l) = &plan.latest {
+            log::info!("Creating symlink from latest to {l}");
+        }
+    }
+    Ok(plan)
+}
+
+/// Rotate numbered entries of the kinds `which` accepts: `.N` becomes
+/// `.N+1`, highest first, each keeping its own suffix.
+fn rotate(location: &Path, listing: &[BlobBackup], which: impl Fn(Kind) -> bool) -> Result<()> {
+    let mut numbered: Vec<(&BlobBackup, u64)> = listing
+        .iter()
+        .filter(|b| which(b.name.kind))
+        .filter_map(|b| match b.name.stamp {
+            Stamp::Number(n) => Some((b, n)),
+            Stamp::Time(_) => None,
+        })
+        .collect();
+    numbered.sort_by_key(|b| std::cmp::Reverse(b.1));
+    for (b, n) in numbered {
+        let next = BackupName {
+            stamp: Stamp::Number(n + 1),
+            ..b.name.clone()
+        };
+        let to = location.join(next.file_name());
+        log::info!("Renaming {} to {}.", b.name.file_name(), next.file_name());
+        fs::rename(&b.path, &to).at(&to)?;
+    }
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn archive_backup(
+    opts: &BackupOptions,
+    tree: &tree::Tree,
+    base: &str,
+    stamp: &str,
+    compress: bool,
+    incremental: bool,
+    dump_time: (i64, u32),
+    listing: &[BlobBackup],
+    progress: &dyn Progress,
+    report: &mut BackupReport,
+) -> Result<()> {
+    let loc = &opts.location;
+    if !opts.timestamps {
+        let name = BackupName::new(
+            base,
+            Stamp::Number(0),
+            Kind::Tar {
+                gz: compress,
+                delta: false,
+            },
+        );
+        let final_path = loc.join(name.file_name());
+        report.backup = final_path.clone();
+        let tmp = partial_path(loc, &name.file_name());
+        write_archive_file(&tmp, compress, |w| {
+            archive::write_plain(tree, w, &final_path, progress).map(|_| ())
+        })?;
+        rotate(loc, listing, |k| matches!(k, Kind::Tar { .. }))?;
+        fs::rename(&tmp, &final_path).at(&final_path)?;
+        report.stats.files = tree.file_count();
+        report.stats.copied = tree.file_count();
+        return sync_dir(loc);
+    }
+    // Timestamped: an archive of this stamp in any form means "done".
+    for gz in [false, true] {
+        for delta in [false, true] {
+            let n = BackupName::new(base, Stamp::Time(stamp.to_owned()), Kind::Tar { gz, delta });
+            let p = loc.join(n.file_name());
+            if fs::symlink_metadata(&p).is_ok() {
+                log::info!(
+                    "Blob backup at {} already exists, so there were no database changes since last backup.",
+                    p.display()
+                );
+                report.backup = p;
+                report.created = false;
+                return Ok(());
+            }
+        }
+    }
+    // Which snapshot file, if any (crb-features §3.5).
+    let snar: Option<(String, bool)> = if incremental {
+        let full_stamp = match &opts.fs_backup_location {
+            Some(d) => naming::repozo_full_stamps(d)?
+                .into_iter()
+                .rfind(|s| s.as_str() <= stamp),
+            None if opts.full => Some(stamp.to_owned()),
+            None => listing
+                .iter()
+                .filter(|b| b.name.kind == Kind::Snar)
+                .filter_map(|b| b.name.timestamp().map(str::to_owned))
+                .find(|s| s.as_str() <= stamp)
+                .or_else(|| Some(stamp.to_owned())),
+        };
+        match full_stamp {
+            None => None,
+            Some(fs_stamp) => {
+                let snar_name =
+                    BackupName::new(base, Stamp::Time(fs_stamp.clone()), Kind::Snar).file_name();
+                let exists = loc.join(&snar_name).is_file();
+                if fs_stamp != stamp && !exists {
+                    log::warn!(
+                        "Not making incremental blob backup, because this is a partial backup, and there is no snapshot file yet. Incremental backups will be created with the next full backup."
+                    );
+                    None
+                } else {
+                    Some((snar_name, exists))
+                }
+            }
+        }
+    } else {
+        None
+    };
+    let delta = matches!(snar, Some((_, true)));
+    let name = BackupName::new(
+        base,
+        Stamp::Time(stamp.to_owned()),
+        Kind::Tar {
+            gz: compress,
+            delta,
+        },
+    );
+    let final_path = loc.join(name.file_name());
+    report.backup = final_path.clone();
+    report.delta = delta;
+    log::info!(
+        "Please wait while backing up blobs from {} to {}",
+        opts.blobdir.display(),
+        final_path.display()
+    );
+    let tmp = partial_path(loc, &name.file_name());
+    match &snar {
+        None => {
+            write_archive_file(&tmp, compress, |w| {
+                archive::write_plain(tree, w, &final_path, progress).map(|_| ())
+            })?;
+            fs::rename(&tmp, &final_path).at(&final_path)?;
+            report.stats.files = tree.file_count();
+            report.stats.copied = tree.file_count();
+        }
+        Some((snar_name, exists)) => {
+            let snar_path = loc.join(snar_name);
+            let previous = if *exists {
+                Some(Snapshot::read(&snar_path)?)
+            } else {
+                None
+            };
+            let mut new_snap = None;
+            write_archive_file(&tmp, compress, |w| {
+                let (_, s) = archive::write_incremental(
+                    tree,
+                    previous.as_ref(),
+                    dump_time,
+                    w,
+                    &final_path,
+                    progress,
+                )?;
+                new_snap = Some(s);
+                Ok(())
+            })?;
+            // The archive first: a snapshot file ahead of its archive would
+            // make the next delta miss changes.
+            fs::rename(&tmp, &final_path).at(&final_path)?;
+            if let Some(s) = new_snap {
+                let bytes = s.to_bytes();
+                write_atomically(&snar_path, |f| f.write_all(&bytes))?;
+            }
+            report.stats.files = tree.file_count();
+        }
+    }
+    sync_dir(loc)
+}
+
+/// Write an archive to `tmp` (plain or gzip), fsync it; remove it on error.
+fn write_archive_file<F>(tmp: &Path, compress: bool, fill: F) -> Result<()>
+where
+    F: FnOnce(&mut dyn Write) -> Result<()>,
+{
+    let result = (|| -> Result<()> {
+        remove_tree(tmp)?;
+        let f = File::create(tmp).at(tmp)?;
+        let mut buf = BufWriter::with_capacity(1 << 20, f);
+        let f = if compress {
+            let mut gz = flate2::write::GzEncoder::new(&mut buf, flate2::Compression::default());
+            fill(&mut gz)?;
+            gz.finish().at(tmp)?;
+            buf.into_inner()
+                .map_err(|e| Error::io(tmp, e.into_error()))?
+        } else {
+            fill(&mut buf)?;
+            buf.into_inner()
+                .map_err(|e| Error::io(tmp, e.into_error()))?
+        };
+        f.sync_all().at(tmp)
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(tmp);
+    }
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rsync_options_mapping() {
+        let o = RsyncOptions::parse("--no-l -k -v --delete -aH");
+        assert!(o.copy_dirlinks && o.skip_symlinks && !o.copy_links);
+        assert_eq!(o.ignored, ["-v", "--delete", "-aH"]);
+        let o = RsyncOptions::parse("-kL");
+        assert!(o.copy_dirlinks && o.copy_links);
+        assert!(o.ignored.is_empty());
+    }
+}

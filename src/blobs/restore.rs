@@ -1,0 +1,315 @@
+//! Restoring a blob directory from a backup location (crb-features §3.6).
+//!
+//! [`find_backup`] picks what to restore: the newest backup, or the newest
+//! at or before a UTC date (timestamp names compared as strings, as repozo
+//! does; numbered backups and, as a fallback, all backups by mtime). From
+//! archives it returns the whole chain (level 0 and the deltas after it,
+//! oldest first), refusing a chain without its level 0. Archives are
+//! preferred when `archive_blob` is set, directories otherwise, and either
+//! kind is used when it is the only one (6.0 failed on archives with
+//! `archive_blob = false`, after replacing the Data.fs).
+//!
+//! [`restore`] never touches the live directory until the restored tree is
+//! complete: it builds `.<name>.restore-partial` beside the target, then
+//! swaps it in with two renames. The target's basename may differ from the
+//! backup's (6.0 needed `<backup>/<basename of target>`).
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use super::archive;
+use super::copy::{materialize, remove_tree, CopyStats};
+use super::naming::{BackupName, Kind, RestoreDate};
+use super::tree::{self, WalkOptions};
+use super::{list_backups, BlobBackup};
+use crate::error::{Error, IoContext, Result};
+use crate::fsutil::{parent_dir, sync_dir};
+use crate::progress::Progress;
+
+/// What to restore from where.
+#[derive(Debug, Clone)]
+pub struct RestoreOptions {
+    /// The blob backup location.
+    pub location: PathBuf,
+    /// The blob directory to restore (it may not exist yet).
+    pub target: PathBuf,
+    /// Restore the state at or before this date (None: the newest).
+    pub date: Option<RestoreDate>,
+    /// Prefer archives when both kinds exist (`archive_blob`).
+    pub prefer_archives: bool,
+    /// Select timestamped backups by name (`blob_timestamps`); otherwise,
+    /// and when no name matches, by mtime.
+    pub timestamps: bool,
+}
+
+/// The chosen backup.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Selected {
+    /// A directory backup: the `<base>.<stamp>` entry and the tree in it.
+    Directory {
+        /// `<location>/<base>.<stamp>`.
+        backup: PathBuf,
+        /// The blob tree inside it (normally `<backup>/<base>`).
+        tree: PathBuf,
+    },
+    /// Archives to extract in order (one, or a level 0 and its deltas).
+    Archives {
+        /// Oldest first.
+        chain: Vec<PathBuf>,
+    },
+}
+
+/// What a restore did.
+#[derive(Debug, Clone)]
+pub struct RestoreReport {
+    /// What was restored.
+    pub source: Selected,
+    /// Files copied (directory restores).
+    pub stats: CopyStats,
+}
+
+/// Choose the backup to restore. Reads the location only.
+///
+/// # Errors
+/// [`Error::NoBlobBackups`], [`Error::NoBlobBackupAtDate`],
+/// [`Error::MixedPrefixes`] (backups of several blob directories, none
+/// named like the target), [`Error::BrokenChain`] (a delta without its
+/// level 0), [`Error::NotADirectory`] (a directory backup without a tree).
+pub fn find_backup(opts: &RestoreOptions) -> Result<Selected> {
+    let listing = list_backups(&opts.location)?;
+    let listing: Vec<BlobBackup> = listing
+        .into_iter()
+        .filter(|b| b.name.kind != Kind::Snar)
+        .collect();
+    if listing.is_empty() {
+        return Err(Error::NoBlobBackups {
+            dir: opts.location.clone(),
+        });
+    }
+    let target_base = opts
+        .target
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let bases: BTreeSet<&str> = listing.iter().map(|b| b.name.base.as_str()).collect();
+    let base = if bases.contains(target_base.as_str()) {
+        target_base.clone()
+    } else if bases.len() == 1 {
+        bases
+            .iter()
+            .next()
+            .map(|s| (*s).to_owned())
+            .unwrap_or_default()
+    } else {
+        let mut it = bases.iter();
+        return Err(Error::MixedPrefixes {
+            dir: opts.location.clone(),
+            a: it.next().map(|s| (*s).to_owned()).unwrap_or_default(),
+            b: it.next().map(|s| (*s).to_owned()).unwrap_or_default(),
+        });
+    };
+    let of_base: Vec<&BlobBackup> = listing.iter().filter(|b| b.name.base == base).collect();
+    let dirs: Vec<&BlobBackup> = of_base.iter().copied().filter(|b| b.is_dir).collect();
+    let archives: Vec<&BlobBackup> = of_base
+        .iter()
+        .copied()
+        .filter(|b| b.name.is_archive())
+        .collect();
+    let pick = |cands: &[&BlobBackup]| -> Option<usize> {
+        let Some(date) = &opts.date else {
+            return if cands.is_empty() { None } else { Some(0) };
+        };
+        if opts.timestamps {
+            let by_name = cands
+                .iter()
+                .position(|b| b.name.timestamp().is_some_and(|t| date.admits_stamp(t)));
+            if by_name.is_some() {
+                return by_name;
+            }
+        }
+        cands.iter().position(|b| b.mtime <= date.time())
+    };
+    let dir_pick = pick(&dirs);
+    let archive_pick = pick(&archives);
+    let use_archives = match (dir_pick, archive_pick) {
+        (_, None) => false,
+        (None, Some(_)) => true,
+        (Some(_), Some(_)) => opts.prefer_archives,
+    };
+    if use_archives {
+        let i = archive_pick.unwrap_or(0);
+        let mut chain: Vec<PathBuf> = Vec::new();
+        let mut found_full = false;
+        for a in &archives[i..] {
+            match a.name.kind {
+                Kind::Tar { delta: true, .. } => chain.push(a.path.clone()),
+                Kind::Tar { delta: false, .. } => {
+                    chain.push(a.path.clone());
+                    found_full = true;
+                    break;
+                }
+                _ => {}
+            }
+        }
+        if !found_full {
+            return Err(Error::BrokenChain {
+                path: chain
+                    .last()
+                    .cloned()
+                    .unwrap_or_else(|| opts.location.clone()),
+                reason: "no level-0 archive (`<base>.<stamp>.tar[.gz]`) before it".to_owned(),
+            });
+        }
+        chain.reverse();
+        return Ok(Selected::Archives { chain });
+    }
+    let Some(i) = dir_pick else {
+        return Err(match &opts.date {
+            Some(d) => Error::NoBlobBackupAtDate {
+                date: d.as_str().to_owned(),
+            },
+            None => Error::NoBlobBackups {
+                dir: opts.location.clone(),
+            },
+        });
+    };
+    let backup = dirs[i].path.clone();
+    Ok(Selected::Directory {
+        tree: inner_tree(&backup, &dirs[i].name)?,
+        backup,
+    })
+}
+
+/// The tree inside a directory backup: `<backup>/<base>`, or its only
+/// subdirectory.
+fn inner_tree(backup: &Path, name: &BackupName) -> Result<PathBuf> {
+    let named = backup.join(&name.base);
+    if named.is_dir() {
+        return Ok(named);
+    }
+    let mut subdirs = Vec::new();
+    for entry in fs::read_dir(backup).at(backup)? {
+        let entry = entry.at(backup)?;
+        if entry.file_type().at(&entry.path())?.is_dir() {
+            subdirs.push(entry.path());
+        }
+    }
+    match subdirs.len() {
+        1 => Ok(subdirs.remove(0)),
+        _ => Err(Error::NotADirectory { path: named }),
+    }
+}
+
+/// Restore the blob directory from the chosen backup.
+///
+/// # Errors
+/// Those of [`find_backup`], [`Error::NotADirectory`] when the target is a
+/// file, [`Error::BrokenArchive`] / [`Error::Io`] while building the new
+/// tree; in every error case the live directory is as it was.
+pub fn restore(opts: &RestoreOptions, progress: &dyn Progress) -> Result<RestoreReport> {
+    let source = find_backup(opts)?;
+    let mut target = opts.target.clone();
+    if let Ok(m) = fs::symlink_metadata(&target) {
+        if m.file_type().is_symlink() {
+            // Restore where the link points, keeping the link.
+            target = fs::canonicalize(&target).at(&target)?;
+        } else if !m.is_dir() {
+            return Err(Error::NotADirectory { path: target });
+        }
+    }
+    let name = target
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .ok_or_else(|| Error::NotADirectory {
+            path: target.clone(),
+        })?;
+    let parent = parent_dir(&target).to_path_buf();
+    fs::create_dir_all(&parent).at(&parent)?;
+    let partial = parent.join(format!(".{name}.restore-partial"));
+    remove_tree(&partial)?;
+    let built = build(&source, &partial, &target, progress);
+    let stats = match built {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = remove_tree(&partial);
+            return Err(e);
+        }
+    };
+    // Swap: the old tree moves aside, the new one takes its name.
+    let old = parent.join(format!(".{name}.restore-old"));
+    let had_target = fs::symlink_metadata(&target).is_ok();
+    if had_target {
+        remove_tree(&old)?;
+        log::info!("Removing {}", target.display());
+        if let Err(e) = fs::rename(&target, &old) {
+            // E.g. the live directory is a mount point: leave it as it was.
+            let _ = remove_tree(&partial);
+            return Err(Error::io(&target, e));
+        }
+    }
+    if let Err(e) = fs::rename(&partial, &target) {
+        if had_target {
+            let _ = fs::rename(&old, &target);
+        }
+        let _ = remove_tree(&partial);
+        return Err(Error::io(&target, e));
+    }
+    sync_dir(&parent)?;
+    if had_target {
+        remove_tree(&old)?;
+    }
+    Ok(RestoreReport { source, stats })
+}
+
+fn build(
+    source: &Selected,
+    partial: &Path,
+    target: &Path,
+    progress: &dyn Progress,
+) -> Result<CopyStats> {
+    match source {
+        Selected::Directory { tree, .. } => {
+            log::info!(
+                "Restoring blobs from {} to {}",
+                tree.display(),
+                target.display()
+            );
+            let t = tree::walk(tree, &WalkOptions::default())?;
+            materialize(&t, partial, None, progress)
+        }
+        Selected::Archives { chain } => {
+            if chain.len() > 1 {
+                log::info!("Found {} incremental backups to restore.", chain.len());
+            }
+            fs::create_dir(partial).at(partial)?;
+            for a in chain {
+                log::info!("Extracting {} to {}", a.display(), target.display());
+            }
+            archive::extract(chain, partial, true, progress)?;
+            Ok(CopyStats::default())
+        }
+    }
+}
+
+/// Is any blob backup of `opts` restorable? The check phase of a restore:
+/// what [`restore`] would pick, without touching anything.
+///
+/// # Errors
+/// As [`find_backup`].
+pub fn check(opts: &RestoreOptions) -> Result<Selected> {
+    find_backup(opts)
+}
+
+/// The stamp a selected backup stands for (for messages).
+#[must_use]
+pub fn describe(sel: &Selected) -> String {
+    match sel {
+        Selected::Directory { backup, .. } => backup.display().to_string(),
+        Selected::Archives { chain } => chain
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", "),
+    }
+}
