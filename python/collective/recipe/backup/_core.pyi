@@ -1,6 +1,8 @@
 """Stub of the native module built from the Rust core."""
 
 import os
+from pathlib import Path
+from typing import Any
 from typing import Callable
 
 __version__: str
@@ -31,8 +33,6 @@ def write_index(
 ) -> int: ...
 
 # --- blobs (issue 4) ---
-from pathlib import Path
-from typing import Any
 
 _Path = str | os.PathLike[str]
 
