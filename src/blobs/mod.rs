@@ -465,13 +465,28 @@ pub fn cleanup(
     if !dry_run {
         retention::execute(location, &plan)?;
         if plan.removed_backups > 0 {
+            // 6.0's messages, one per rule (crb-features §3.8).
+            let n = plan.removed_backups;
             if fulls.is_some() {
                 log::info!(
-                    "Removed {} blob backup(s), all backups belonging to remaining filestorage backups have been kept.",
-                    plan.removed_backups
+                    "Removed {n} blob backup(s), all backups belonging to remaining filestorage backups have been kept."
+                );
+            } else if policy.target == Target::Archives {
+                log::info!(
+                    "Removed {n} full blob backup(s), with {} file(s). The latest {} backup(s) have been kept.",
+                    plan.remove.len(),
+                    policy.keep
+                );
+            } else if !policy.full && policy.keep_blob_days > 0 {
+                log::info!(
+                    "Removed {n} blob backups. The backups of the latest {} days have been kept.",
+                    policy.keep_blob_days
                 );
             } else {
-                log::info!("Removed {} blob backup(s).", plan.removed_backups);
+                log::info!(
+                    "Removed {n} blob backup(s), the latest {} backup(s) have been kept.",
+                    policy.keep
+                );
             }
         }
         if let Some(l) = &plan.latest {
