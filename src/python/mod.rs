@@ -115,7 +115,11 @@ pub(crate) fn to_py(e: Error) -> PyErr {
 fn core_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
     // Rust `log` records go to Python's `logging` (logger names = module paths).
-    let _ = pyo3_log::try_init();
+    // No caching: scripts and tests configure logging after the import, and
+    // a cached level would hide their INFO lines (e.g. `-v`).
+    if let Ok(logger) = pyo3_log::Logger::new(py, pyo3_log::Caching::Nothing) {
+        let _ = logger.install();
+    }
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add("BackupError", py.get_type::<BackupError>())?;
     m.add("FileStorageError", py.get_type::<FileStorageError>())?;

@@ -7,6 +7,8 @@ call, and a small public API:
 - :mod:`collective.recipe.backup.filestorage`: ``scan`` and ``write_index``.
 - :mod:`collective.recipe.backup.repozo`: repozo-compatible ``backup``,
   ``recover`` and ``verify``; ``python -m collective.recipe.backup.repozo``.
+- :mod:`collective.recipe.backup.blobs`: blob storage backups (snapshots,
+  copies, archives), restore and retention.
 - ``Recipe`` (the zc.buildout entry point, imported lazily so that library
   users never import zc.buildout) and the 6.0 helpers ``to_bool``,
   ``check_for_true`` and ``construct_path``.
