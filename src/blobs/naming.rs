@@ -211,18 +211,11 @@ pub fn newest_first(a: &BackupName, b: &BackupName) -> Ordering {
     by_stamp.then_with(|| a.file_name().cmp(&b.file_name()))
 }
 
-/// Is `s` exactly a `YYYY-MM-DD-HH-MM-SS` stamp (digits and dashes)?
+/// Is `s` exactly a `YYYY-MM-DD-HH-MM-SS` stamp (digits and dashes)? The
+/// same test as for repozo's file names: one definition for both.
 #[must_use]
 pub fn is_timestamp(s: &str) -> bool {
-    let b = s.as_bytes();
-    b.len() == 19
-        && b.iter().enumerate().all(|(i, c)| {
-            if matches!(i, 4 | 7 | 10 | 13 | 16) {
-                *c == b'-'
-            } else {
-                c.is_ascii_digit()
-            }
-        })
+    crate::repozo::naming::is_timestamp(s.as_bytes())
 }
 
 /// Format a UTC time as a backup stamp (`gen_timestamp`).
@@ -307,16 +300,16 @@ impl RestoreDate {
 }
 
 /// Is `name` a repozo data file (`TS.fs`, `.fsz`, `.deltafs`, `.deltafsz`)?
-/// Returns its stamp and whether it is a full backup.
+/// Returns its stamp and whether it is a full backup. Delegates to the
+/// repozo engine's recognition of data files, so both agree by definition.
 #[must_use]
 pub fn parse_repozo_data_file(name: &str) -> Option<(&str, bool)> {
-    let (stem, ext) = name.split_once('.')?;
-    let full = match ext {
-        "fs" | "fsz" => true,
-        "deltafs" | "deltafsz" => false,
-        _ => return None,
-    };
-    is_timestamp(stem).then_some((stem, full))
+    use crate::repozo::naming::{is_data_file, kind_of, Kind};
+    if !is_data_file(name) {
+        return None;
+    }
+    let full = kind_of(name)? == Kind::Full;
+    Some((name.get(..19)?, full))
 }
 
 /// The repozo data files of a filestorage backup directory, as

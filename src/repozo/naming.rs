@@ -61,8 +61,10 @@ pub fn is_data_file(name: &str) -> bool {
     matches!(&b[20..], b"fs" | b"fsz" | b"deltafs" | b"deltafsz")
 }
 
-/// `\d{4}(-\d\d){5}` exactly.
-fn is_timestamp(b: &[u8]) -> bool {
+/// `\d{4}(-\d\d){5}` exactly (ASCII digits): the stamp of every backup
+/// name, repozo's and the blob backups'.
+#[must_use]
+pub fn is_timestamp(b: &[u8]) -> bool {
     b.len() == 19
         && b.iter().enumerate().all(|(i, c)| match i {
             4 | 7 | 10 | 13 | 16 => *c == b'-',
