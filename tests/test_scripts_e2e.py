@@ -9,6 +9,7 @@ files by the second and refuses to overwrite one (so does ours)."""
 import hashlib
 import os
 import shutil
+import stat
 import subprocess
 import sys
 import time
@@ -31,6 +32,10 @@ def sha(path):
 def read(path):
     with open(path, "rb") as f:
         return f.read()
+
+
+def mode(path):
+    return stat.S_IMODE(os.stat(path).st_mode)
 
 
 def ls(path):
@@ -164,6 +169,14 @@ def test_backup_change_backup_restore_first_date(site, tmp_path):
     ]
     assert read(datafs) == first_bytes
     assert site.state() == first
+    # The blob directory's own mode comes back; copies, not links into the
+    # backup.
+    assert mode(blobdir) == mode(
+        site.path("blobstoragebackups", f"blobstorage.{ts1}", "blobstorage")
+    )
+    assert not shared(
+        blobdir, site.path("blobstoragebackups", f"blobstorage.{ts1}", "blobstorage")
+    )
     ref = repozo_recover(site.path("backups"), str(tmp_path / "ref.fs"), ts1)
     assert ref == first_bytes
     assert read(datafs + ".index") == read(site.path("backups", f"{ts1}.index"))
@@ -494,6 +507,7 @@ def test_incremental_blob_archives_restore_to_a_date(sample_buildout):
         "archive_blob = true\ncompress_blob = true\nincremental_blobs = true\n",
     )
     first = site.change()
+    live_mode = mode(site.blobdir)
     site.ok("backup")
     (ts1,) = stamps(site.path("backups"), ".fsz")
     pause()
@@ -510,6 +524,7 @@ def test_incremental_blob_archives_restore_to_a_date(sample_buildout):
     p = site.ok("restore", "-n")
     assert "INFO: Found 2 incremental backups to restore." in p.lines
     assert site.state() == second
+    assert mode(site.blobdir) == live_mode
 
 
 def test_broken_blob_archive_changes_nothing(sample_buildout):

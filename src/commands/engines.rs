@@ -9,6 +9,10 @@
 //! plan, then its execution. Both take the one date the script parsed
 //! ([`crate::config::RestoreDate`]), so filestorage and blobs are selected
 //! with the same normalised `YYYY-MM-DD-HH-MM-SS` string.
+//!
+//! `verbose` (`debug`) needs no flag here: the repozo engine logs its
+//! `--verbose` lines to the `collective.recipe.backup.repozo` logger, which
+//! the scripts enable only with `debug` (6.0 passed `--verbose` then).
 
 use std::fs;
 use std::path::{Path, PathBuf};
