@@ -569,3 +569,49 @@ def test_only_blobs(sample_buildout):
     # Blobs only: the Data.fs stays as it is.
     assert site.state() == (second[0], first[1])
     assert backup.startswith("blobstorage.")
+
+
+def test_numbered_copies_without_rsync(sample_buildout):
+    """blob_timestamps = false and use_rsync = false: rotated .0/.1
+    directories holding independent copies."""
+    site = Site(sample_buildout, "blob_timestamps = false\nuse_rsync = false\n")
+    site.change()
+    site.ok("backup")
+    pause()
+    second = site.change()
+    p = site.ok("backup")
+    assert "INFO: Renaming blobstorage.0 to blobstorage.1." in p.lines
+    backups = site.path("blobstoragebackups")
+    assert ls(backups) == ["blobstorage.0", "blobstorage.1"]
+    assert not shared(
+        os.path.join(backups, "blobstorage.0", "blobstorage"),
+        os.path.join(backups, "blobstorage.1", "blobstorage"),
+    )
+    pause()
+    site.change()
+    site.ok("restore", "-n")
+    assert site.state() == second
+
+
+def test_first_copy_hard_linked_to_the_live_blobs(sample_buildout):
+    site = Site(sample_buildout, "rsync_hard_links_on_first_copy = true\n")
+    site.change()
+    site.ok("backup")
+    (backup,) = [n for n in ls(site.path("blobstoragebackups")) if n != "latest"]
+    linked = shared(
+        site.blobdir, site.path("blobstoragebackups", backup, "blobstorage")
+    )
+    assert linked and all(n.endswith(".blob") or n == ".layout" for n in linked)
+
+
+def test_mixed_prefixes_stop_the_backup(site):
+    site.change()
+    os.makedirs(site.path("blobstoragebackups", "otherblobs.2026-01-01-00-00-00"))
+    p = site.run("backup")
+    assert p.returncode == 1
+    assert p.lines[-1] == (
+        "ERROR: Different backup prefixes found in "
+        f"{site.var}/blobstoragebackups (blobstorage, otherblobs). Are you mixing "
+        "two backups in one directory? For safety we will exit, because we "
+        "cannot get a correct sort order."
+    )
