@@ -176,6 +176,28 @@ impl BackupOptions {
             ..BackupOptions::new(blobdir, location)
         }
     }
+
+    /// The retention policy these options imply (what [`backup`] applies).
+    #[must_use]
+    pub fn retention_policy(&self) -> RetentionPolicy {
+        let incremental = matches!(
+            self.format,
+            Format::Archives {
+                incremental: true,
+                ..
+            }
+        );
+        RetentionPolicy {
+            keep: self.keep,
+            keep_blob_days: self.keep_blob_days,
+            full: self.full,
+            target: match self.format {
+                Format::Directories { .. } => Target::Directories,
+                Format::Archives { .. } => Target::Archives,
+            },
+            latest_symlink: self.timestamps && !incremental,
+        }
+    }
 }
 
 /// What a backup run did.
@@ -298,30 +320,6 @@ pub fn backup(
         false,
     )?;
     Ok(report)
-}
-
-impl BackupOptions {
-    /// The retention policy these options imply (what [`backup`] applies).
-    #[must_use]
-    pub fn retention_policy(&self) -> RetentionPolicy {
-        let incremental = matches!(
-            self.format,
-            Format::Archives {
-                incremental: true,
-                ..
-            }
-        );
-        RetentionPolicy {
-            keep: self.keep,
-            keep_blob_days: self.keep_blob_days,
-            full: self.full,
-            target: match self.format {
-                Format::Directories { .. } => Target::Directories,
-                Format::Archives { .. } => Target::Archives,
-            },
-            latest_symlink: self.timestamps && !incremental,
-        }
-    }
 }
 
 /// Make one blob backup, without retention (the scripts run retention
