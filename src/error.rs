@@ -172,12 +172,6 @@ pub enum Error {
         /// The `Data.fs.lock` file.
         path: PathBuf,
     },
-    /// The operation needs an engine that this build does not contain yet.
-    #[error("{what} is not available in this build of collective.recipe.backup.")]
-    EngineUnavailable {
-        /// What is missing, e.g. "the repozo engine (issue 3)".
-        what: &'static str,
-    },
 }
 
 impl Error {

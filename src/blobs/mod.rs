@@ -289,6 +289,51 @@ pub fn backup(
     clock: &dyn Clock,
     progress: &dyn Progress,
 ) -> Result<BackupReport> {
+    let mut report = make_backup(opts, clock, progress)?;
+    report.cleanup = cleanup(
+        &opts.location,
+        opts.fs_backup_location.as_deref(),
+        &opts.retention_policy(),
+        clock,
+        false,
+    )?;
+    Ok(report)
+}
+
+impl BackupOptions {
+    /// The retention policy these options imply (what [`backup`] applies).
+    #[must_use]
+    pub fn retention_policy(&self) -> RetentionPolicy {
+        let incremental = matches!(
+            self.format,
+            Format::Archives {
+                incremental: true,
+                ..
+            }
+        );
+        RetentionPolicy {
+            keep: self.keep,
+            keep_blob_days: self.keep_blob_days,
+            full: self.full,
+            target: match self.format {
+                Format::Directories { .. } => Target::Directories,
+                Format::Archives { .. } => Target::Archives,
+            },
+            latest_symlink: self.timestamps && !incremental,
+        }
+    }
+}
+
+/// Make one blob backup, without retention (the scripts run retention
+/// after every storage's backups; [`backup`] does both).
+///
+/// # Errors
+/// As [`backup`].
+pub fn make_backup(
+    opts: &BackupOptions,
+    clock: &dyn Clock,
+    progress: &dyn Progress,
+) -> Result<BackupReport> {
     for ignored in &opts.rsync.ignored {
         log::warn!("rsync_options: {ignored} has no effect (rsync is no longer used)");
     }
@@ -339,7 +384,7 @@ pub fn backup(
         stats: CopyStats::default(),
         cleanup: CleanupPlan::default(),
     };
-    let target = match opts.format {
+    match opts.format {
         Format::Directories {
             hard_links,
             hard_links_on_first_copy,
@@ -368,8 +413,10 @@ pub fn backup(
                     (true, None) if hard_links_on_first_copy => Some(tree.root.clone()),
                     (true, None) => None,
                 };
-                log::info!(
-                    "Please wait while backing up blobs from {} to {}",
+                // The scripts log "Please wait while backing up blobs from
+                // <blobdir> to <location>" (6.0's line) before calling in.
+                log::debug!(
+                    "Backing up blobs from {} to {}",
                     opts.blobdir.display(),
                     final_path.display()
                 );
@@ -390,7 +437,6 @@ pub fn backup(
                 fs::rename(&tmp, &final_path).at(&final_path)?;
                 sync_dir(&opts.location)?;
             }
-            Target::Directories
         }
         Format::Archives {
             compress,
@@ -408,32 +454,8 @@ pub fn backup(
                 progress,
                 &mut report,
             )?;
-            Target::Archives
         }
-    };
-    // Retention, also after an "already exists" skip.
-    let incremental = matches!(
-        opts.format,
-        Format::Archives {
-            incremental: true,
-            ..
-        }
-    );
-    let policy = RetentionPolicy {
-        keep: opts.keep,
-        keep_blob_days: opts.keep_blob_days,
-        full: opts.full,
-        target,
-        latest_symlink: opts.timestamps && !incremental,
-    };
-    let plan = cleanup(
-        &opts.location,
-        opts.fs_backup_location.as_deref(),
-        &policy,
-        clock,
-        false,
-    )?;
-    report.cleanup = plan;
+    }
     Ok(report)
 }
 
@@ -601,8 +623,8 @@ fn archive_backup(
     let final_path = loc.join(name.file_name());
     report.backup = final_path.clone();
     report.delta = delta;
-    log::info!(
-        "Please wait while backing up blobs from {} to {}",
+    log::debug!(
+        "Backing up blobs from {} to {}",
         opts.blobdir.display(),
         final_path.display()
     );

@@ -306,6 +306,18 @@ impl RestoreDate {
     }
 }
 
+/// The scripts' date (parsed once, by [`crate::config::RestoreDate`]) as a
+/// blob restore date: its normalised text `YYYY-MM-DD-HH-MM-SS`, so that
+/// the filestorage and the blobs are selected with the same string.
+impl From<&crate::config::RestoreDate> for RestoreDate {
+    fn from(d: &crate::config::RestoreDate) -> Self {
+        RestoreDate {
+            text: d.to_string(),
+            time: d.0.and_utc(),
+        }
+    }
+}
+
 /// Is `name` a repozo data file (`TS.fs`, `.fsz`, `.deltafs`, `.deltafsz`)?
 /// Returns its stamp and whether it is a full backup.
 #[must_use]

@@ -35,6 +35,7 @@ impl Plan {
             incremental: cfg.incremental_blobs && cfg.archive_blob,
             hard_links: cfg.use_rsync,
             hard_links_on_first_copy: cfg.rsync_hard_links_on_first_copy,
+            rsync_options: cfg.rsync_options.clone(),
         };
         let (full, keep, gzip, fs_verb, blob_verb) = match mode {
             BackupMode::Standard => (

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use super::*;
 use crate::config::{AdditionalStorage, BackupConfig, ConfigInput};
-use crate::error::IoContext;
+use crate::error::{Error, IoContext};
 use crate::hooks::Hooks;
 
 /// A shared call log; `fail_on` makes the call whose record starts with it
@@ -296,27 +296,6 @@ mod backup_tests {
             ]
         );
     }
-
-    #[test]
-    fn backup_with_unavailable_engines_fails_clearly() {
-        let Ok(dir) = tempfile::tempdir() else { return };
-        let cfg = config(dir.path(), |_| {});
-        let rec = Recorder::default();
-        let e = backup(
-            &cfg,
-            BackupMode::Standard,
-            &Unavailable,
-            &Unavailable,
-            &FakeHooks(&rec),
-        )
-        .err()
-        .map(|e| e.to_string());
-        assert_eq!(
-            e.as_deref(),
-            Some("The filestorage engine (repozo in Rust, issue 3) is not available in this build of collective.recipe.backup.")
-        );
-        assert_eq!(rec.calls(), ["hook pre"]);
-    }
 }
 
 mod restore_tests {
@@ -544,23 +523,5 @@ mod restore_tests {
             ]
         );
         assert_eq!(read(&dir.path().join("var/filestorage/Data.fs")), "live");
-    }
-
-    #[test]
-    fn restore_with_unavailable_engines_fails_before_touching() {
-        let Ok(dir) = tempfile::tempdir() else { return };
-        live(dir.path());
-        let cfg = config(dir.path(), |_| {});
-        let rec = Recorder::default();
-        let r = restore(
-            &cfg,
-            RestoreMode::Standard,
-            None,
-            &Unavailable,
-            &Unavailable,
-            &FakeHooks(&rec),
-        );
-        assert!(matches!(r, Err(Error::EngineUnavailable { .. })));
-        unchanged(dir.path());
     }
 }

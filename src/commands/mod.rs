@@ -5,24 +5,26 @@
 //! `additional_filestorages` order) and restore safety (issue 5 §5). It does
 //! not own the bytes: filestorage backups are done by a
 //! [`FileStorageEngine`] (repozo, issue 3) and blob backups by a
-//! [`BlobEngine`] (issue 4). Both are small traits so that the real engines
-//! plug in without touching this module, and so that the tests here prove
-//! the order with fakes.
+//! [`BlobEngine`] (issue 4). Both are small traits: the tests here prove
+//! the order with fakes (`fake.rs`), and the scripts use the real engines
+//! through the adapters in `engines.rs` ([`RepozoEngine`], [`BlobsEngine`]).
 //!
 //! Every failure is an `Err`: the caller maps it to an `ERROR:` line and
 //! exit code 1. Nothing here prints; progress lines go through `log`.
 
 mod backup;
+mod engines;
 mod lock;
 mod restore;
 
 use std::path::Path;
 
 pub use backup::backup;
+pub use engines::{BlobPlan, BlobsEngine, RepozoEngine};
 pub use restore::restore;
 
 use crate::config::RestoreDate;
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 /// The backup scripts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -105,6 +107,9 @@ pub struct BlobSettings {
     pub hard_links: bool,
     /// Hard-link the first directory backup to the live blobs.
     pub hard_links_on_first_copy: bool,
+    /// `rsync_options` as configured; the blob engine maps the options
+    /// that mean something without rsync (`-k`, `-L`, `--no-l`).
+    pub rsync_options: String,
 }
 
 /// One blob backup.
@@ -220,54 +225,11 @@ pub trait BlobEngine {
     fn restore(&self, plan: &Self::Plan, target: &Path) -> Result<()>;
 }
 
-/// The filestorage engine the scripts use. Wiring issue 3 in means
-/// replacing [`Unavailable`] here with its engine (which must implement
-/// `Default` and [`FileStorageEngine`]).
-pub type ScriptFsEngine = Unavailable;
+/// The filestorage engine the scripts use.
+pub type ScriptFsEngine = RepozoEngine;
 
-/// The blob engine the scripts use (issue 4 replaces [`Unavailable`]).
-pub type ScriptBlobEngine = Unavailable;
-
-/// Stand-in for the engines this build does not contain yet: every call
-/// fails with [`Error::EngineUnavailable`]. The lead replaces it with the
-/// engines of issues 3 and 4.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct Unavailable;
-
-const NO_REPOZO: &str = "The filestorage engine (repozo in Rust, issue 3)";
-const NO_BLOBS: &str = "The blob engine (issue 4)";
-
-impl FileStorageEngine for Unavailable {
-    type Plan = ();
-    fn backup(&self, _: &FsBackup<'_>) -> Result<()> {
-        Err(Error::EngineUnavailable { what: NO_REPOZO })
-    }
-    fn retain(&self, _: &FsRetention<'_>) -> Result<()> {
-        Err(Error::EngineUnavailable { what: NO_REPOZO })
-    }
-    fn plan_recover(&self, _: &FsRecover<'_>) -> Result<()> {
-        Err(Error::EngineUnavailable { what: NO_REPOZO })
-    }
-    fn recover(&self, (): &(), _: &Path) -> Result<()> {
-        Err(Error::EngineUnavailable { what: NO_REPOZO })
-    }
-}
-
-impl BlobEngine for Unavailable {
-    type Plan = ();
-    fn backup(&self, _: &BlobBackup<'_>) -> Result<()> {
-        Err(Error::EngineUnavailable { what: NO_BLOBS })
-    }
-    fn retain(&self, _: &BlobRetention<'_>) -> Result<()> {
-        Err(Error::EngineUnavailable { what: NO_BLOBS })
-    }
-    fn plan_restore(&self, _: &BlobRestore<'_>) -> Result<()> {
-        Err(Error::EngineUnavailable { what: NO_BLOBS })
-    }
-    fn restore(&self, (): &(), _: &Path) -> Result<()> {
-        Err(Error::EngineUnavailable { what: NO_BLOBS })
-    }
-}
+/// The blob engine the scripts use.
+pub type ScriptBlobEngine = BlobsEngine;
 
 #[cfg(test)]
 pub(crate) mod fake;

@@ -107,6 +107,7 @@ where
         incremental: cfg.incremental_blobs,
         hard_links: cfg.use_rsync,
         hard_links_on_first_copy: false,
+        rsync_options: cfg.rsync_options.clone(),
     };
     if let Some(d) = date {
         log::info!("Date restriction: restoring state at {d}.");

@@ -10,6 +10,7 @@
 //! - [`stream`], [`gzip`]: copying with md5, parallel gzip members.
 //! - [`backup`]: the `do_backup` decision table and the writes.
 //! - [`recover`]: `-R`; [`verify`]: `-V`.
+//! - [`retention`]: the recipe's `keep` rule for a repository (not repozo's).
 //!
 //! Deliberate differences from repozo are listed in `CHANGES.rst` and at
 //! the code that makes them (`// Deviation:`). Log lines (`-v`) go through
@@ -21,6 +22,7 @@ pub mod find;
 pub mod gzip;
 pub mod naming;
 pub mod recover;
+pub mod retention;
 pub mod stream;
 pub mod verify;
 

@@ -83,35 +83,91 @@ pub fn recover(
         .date
         .clone()
         .unwrap_or_else(|| gen_filename(clock.now(), ""));
-    let files = find_files(&opts.repository, &when)?;
-    if files.is_empty() {
-        return Err(Error::NoFiles {
-            date: opts.date.clone(),
-        });
-    }
-    let plan = check_chain(&files)?;
-    let total: u64 = plan.iter().map(|l| l.end - l.start).sum();
-
+    let chain = plan_chain(&opts.repository, &when, opts.date.as_deref())?;
     match &opts.output {
         None => {
             log::info!(target: LOG, "Recovering file to stdout");
             let mut out = BufWriter::with_capacity(1 << 20, std::io::stdout());
-            let (bytes, md5) =
-                concat_checked(&files, &plan, opts.verify, &mut out, total, progress)?;
+            let (bytes, md5) = concat_checked(
+                &chain.files,
+                &chain.lines,
+                opts.verify,
+                &mut out,
+                chain.total(),
+                progress,
+            )?;
             out.flush().map_err(|e| io_err(Path::new("<stdout>"), e))?;
             Ok(RecoverReport {
-                files,
+                files: chain.files,
                 bytes,
                 md5,
                 index_file: None,
             })
         }
-        Some(output) => recover_to_file(opts, output, files, &plan, total, progress),
+        Some(output) => recover_chain(&chain, output, opts.verify, progress),
     }
 }
 
+/// A chain chosen and checked by [`plan_chain`]: what a recover will
+/// concatenate, found without writing anything.
+#[derive(Clone, Debug)]
+pub struct Chain {
+    /// The data files, oldest first.
+    pub files: Vec<PathBuf>,
+    /// Their `.dat` lines, in the same order.
+    pub lines: Vec<DatLine>,
+}
+
+impl Chain {
+    /// Bytes the recovered Data.fs will have.
+    #[must_use]
+    pub fn total(&self) -> u64 {
+        self.lines.iter().map(|l| l.end - l.start).sum()
+    }
+}
+
+/// Choose the chain that recovers the state as of `when` (a date compared
+/// as repozo does, `yyyy-mm-dd[-hh[-mm[-ss]]]`) and check it against its
+/// `.dat`, reading only the repository listing and the `.dat`.
+/// `date_shown` is the date named by [`Error::NoFiles`] (None: "now").
+///
+/// # Errors
+/// [`Error::NoFiles`], [`Error::RepozoIo`], [`Error::BadDat`],
+/// [`Error::VerificationFail`] for a gap in the chain.
+pub fn plan_chain(repository: &Path, when: &str, date_shown: Option<&str>) -> Result<Chain> {
+    let files = find_files(repository, when)?;
+    if files.is_empty() {
+        return Err(Error::NoFiles {
+            date: date_shown.map(str::to_owned),
+        });
+    }
+    let lines = check_chain(&files)?;
+    Ok(Chain { files, lines })
+}
+
+/// Write a planned chain to `output` (and its `.index`), atomically: see
+/// the module docs.
+///
+/// # Errors
+/// As [`recover`], after the planning.
+pub fn recover_chain(
+    chain: &Chain,
+    output: &Path,
+    verify: bool,
+    progress: &dyn Progress,
+) -> Result<RecoverReport> {
+    recover_to_file(
+        verify,
+        output,
+        chain.files.clone(),
+        &chain.lines,
+        chain.total(),
+        progress,
+    )
+}
+
 fn recover_to_file(
-    opts: &RecoverOptions,
+    verify: bool,
     output: &Path,
     files: Vec<PathBuf>,
     plan: &[DatLine],
@@ -129,7 +185,7 @@ fn recover_to_file(
     let f = File::create(&part_path).map_err(|e| io_err(&part_path, e))?;
     let (bytes, md5) = {
         let mut out = &f;
-        concat_checked(&files, plan, opts.verify, &mut out, total, progress)?
+        concat_checked(&files, plan, verify, &mut out, total, progress)?
     };
     f.sync_all().map_err(|e| io_err(&part_path, e))?;
     drop(f);

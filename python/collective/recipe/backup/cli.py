@@ -4,9 +4,10 @@
   ``-h/--help``; restore scripts take one optional positional UTC date
   ``yyyy-mm-dd[-hh[-mm[-ss]]]``, validated by the core. Short flags
   combine (``-qn``). Backup scripts ignore positional arguments (6.0).
-- Logging: ``LEVEL: message`` on stderr; ``debug`` adds DEBUG and the time;
-  ``-q`` means WARNING and up. Rust log records arrive through the same
-  logging (pyo3-log).
+- Logging: ``LEVEL: message`` on stderr; ``debug`` adds DEBUG and the time
+  and the filestorage engine's lines (6.0: repozo ``--verbose``); ``-q``
+  means WARNING and up. Rust log records arrive through the same logging
+  (pyo3-log).
 - The restore prompt of crb-features §2.3: only ``yes`` restores; empty,
   ``no`` and end of input mean no; anything else asks again.
 """
@@ -18,6 +19,9 @@ import sys
 
 from collective.recipe.backup import _core
 
+
+#: Logger of the filestorage engine's progress lines (repozo's ``-v``).
+REPOZO_LOGGER = "collective.recipe.backup.repozo"
 
 PROMPT_QUESTION = "Are you sure? (yes/No)? "
 PROMPT_AGAIN = "Please explicitly answer yes/no in full (or accept the default)"
@@ -89,6 +93,11 @@ def setup_logging(quiet, debug):
     if level < logging.INFO:
         fmt = "%(asctime)s " + fmt
     logging.basicConfig(level=level, format=fmt, stream=sys.stderr, force=True)
+    # The filestorage engine's own lines are repozo's --verbose output: shown
+    # with ``debug`` only, as 6.0 passed --verbose to repozo then.
+    logging.getLogger(REPOZO_LOGGER).setLevel(
+        logging.INFO if debug and not quiet else logging.WARNING
+    )
 
 
 def check_date(date):

@@ -1,0 +1,189 @@
+//! The real engines behind the scripts: [`RepozoEngine`] over
+//! [`crate::repozo`] (issue 3) and [`BlobsEngine`] over [`crate::blobs`]
+//! (issue 4), adapted to the orchestration's traits.
+//!
+//! Adapters only: they translate the orchestration's requests into the
+//! engines' options and keep the orchestration's contract. A plan is found
+//! without writing; a recover or restore writes only into the temporary
+//! target it is given (the orchestration swaps it in); retention is a pure
+//! plan, then its execution. Both take the one date the script parsed
+//! ([`crate::config::RestoreDate`]), so filestorage and blobs are selected
+//! with the same normalised `YYYY-MM-DD-HH-MM-SS` string.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use super::{
+    BlobBackup, BlobEngine, BlobRestore, BlobRetention, BlobSettings, FileStorageEngine, FsBackup,
+    FsRecover, FsRetention,
+};
+use crate::blobs::copy::materialize;
+use crate::blobs::restore::{find_backup, RestoreOptions, Selected};
+use crate::blobs::tree::{self, WalkOptions};
+use crate::blobs::{self, archive, BackupOptions, Format, RsyncOptions};
+use crate::clock::{Clock, SystemClock};
+use crate::error::{IoContext, Result};
+use crate::progress::NoProgress;
+use crate::repozo::naming::gen_filename;
+use crate::repozo::recover::{plan_chain, recover_chain, Chain};
+use crate::repozo::{self, gzip, retention};
+
+/// The filestorage engine: repozo in Rust.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct RepozoEngine;
+
+impl FileStorageEngine for RepozoEngine {
+    type Plan = Chain;
+
+    fn backup(&self, req: &FsBackup<'_>) -> Result<()> {
+        let opts = repozo::BackupOptions {
+            datafs: req.datafs.to_path_buf(),
+            repository: req.repository.to_path_buf(),
+            full: req.full,
+            gzip: req.gzip,
+            quick: req.quick && !req.full,
+            kill_old: false,
+            gzip_level: gzip::DEFAULT_LEVEL,
+        };
+        let report = repozo::backup(&opts, &SystemClock, &NoProgress)?;
+        if let Some(f) = &report.data_file {
+            log::debug!("Wrote {} ({} bytes)", f.display(), report.written);
+        }
+        Ok(())
+    }
+
+    fn retain(&self, req: &FsRetention<'_>) -> Result<()> {
+        retention::apply(req.repository, req.keep).map(|_| ())
+    }
+
+    fn plan_recover(&self, req: &FsRecover<'_>) -> Result<Chain> {
+        match req.date {
+            Some(d) => {
+                let when = d.to_string();
+                plan_chain(req.repository, &when, Some(&when))
+            }
+            None => plan_chain(req.repository, &gen_filename(SystemClock.now(), ""), None),
+        }
+    }
+
+    fn recover(&self, plan: &Chain, output: &Path) -> Result<()> {
+        // md5 of every file against its `.dat` line: a restore is rare and
+        // a silently corrupt Data.fs is the worst outcome.
+        recover_chain(plan, output, true, &NoProgress).map(|_| ())
+    }
+}
+
+/// The blob engine: directory snapshots and archives in Rust.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct BlobsEngine;
+
+/// A planned blob restore: what to restore, and the live directory (for
+/// the log lines).
+#[derive(Debug, Clone)]
+pub struct BlobPlan {
+    selected: Selected,
+    blobdir: PathBuf,
+}
+
+fn format(settings: &BlobSettings) -> Format {
+    if settings.archive {
+        Format::Archives {
+            compress: settings.compress,
+            incremental: settings.incremental,
+        }
+    } else {
+        Format::Directories {
+            hard_links: settings.hard_links,
+            hard_links_on_first_copy: settings.hard_links_on_first_copy,
+        }
+    }
+}
+
+fn options(
+    blobdir: &Path,
+    location: &Path,
+    fs_repository: Option<&Path>,
+    full: bool,
+    settings: &BlobSettings,
+) -> BackupOptions {
+    BackupOptions {
+        fs_backup_location: fs_repository.map(Path::to_path_buf),
+        format: format(settings),
+        timestamps: settings.timestamps,
+        full,
+        rsync: RsyncOptions::parse(&settings.rsync_options),
+        ..BackupOptions::new(blobdir, location)
+    }
+}
+
+impl BlobEngine for BlobsEngine {
+    type Plan = BlobPlan;
+
+    fn backup(&self, req: &BlobBackup<'_>) -> Result<()> {
+        let opts = options(
+            req.blobdir,
+            req.destination,
+            req.fs_repository,
+            req.full,
+            req.settings,
+        );
+        blobs::make_backup(&opts, &SystemClock, &NoProgress).map(|_| ())
+    }
+
+    fn retain(&self, req: &BlobRetention<'_>) -> Result<()> {
+        // The blob directory only names backups; retention never reads it.
+        let mut opts = options(
+            Path::new("blobstorage"),
+            req.destination,
+            req.fs_repository,
+            req.full,
+            req.settings,
+        );
+        opts.keep = req.keep;
+        opts.keep_blob_days = req.keep_blob_days;
+        blobs::cleanup(
+            req.destination,
+            req.fs_repository,
+            &opts.retention_policy(),
+            &SystemClock,
+            false,
+        )
+        .map(|_| ())
+    }
+
+    fn plan_restore(&self, req: &BlobRestore<'_>) -> Result<BlobPlan> {
+        let selected = find_backup(&RestoreOptions {
+            location: req.source.to_path_buf(),
+            target: req.blobdir.to_path_buf(),
+            date: req.date.map(Into::into),
+            prefer_archives: req.settings.archive,
+            timestamps: req.settings.timestamps,
+        })?;
+        Ok(BlobPlan {
+            selected,
+            blobdir: req.blobdir.to_path_buf(),
+        })
+    }
+
+    fn restore(&self, plan: &BlobPlan, target: &Path) -> Result<()> {
+        match &plan.selected {
+            Selected::Directory { tree: source, .. } => {
+                log::debug!("Copying {} to {}", source.display(), target.display());
+                let t = tree::walk(source, &WalkOptions::default())?;
+                // materialize makes the directory itself (with the backup's
+                // mode); the orchestration gave an empty one.
+                fs::remove_dir(target).at(target)?;
+                materialize(&t, target, None, &NoProgress).map(|_| ())
+            }
+            Selected::Archives { chain } => {
+                if chain.len() > 1 {
+                    log::info!("Found {} incremental backups to restore.", chain.len());
+                }
+                for a in chain {
+                    log::info!("Extracting {} to {}", a.display(), plan.blobdir.display());
+                }
+                archive::extract(chain, target, true, &NoProgress)
+            }
+        }
+    }
+}

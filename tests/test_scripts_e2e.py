@@ -1,0 +1,442 @@
+"""The generated scripts end to end: real zc.buildout, a Data.fs and
+blobstorage made by real ZODB, real backups and restores through
+``bin/backup``, ``bin/restore`` and friends, and ZODB's own ``repozo`` as
+the reference for the filestorage repository (crb-features §2, §3.7, §5.4).
+
+Backups of one buildout are made at least a second apart: repozo names
+files by the second and refuses to overwrite one (so does ours)."""
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+import pytest
+
+import zodbgen
+from blobhelpers import shared
+from blobhelpers import state
+
+
+REPOZO = os.path.join(os.path.dirname(sys.executable), "repozo")
+
+
+def sha(path):
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+def read(path):
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def ls(path):
+    return sorted(os.listdir(path)) if os.path.isdir(path) else []
+
+
+def stamps(directory, ext):
+    return [n[: -len(ext)] for n in ls(directory) if n.endswith(ext)]
+
+
+class Site:
+    """A buildout whose part backs up ``var/filestorage/Data.fs`` and its
+    ``blobstorage`` (both made by real ZODB)."""
+
+    def __init__(self, b, body="", parts="backup"):
+        self.b = b
+        self.var = b.path("var")
+        self.fsdir = b.path("var", "filestorage")
+        self.datafs = os.path.join(self.fsdir, "Data.fs")
+        self.blobdir = os.path.join(self.fsdir, "blobstorage")
+        self.seed = 0
+        p = b.run(
+            parts,
+            "[backup]\nrecipe = collective.recipe.backup\n"
+            f"blob_storage = {self.blobdir}\n" + body,
+        )
+        assert p.returncode == 0, p.output
+
+    def change(self, transactions=12, directory=None):
+        """Commit transactions with real ZODB (blobs included); returns the
+        state after them."""
+        self.seed += 1
+        directory = directory or self.fsdir
+        zodbgen.generate(directory, transactions=transactions, seed=self.seed, undos=1)
+        return self.state(directory)
+
+    def state(self, directory=None):
+        directory = directory or self.fsdir
+        return (
+            sha(os.path.join(directory, "Data.fs")),
+            state(os.path.join(directory, "blobstorage"), mtimes=False),
+        )
+
+    def run(self, script, *args, **kw):
+        p = self.b.script(script, *args, **kw)
+        p.lines = p.stderr.splitlines()
+        return p
+
+    def ok(self, script, *args, **kw):
+        p = self.run(script, *args, **kw)
+        assert p.returncode == 0, p.stdout + p.stderr
+        return p
+
+    def path(self, *parts):
+        return os.path.join(self.var, *parts)
+
+
+@pytest.fixture
+def site(sample_buildout):
+    return Site(sample_buildout)
+
+
+def pause():
+    time.sleep(1.1)
+
+
+def repozo_recover(repository, output, date=None):
+    cmd = [REPOZO, "-R", "-r", repository, "-o", output]
+    if date:
+        cmd += ["-D", date]
+    subprocess.run(cmd, check=True, capture_output=True)
+    return read(output)
+
+
+def test_backup_change_backup_restore_first_date(site, tmp_path):
+    first = site.change()
+    first_bytes = read(site.datafs)
+    p = site.ok("backup")
+    var, datafs, blobdir = site.var, site.datafs, site.blobdir
+    (ts1,) = stamps(site.path("backups"), ".fsz")
+    assert p.stdout == ""
+    assert p.lines == [
+        f"INFO: Created {var}/backups",
+        f"INFO: Please wait while backing up database file: {datafs} to {var}/backups",
+        f"INFO: Created {var}/blobstoragebackups",
+        "INFO: Please wait while backing up blobs from "
+        f"{blobdir} to {var}/blobstoragebackups",
+        f"INFO: Creating symlink from latest to blobstorage.{ts1}",
+    ]
+    assert ls(site.path("backups")) == [f"{ts1}.dat", f"{ts1}.fsz", f"{ts1}.index"]
+    # The blob backup is named after the filestorage backup.
+    assert ls(site.path("blobstoragebackups")) == [f"blobstorage.{ts1}", "latest"]
+
+    # No change: no new filestorage file, the blob backup "already exists".
+    pause()
+    p = site.ok("backup")
+    assert ls(site.path("backups")) == [f"{ts1}.dat", f"{ts1}.fsz", f"{ts1}.index"]
+    assert (
+        f"INFO: Blob backup at {var}/blobstoragebackups/blobstorage.{ts1} already "
+        "exists, so there were no database changes since last backup." in p.lines
+    )
+
+    pause()
+    second = site.change()
+    assert second[0] != first[0] and second[1] != first[1]
+    site.ok("backup")
+    (ts2,) = stamps(site.path("backups"), ".deltafsz")
+    assert ts2 > ts1
+    assert ls(site.path("blobstoragebackups")) == [
+        f"blobstorage.{ts1}",
+        f"blobstorage.{ts2}",
+        "latest",
+    ]
+    latest = os.readlink(site.path("blobstoragebackups", "latest"))
+    assert latest == f"blobstorage.{ts2}"
+    # Unchanged blobs are hard links between the two backups.
+    assert shared(
+        site.path("blobstoragebackups", f"blobstorage.{ts1}", "blobstorage"),
+        site.path("blobstoragebackups", f"blobstorage.{ts2}", "blobstorage"),
+    )
+
+    # Restore the first date: Data.fs byte-identical to the first state and
+    # to what ZODB's repozo recovers from the same repository.
+    p = site.ok("restore", "-n", ts1)
+    assert p.lines == [
+        f"INFO: Date restriction: restoring state at {ts1}.",
+        "INFO: Please wait while restoring database file: "
+        f"{var}/backups to {datafs}",
+        f"INFO: Restoring blobs from {var}/blobstoragebackups to {blobdir}",
+    ]
+    assert read(datafs) == first_bytes
+    assert site.state() == first
+    ref = repozo_recover(site.path("backups"), str(tmp_path / "ref.fs"), ts1)
+    assert ref == first_bytes
+    assert read(datafs + ".index") == read(site.path("backups", f"{ts1}.index"))
+    assert not [n for n in ls(site.fsdir) if n.startswith(".")]
+    assert zodbgen.describe(datafs)["used_index"]
+
+    # And the newest state again, without a date.
+    site.ok("restore", "-n")
+    assert site.state() == second
+    ref = repozo_recover(site.path("backups"), str(tmp_path / "ref2.fs"))
+    assert read(datafs) == ref
+
+
+def test_repozo_made_repository_restores_with_bin_restore(sample_buildout, tmp_path):
+    site = Site(sample_buildout, "backup_blobs = false\n")
+    site.change()
+    os.makedirs(site.path("backups"))
+    repo = site.path("backups")
+
+    def repozo(*args):
+        subprocess.run(
+            [REPOZO, "-B", "-f", site.datafs, "-r", repo, *args],
+            check=True,
+            capture_output=True,
+        )
+
+    repozo("-z")
+    first = read(site.datafs)
+    ts1 = stamps(repo, ".fsz")[0]
+    pause()
+    site.change()
+    repozo("-z", "-Q")
+    second = read(site.datafs)
+    assert stamps(repo, ".deltafsz")
+    with open(site.datafs, "ab") as f:
+        f.write(b"damage that must go")
+    site.ok("restore", "-n", ts1)
+    assert read(site.datafs) == first
+    site.ok("restore", "-n")
+    assert read(site.datafs) == second
+    # And the other way: our backup on top of repozo's chain, recovered by
+    # repozo.
+    pause()
+    site.change()
+    site.ok("backup")
+    assert len(stamps(repo, ".deltafsz")) == 2
+    assert repozo_recover(repo, str(tmp_path / "ref.fs")) == read(site.datafs)
+
+
+def test_snapshotbackup_and_snapshotrestore(site):
+    first = site.change()
+    p = site.ok("snapshotbackup")
+    var = site.var
+    assert (
+        "INFO: Please wait while making snapshot backup: "
+        f"{site.datafs} to {var}/snapshotbackups" in p.lines
+    )
+    assert (
+        "INFO: Please wait while making snapshot of blobs from "
+        f"{site.blobdir} to {var}/blobstoragesnapshots" in p.lines
+    )
+    (ts1,) = stamps(site.path("snapshotbackups"), ".fsz")
+    pause()
+    second = site.change()
+    site.ok("snapshotbackup")
+    # Snapshots are full backups, never incrementals.
+    assert len(stamps(site.path("snapshotbackups"), ".fsz")) == 2
+    assert not stamps(site.path("snapshotbackups"), ".deltafsz")
+    assert not os.path.exists(site.path("backups"))
+    site.ok("snapshotrestore", "-n", ts1)
+    assert site.state() == first
+    site.ok("snapshotrestore", "-n")
+    assert site.state() == second
+
+
+def test_zipbackup_and_ziprestore(sample_buildout):
+    site = Site(sample_buildout, "enable_zipbackup = true\nkeep = 3\n")
+    site.change()
+    site.ok("zipbackup")
+    pause()
+    second = site.change()
+    p = site.ok("zipbackup")
+    assert p.returncode == 0
+    # keep is 1 for zip backups, whatever the part says.
+    (ts,) = stamps(site.path("zipbackups"), ".fsz")
+    assert ls(site.path("zipbackups")) == [f"{ts}.dat", f"{ts}.fsz", f"{ts}.index"]
+    assert ls(site.path("blobstoragezips")) == ["blobstorage.0.tar"]
+    pause()
+    site.change()
+    site.ok("ziprestore", "-n")
+    assert site.state() == second
+
+
+def test_altrestore_from_moved_backups(sample_buildout, tmp_path):
+    other = tmp_path / "production"
+    site = Site(
+        sample_buildout,
+        f"alternative_restore_source = Data {other}/backups {other}/blobs\n",
+    )
+    first = site.change()
+    site.ok("backup")
+    # The production backups arrive on this machine in another place.
+    other.mkdir()
+    shutil.move(site.path("backups"), other / "backups")
+    shutil.move(site.path("blobstoragebackups"), other / "blobs")
+    shutil.rmtree(site.fsdir)
+    p = site.ok("altrestore", "-n")
+    assert (
+        f"INFO: Please wait while restoring database file: {other}/backups to "
+        f"{site.datafs}" in p.lines
+    )
+    assert site.state() == first
+
+
+def test_fullbackup_keeps_the_newest_chains(sample_buildout):
+    site = Site(sample_buildout, "enable_fullbackup = true\nkeep = 1\n")
+    site.change()
+    site.ok("backup")
+    pause()
+    site.change()
+    site.ok("backup")
+    (ts1,) = stamps(site.path("backups"), ".fsz")
+    assert len(stamps(site.path("backups"), ".deltafsz")) == 1
+    pause()
+    last = site.change()
+    p = site.ok("fullbackup")
+    assert (
+        "INFO: Please wait while making full backup of database file: "
+        f"{site.datafs} to {site.var}/backups" in p.lines
+    )
+    # keep = 1: the old chain (full, incremental, .dat, .index files) is
+    # gone, and so are the blob backups older than the kept full backup.
+    (ts3,) = stamps(site.path("backups"), ".fsz")
+    assert ts3 > ts1
+    assert ls(site.path("backups")) == [f"{ts3}.dat", f"{ts3}.fsz", f"{ts3}.index"]
+    assert (
+        "INFO: Removed 5 file(s) belonging to old backups, the latest 1 full "
+        "backups have been kept." in p.lines
+    )
+    assert ls(site.path("blobstoragebackups")) == [f"blobstorage.{ts3}", "latest"]
+    pause()
+    site.change()
+    site.ok("restore", "-n")
+    assert site.state() == last
+
+
+def test_additional_filestorages_end_to_end(sample_buildout):
+    b = sample_buildout
+    catalog = b.path("var", "catalog")
+    site = Site(
+        b,
+        "additional_filestorages =\n"
+        f"    catalog {catalog}/Data.fs {catalog}/blobstorage\n",
+    )
+    first = site.change()
+    first_catalog = site.change(directory=catalog)
+    p = site.ok("backup")
+    var = site.var
+    waits = [line for line in p.lines if "Please wait" in line]
+    # Additional storages first, filestorages before blobs.
+    assert waits == [
+        "INFO: Please wait while backing up database file: "
+        f"{catalog}/Data.fs to {var}/backups_catalog",
+        "INFO: Please wait while backing up database file: "
+        f"{site.datafs} to {var}/backups",
+        "INFO: Please wait while backing up blobs from "
+        f"{catalog}/blobstorage to {var}/blobstoragebackups_catalog",
+        "INFO: Please wait while backing up blobs from "
+        f"{site.blobdir} to {var}/blobstoragebackups",
+    ]
+    (ts_main,) = stamps(site.path("backups"), ".fsz")
+    (ts_cat,) = stamps(site.path("backups_catalog"), ".fsz")
+    assert ls(site.path("blobstoragebackups_catalog")) == [
+        f"blobstorage.{ts_cat}",
+        "latest",
+    ]
+    pause()
+    site.change()
+    site.change(directory=catalog)
+    site.ok("backup")
+    p = site.ok("restore", "-n", max(ts_main, ts_cat))
+    restoring = [line for line in p.lines if "restoring database file" in line]
+    assert restoring == [
+        "INFO: Please wait while restoring database file: "
+        f"{var}/backups_catalog to {catalog}/Data.fs",
+        "INFO: Please wait while restoring database file: "
+        f"{var}/backups to {site.datafs}",
+    ]
+    assert site.state() == first
+    assert site.state(catalog) == first_catalog
+
+
+def test_blob_backup_failure_is_an_error(site):
+    site.change()
+    with open(site.path("blobstoragebackups"), "w") as f:
+        f.write("a file where the blob backups should go")
+    p = site.run("backup")
+    assert p.returncode == 1
+    assert p.lines[-1].startswith(f"ERROR: {site.var}/blobstoragebackups"), p.lines
+    assert sum(line.startswith("ERROR:") for line in p.lines) == 1
+
+
+def test_failed_blob_check_changes_nothing(site):
+    site.change()
+    site.ok("backup")
+    pause()
+    now = site.change()
+    shutil.rmtree(site.path("blobstoragebackups"))
+    p = site.run("restore", "-n")
+    assert p.returncode == 1
+    assert p.lines[-1] == (
+        f"ERROR: There are no backups in {site.var}/blobstoragebackups."
+    )
+    assert site.state() == now
+
+
+def test_restore_refused_while_the_storage_is_open(site):
+    from ZODB.FileStorage import FileStorage
+
+    site.change()
+    site.ok("backup")
+    pause()
+    now = site.change()
+    storage = FileStorage(site.datafs, blob_dir=site.blobdir)
+    try:
+        p = site.run("restore", "-n")
+        assert p.returncode == 1
+        assert p.lines[-1] == (
+            f"ERROR: {site.datafs}.lock is locked: a Zope or ZEO process has this "
+            "filestorage open. Stop it before restoring. Nothing was changed."
+        )
+    finally:
+        storage.close()
+    assert site.state() == now
+    assert not [n for n in ls(site.fsdir) if n.startswith(".crb")]
+
+
+def test_empty_path_and_quiet_cron(site):
+    """No rsync, tar or repozo: the scripts run with an empty PATH; -q
+    prints nothing on success."""
+    env = {"PATH": ""}
+    first = site.change()
+    p = site.ok("backup", "-q", env=env)
+    assert (p.stdout, p.stderr) == ("", "")
+    (ts1,) = stamps(site.path("backups"), ".fsz")
+    pause()
+    site.change()
+    p = site.ok("backup", "-q", env=env)
+    assert (p.stdout, p.stderr) == ("", "")
+    p = site.ok("restore", "-q", "-n", ts1, env=env)
+    assert (p.stdout, p.stderr) == ("", "")
+    assert site.state() == first
+
+
+@pytest.mark.parametrize(
+    "answer, restored",
+    [("yes\n", True), ("y\nYes\n", True), ("no\n", False), ("\n", False), ("", False)],
+)
+def test_restore_prompt_answers(site, answer, restored):
+    first = site.change()
+    site.ok("backup")
+    pause()
+    second = site.change()
+    p = site.ok("restore", input=answer)
+    assert "Are you sure? (yes/No)? " in p.stdout
+    assert site.state() == (first if restored else second)
+    if not restored:
+        assert p.lines == ["INFO: Not restoring."]
+
+
+def test_debug_shows_the_engine_lines(sample_buildout):
+    site = Site(sample_buildout, "debug = true\n")
+    site.change()
+    p = site.ok("backup")
+    assert any(line.endswith("INFO: doing a full backup") for line in p.lines), p.lines
+    p = site.ok("backup", "-q")
+    assert p.stderr == ""
