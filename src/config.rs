@@ -785,28 +785,46 @@ impl RestoreDate {
     /// # Errors
     /// [`Error::Config`] with a one-line message naming the argument.
     pub fn parse(text: &str) -> Result<Self> {
-        let bad = || {
+        Self::parse_fields(text, false).ok_or_else(|| {
             Error::Config(format!(
                 "Could not parse date argument '{text}'. Expected a UTC date yyyy-mm-dd[-hh[-mm[-ss]]], e.g. 2026-11-26-14-30."
             ))
-        };
+        })
+    }
+
+    /// The same grammar with two-digit fields only, for the places that
+    /// compare the date *as written* with backup names (repozo's `-D`, the
+    /// blob library's date): there `2026-1-5` would sort wrongly.
+    #[must_use]
+    pub fn parse_strict(text: &str) -> Option<Self> {
+        Self::parse_fields(text, true)
+    }
+
+    /// THE date grammar: `yyyy-mm-dd[-hh[-mm[-ss]]]`, a real calendar date
+    /// and time; missing parts are zero.
+    fn parse_fields(text: &str, two_digits: bool) -> Option<Self> {
         let parts: Vec<&str> = text.split('-').collect();
         if !(3..=6).contains(&parts.len())
             || parts[0].len() != 4
-            || parts.iter().skip(1).any(|p| p.is_empty() || p.len() > 2)
+            || parts.iter().skip(1).any(|p| {
+                if two_digits {
+                    p.len() != 2
+                } else {
+                    p.is_empty() || p.len() > 2
+                }
+            })
             || parts.iter().any(|p| !p.bytes().all(|b| b.is_ascii_digit()))
         {
-            return Err(bad());
+            return None;
         }
         let mut n = [0u32; 6];
         for (slot, p) in n.iter_mut().zip(&parts) {
-            *slot = p.parse().map_err(|_| bad())?;
+            *slot = p.parse().ok()?;
         }
-        let year = i32::try_from(n[0]).map_err(|_| bad())?;
+        let year = i32::try_from(n[0]).ok()?;
         NaiveDate::from_ymd_opt(year, n[1], n[2])
             .and_then(|d| d.and_hms_opt(n[3], n[4], n[5]))
             .map(RestoreDate)
-            .ok_or_else(bad)
     }
 }
 

@@ -9,6 +9,7 @@ files by the second and refuses to overwrite one (so does ours)."""
 import hashlib
 import os
 import shutil
+import stat
 import subprocess
 import sys
 import time
@@ -31,6 +32,10 @@ def sha(path):
 def read(path):
     with open(path, "rb") as f:
         return f.read()
+
+
+def mode(path):
+    return stat.S_IMODE(os.stat(path).st_mode)
 
 
 def ls(path):
@@ -105,6 +110,7 @@ def repozo_recover(repository, output, date=None):
     return read(output)
 
 
+@pytest.mark.parametrize("sample_buildout", ["6", "5"], indirect=True)
 def test_backup_change_backup_restore_first_date(site, tmp_path):
     first = site.change()
     first_bytes = read(site.datafs)
@@ -163,6 +169,14 @@ def test_backup_change_backup_restore_first_date(site, tmp_path):
     ]
     assert read(datafs) == first_bytes
     assert site.state() == first
+    # The blob directory's own mode comes back; copies, not links into the
+    # backup.
+    assert mode(blobdir) == mode(
+        site.path("blobstoragebackups", f"blobstorage.{ts1}", "blobstorage")
+    )
+    assert not shared(
+        blobdir, site.path("blobstoragebackups", f"blobstorage.{ts1}", "blobstorage")
+    )
     ref = repozo_recover(site.path("backups"), str(tmp_path / "ref.fs"), ts1)
     assert ref == first_bytes
     assert read(datafs + ".index") == read(site.path("backups", f"{ts1}.index"))
@@ -440,3 +454,164 @@ def test_debug_shows_the_engine_lines(sample_buildout):
     assert any(line.endswith("INFO: doing a full backup") for line in p.lines), p.lines
     p = site.ok("backup", "-q")
     assert p.stderr == ""
+
+
+def test_seed_example_configuration_end_to_end(sample_buildout, tmp_path):
+    """The seed's example part (full, keep, plain .fs files, debug, hooks)
+    running for real."""
+    site = Site(
+        sample_buildout,
+        """\
+        location = ${buildout:directory}/myproject
+        keep = 3
+        full = true
+        debug = true
+        snapshotlocation = snap/my
+        gzip = false
+        enable_snapshotrestore = false
+        pre_command = echo 'Can I have a backup?'
+        post_command =
+            echo 'Thanks a lot for the backup.'
+            echo 'We are done.'
+        """.replace("        ", ""),
+    )
+    repo = sample_buildout.path("myproject")
+    states = []
+    for _ in range(4):
+        states.append(site.change(transactions=4))
+        p = site.ok("backup")
+        assert p.stdout == (
+            "Can I have a backup?\nThanks a lot for the backup.\nWe are done.\n"
+        )
+        pause()
+    # full = true and keep = 3: three plain full backups, no incrementals.
+    fulls = stamps(repo, ".fs")
+    assert len(fulls) == 3
+    assert not [n for n in ls(repo) if n.endswith(("z", ".deltafs"))]
+    assert ls(site.path("blobstoragebackups")) == [
+        f"blobstorage.{ts}" for ts in fulls
+    ] + ["latest"]
+    # debug: times on every record, and the engine's lines.
+    records = [line for line in p.lines if " INFO: " in line]
+    assert records and all(line[:4].isdigit() for line in records), p.lines
+    assert any(line.endswith(" INFO: doing a full backup") for line in records)
+    p = site.ok("restore", "-n", fulls[0])
+    assert site.state() == states[1]
+    ref = repozo_recover(repo, str(tmp_path / "ref.fs"), fulls[0])
+    assert read(site.datafs) == ref
+
+
+def test_incremental_blob_archives_restore_to_a_date(sample_buildout):
+    site = Site(
+        sample_buildout,
+        "archive_blob = true\ncompress_blob = true\nincremental_blobs = true\n",
+    )
+    first = site.change()
+    live_mode = mode(site.blobdir)
+    site.ok("backup")
+    (ts1,) = stamps(site.path("backups"), ".fsz")
+    pause()
+    second = site.change()
+    site.ok("backup")
+    (ts2,) = stamps(site.path("backups"), ".deltafsz")
+    assert ls(site.path("blobstoragebackups")) == [
+        f"blobstorage.{ts1}.snar",
+        f"blobstorage.{ts1}.tar.gz",
+        f"blobstorage.{ts2}.delta.tar.gz",
+    ]
+    p = site.ok("restore", "-n", ts1)
+    assert site.state() == first
+    p = site.ok("restore", "-n")
+    assert "INFO: Found 2 incremental backups to restore." in p.lines
+    assert site.state() == second
+    assert mode(site.blobdir) == live_mode
+
+
+def test_broken_blob_archive_changes_nothing(sample_buildout):
+    """The filestorage restores fine, the blob archive does not: neither is
+    swapped in (6.0 had replaced the Data.fs by then)."""
+    site = Site(sample_buildout, "archive_blob = true\n")
+    site.change()
+    site.ok("backup")
+    pause()
+    now = site.change()
+    (tar,) = [n for n in ls(site.path("blobstoragebackups")) if n.endswith(".tar")]
+    tar = site.path("blobstoragebackups", tar)
+    with open(tar, "r+b") as f:
+        f.truncate(os.path.getsize(tar) // 2)
+    p = site.run("restore", "-n")
+    assert p.returncode == 1
+    assert p.lines[-1].startswith(f"ERROR: {tar}"), p.lines
+    assert site.state() == now
+    assert not [n for n in ls(site.fsdir) if n.startswith(".")]
+
+
+def test_date_before_the_first_backup_changes_nothing(site):
+    site.change()
+    site.ok("backup")
+    pause()
+    now = site.change()
+    p = site.run("restore", "-n", "2000-01-01")
+    assert p.returncode == 1
+    assert p.lines[-1] == "ERROR: No files in repository before 2000-01-01-00-00-00"
+    assert site.state() == now
+
+
+def test_only_blobs(sample_buildout):
+    site = Site(sample_buildout, "only_blobs = true\n")
+    first = site.change()
+    site.ok("backup")
+    assert not os.path.exists(site.path("backups"))
+    (backup,) = [n for n in ls(site.path("blobstoragebackups")) if n != "latest"]
+    pause()
+    second = site.change()
+    site.ok("restore", "-n")
+    # Blobs only: the Data.fs stays as it is.
+    assert site.state() == (second[0], first[1])
+    assert backup.startswith("blobstorage.")
+
+
+def test_numbered_copies_without_rsync(sample_buildout):
+    """blob_timestamps = false and use_rsync = false: rotated .0/.1
+    directories holding independent copies."""
+    site = Site(sample_buildout, "blob_timestamps = false\nuse_rsync = false\n")
+    site.change()
+    site.ok("backup")
+    pause()
+    second = site.change()
+    p = site.ok("backup")
+    assert "INFO: Renaming blobstorage.0 to blobstorage.1." in p.lines
+    backups = site.path("blobstoragebackups")
+    assert ls(backups) == ["blobstorage.0", "blobstorage.1"]
+    assert not shared(
+        os.path.join(backups, "blobstorage.0", "blobstorage"),
+        os.path.join(backups, "blobstorage.1", "blobstorage"),
+    )
+    pause()
+    site.change()
+    site.ok("restore", "-n")
+    assert site.state() == second
+
+
+def test_first_copy_hard_linked_to_the_live_blobs(sample_buildout):
+    site = Site(sample_buildout, "rsync_hard_links_on_first_copy = true\n")
+    site.change()
+    site.ok("backup")
+    (backup,) = [n for n in ls(site.path("blobstoragebackups")) if n != "latest"]
+    linked = shared(
+        site.blobdir, site.path("blobstoragebackups", backup, "blobstorage")
+    )
+    assert linked and all(n.endswith(".blob") or n == ".layout" for n in linked)
+
+
+def test_mixed_prefixes_stop_the_backup(site):
+    site.change()
+    os.makedirs(site.path("blobstoragebackups", "otherblobs.2026-01-01-00-00-00"))
+    p = site.run("backup")
+    assert p.returncode == 1
+    assert p.lines[-1] == (
+        "ERROR: Different backup prefixes found in "
+        f"{site.var}/blobstoragebackups (blobstorage, otherblobs). Are you mixing "
+        "two backups in one directory? For safety we will exit, because we "
+        "cannot get a correct sort order."
+    )

@@ -22,7 +22,7 @@ use std::fmt;
 use std::fs;
 use std::path::Path;
 
-use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
+use chrono::{DateTime, NaiveDateTime, Utc};
 
 use crate::error::{Error, IoContext, Result};
 
@@ -261,29 +261,13 @@ impl RestoreDate {
     /// [`Error::BadBlobDate`] when it is not `yyyy-mm-dd[-hh[-mm[-ss]]]` or not
     /// a real calendar date and time.
     pub fn parse(text: &str) -> Result<Self> {
-        let bad = || Error::BadBlobDate {
-            date: text.to_owned(),
-        };
-        let parts: Vec<&str> = text.split('-').collect();
-        if parts.len() < 3 || parts.len() > 6 {
-            return Err(bad());
-        }
-        let mut nums = [0u32; 6];
-        for (i, p) in parts.iter().enumerate() {
-            let want = if i == 0 { 4 } else { 2 };
-            if p.len() != want || !p.bytes().all(|b| b.is_ascii_digit()) {
-                return Err(bad());
-            }
-            nums[i] = p.parse().map_err(|_| bad())?;
-        }
-        let date = NaiveDate::from_ymd_opt(nums[0] as i32, nums[1], nums[2]).ok_or_else(bad)?;
-        let time = date
-            .and_hms_opt(nums[3], nums[4], nums[5])
-            .ok_or_else(bad)?
-            .and_utc();
+        let d =
+            crate::config::RestoreDate::parse_strict(text).ok_or_else(|| Error::BadBlobDate {
+                date: text.to_owned(),
+            })?;
         Ok(RestoreDate {
             text: text.to_owned(),
-            time,
+            time: d.0.and_utc(),
         })
     }
 

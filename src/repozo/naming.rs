@@ -126,23 +126,14 @@ pub fn with_ext(path: &Path, ext: &str) -> PathBuf {
     PathBuf::from(p)
 }
 
-/// Check a `-D` date: `yyyy-mm-dd[-hh[-mm[-ss]]]` with plausible field
-/// values. repozo compares any string lexically; we refuse what is not a
-/// date, since a typo would silently select the wrong chain (§2.5).
+/// Check a `-D` date: `yyyy-mm-dd[-hh[-mm[-ss]]]`, two-digit fields, a
+/// real calendar date and time (the scripts' one date grammar,
+/// [`crate::config::RestoreDate::parse_strict`]). repozo compares any
+/// string lexically; we refuse what is not a date, since a typo would
+/// silently select the wrong chain (§2.5).
 #[must_use]
 pub fn is_valid_date(date: &str) -> bool {
-    let parts: Vec<&str> = date.split('-').collect();
-    if parts.len() < 3 || parts.len() > 6 {
-        return false;
-    }
-    let widths = [4, 2, 2, 2, 2, 2];
-    let ranges = [(0, 9999), (1, 12), (1, 31), (0, 23), (0, 59), (0, 60)];
-    parts.iter().enumerate().all(|(i, p)| {
-        p.len() == widths[i]
-            && p.bytes().all(|c| c.is_ascii_digit())
-            && p.parse::<u32>()
-                .is_ok_and(|v| v >= ranges[i].0 && v <= ranges[i].1)
-    })
+    crate::config::RestoreDate::parse_strict(date).is_some()
 }
 
 #[cfg(test)]
@@ -241,6 +232,7 @@ mod tests {
             "2024-01-05-24",
             "2024-01-05-10-00-00-00",
             "2024-01-05 10",
+            "2024-02-30",
         ] {
             assert!(!is_valid_date(d), "{d}");
         }
