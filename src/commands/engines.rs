@@ -25,7 +25,9 @@ use crate::blobs::copy::materialize;
 use crate::blobs::restore::{find_backup, RestoreOptions, Selected};
 use crate::blobs::tree::{self, WalkOptions};
 use crate::blobs::{self, archive, BackupOptions, Format, RsyncOptions};
-use crate::clock::{Clock, SystemClock};
+use chrono::{DateTime, Utc};
+
+use crate::clock::{Clock, SteppingClock, SystemClock};
 use crate::error::{IoContext, Result};
 use crate::progress::NoProgress;
 use crate::repozo::naming::gen_filename;
@@ -34,7 +36,19 @@ use crate::repozo::{self, gzip, retention};
 
 /// The filestorage engine: repozo in Rust.
 #[derive(Debug, Default, Clone, Copy)]
-pub struct RepozoEngine;
+pub struct RepozoEngine {
+    /// A fixed time for backup names and "now" (tests); `None`: the system
+    /// clock.
+    pub now: Option<DateTime<Utc>>,
+}
+
+/// The clock an engine uses: fixed at `now` when given, else the system's.
+fn clock_at(now: Option<DateTime<Utc>>) -> Box<dyn Clock> {
+    match now {
+        Some(t) => Box::new(SteppingClock::new(t, chrono::Duration::zero())),
+        None => Box::new(SystemClock),
+    }
+}
 
 impl FileStorageEngine for RepozoEngine {
     type Plan = Chain;
@@ -49,7 +63,7 @@ impl FileStorageEngine for RepozoEngine {
             kill_old: false,
             gzip_level: gzip::DEFAULT_LEVEL,
         };
-        let report = repozo::backup(&opts, &SystemClock, &NoProgress)?;
+        let report = repozo::backup(&opts, clock_at(self.now).as_ref(), &NoProgress)?;
         if let Some(f) = &report.data_file {
             log::debug!("Wrote {} ({} bytes)", f.display(), report.written);
         }
@@ -66,7 +80,11 @@ impl FileStorageEngine for RepozoEngine {
                 let when = d.to_string();
                 plan_chain(req.repository, &when, Some(&when))
             }
-            None => plan_chain(req.repository, &gen_filename(SystemClock.now(), ""), None),
+            None => plan_chain(
+                req.repository,
+                &gen_filename(clock_at(self.now).now(), ""),
+                None,
+            ),
         }
     }
 
@@ -79,7 +97,11 @@ impl FileStorageEngine for RepozoEngine {
 
 /// The blob engine: directory snapshots and archives in Rust.
 #[derive(Debug, Default, Clone, Copy)]
-pub struct BlobsEngine;
+pub struct BlobsEngine {
+    /// A fixed time for backup names and retention ages (tests); `None`:
+    /// the system clock.
+    pub now: Option<DateTime<Utc>>,
+}
 
 /// A planned blob restore: what to restore, and the live directory (for
 /// the log lines).
@@ -131,7 +153,7 @@ impl BlobEngine for BlobsEngine {
             req.full,
             req.settings,
         );
-        blobs::make_backup(&opts, &SystemClock, &NoProgress).map(|_| ())
+        blobs::make_backup(&opts, clock_at(self.now).as_ref(), &NoProgress).map(|_| ())
     }
 
     fn retain(&self, req: &BlobRetention<'_>) -> Result<()> {
@@ -149,7 +171,7 @@ impl BlobEngine for BlobsEngine {
             req.destination,
             req.fs_repository,
             &opts.retention_policy(),
-            &SystemClock,
+            clock_at(self.now).as_ref(),
             false,
         )
         .map(|_| ())
@@ -221,7 +243,7 @@ mod tests {
     fn repozo_plan_recover_empty_repository() {
         let Ok(d) = tempfile::tempdir() else { return };
         let date = RestoreDate::parse("2026-11-26").ok();
-        let e = RepozoEngine
+        let e = RepozoEngine::default()
             .plan_recover(&FsRecover {
                 repository: d.path(),
                 date: date.as_ref(),
@@ -254,7 +276,7 @@ mod tests {
                 full: false,
                 settings: &s,
             };
-            assert!(BlobsEngine.backup(&req).is_ok());
+            assert!(BlobsEngine::default().backup(&req).is_ok());
             let retain = BlobRetention {
                 destination: &dest,
                 fs_repository: Some(&fsrepo),
@@ -263,7 +285,7 @@ mod tests {
                 keep_blob_days: 14,
                 settings: &s,
             };
-            assert!(BlobsEngine.retain(&retain).is_ok());
+            assert!(BlobsEngine::default().retain(&retain).is_ok());
             let name = if archive {
                 "blobstorage.2026-11-26-10-00-00.tar"
             } else {
@@ -277,7 +299,7 @@ mod tests {
 
             // Too early (by name and by mtime): refused at the plan.
             let early = RestoreDate::parse("2000-01-01").ok();
-            let e = BlobsEngine.plan_restore(&BlobRestore {
+            let e = BlobsEngine::default().plan_restore(&BlobRestore {
                 source: &dest,
                 blobdir: &live,
                 date: early.as_ref(),
@@ -286,7 +308,7 @@ mod tests {
             assert!(matches!(e, Err(Error::NoBlobBackupAtDate { .. })), "{e:?}");
             // The stamp itself is "at or before".
             let date = RestoreDate::parse("2026-11-26-10-00-00").ok();
-            let plan = BlobsEngine.plan_restore(&BlobRestore {
+            let plan = BlobsEngine::default().plan_restore(&BlobRestore {
                 source: &dest,
                 blobdir: &live,
                 date: date.as_ref(),
@@ -295,7 +317,7 @@ mod tests {
             let Ok(plan) = plan else { panic!("{plan:?}") };
             let target = d.path().join("new");
             assert!(fs::create_dir(&target).is_ok());
-            assert!(BlobsEngine.restore(&plan, &target).is_ok());
+            assert!(BlobsEngine::default().restore(&plan, &target).is_ok());
             assert_eq!(
                 fs::read_to_string(target.join("0x01/0x02.blob")).ok(),
                 Some("one".to_owned())

@@ -260,9 +260,16 @@ fn parse_restore_date(text: &str) -> PyResult<String> {
         .map_err(to_py)
 }
 
-/// Run a backup script: mode is standard, full, snapshot or zip.
+/// Run a backup script: mode is standard, full, snapshot or zip. `now`
+/// (seconds since the epoch) fixes the clock, for tests.
 #[pyfunction]
-fn backup(py: Python<'_>, config: &Bound<'_, PyBackupConfig>, mode: &str) -> PyResult<()> {
+#[pyo3(signature = (config, mode, now = None))]
+fn backup(
+    py: Python<'_>,
+    config: &Bound<'_, PyBackupConfig>,
+    mode: &str,
+    now: Option<f64>,
+) -> PyResult<()> {
     let mode = match mode {
         "standard" => BackupMode::Standard,
         "full" => BackupMode::Full,
@@ -271,12 +278,13 @@ fn backup(py: Python<'_>, config: &Bound<'_, PyBackupConfig>, mode: &str) -> PyR
         other => return Err(config_err(format!("unknown backup mode '{other}'"))),
     };
     let cfg = config.get().inner.clone();
+    let now = super::fixed_time(now);
     py.detach(|| {
         commands::backup(
             &cfg,
             mode,
-            &ScriptFsEngine::default(),
-            &ScriptBlobEngine::default(),
+            &ScriptFsEngine { now },
+            &ScriptBlobEngine { now },
             &ShellHooks,
         )
     })
@@ -284,14 +292,16 @@ fn backup(py: Python<'_>, config: &Bound<'_, PyBackupConfig>, mode: &str) -> PyR
 }
 
 /// Run a restore script: mode is standard, snapshot, zip or alt; date as
-/// accepted by `parse_restore_date`, or None for the newest state.
+/// accepted by `parse_restore_date`, or None for the newest state. `now`
+/// (seconds since the epoch) fixes the clock, for tests.
 #[pyfunction]
-#[pyo3(signature = (config, mode, date = None))]
+#[pyo3(signature = (config, mode, date = None, now = None))]
 fn restore(
     py: Python<'_>,
     config: &Bound<'_, PyBackupConfig>,
     mode: &str,
     date: Option<&str>,
+    now: Option<f64>,
 ) -> PyResult<()> {
     let mode = match mode {
         "standard" => RestoreMode::Standard,
@@ -302,13 +312,14 @@ fn restore(
     };
     let date = date.map(RestoreDate::parse).transpose().map_err(to_py)?;
     let cfg = config.get().inner.clone();
+    let now = super::fixed_time(now);
     py.detach(|| {
         commands::restore(
             &cfg,
             mode,
             date.as_ref(),
-            &ScriptFsEngine::default(),
-            &ScriptBlobEngine::default(),
+            &ScriptFsEngine { now },
+            &ScriptBlobEngine { now },
             &ShellHooks,
         )
     })

@@ -80,6 +80,12 @@ create_exception!(
     "A buildout option, script argument or combination of them that cannot work."
 );
 
+/// A fixed time given as seconds since the epoch (tests), whole seconds.
+pub(crate) fn fixed_time(now: Option<f64>) -> Option<chrono::DateTime<chrono::Utc>> {
+    #[allow(clippy::cast_possible_truncation)]
+    now.and_then(|t| chrono::DateTime::<chrono::Utc>::from_timestamp(t.floor() as i64, 0))
+}
+
 /// The one mapping from core errors to Python exceptions.
 pub(crate) fn to_py(e: Error) -> PyErr {
     let msg = e.to_string();

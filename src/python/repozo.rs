@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::Duration;
 use pyo3::prelude::*;
 
 use super::to_py;
@@ -77,13 +77,8 @@ impl VerifyResult {
 
 /// A fixed clock (tests) or the system clock.
 fn clock(now: Option<f64>) -> Box<dyn Clock + Send> {
-    match now {
-        Some(t) => {
-            let secs = t.floor();
-            #[allow(clippy::cast_possible_truncation)]
-            let start = DateTime::<Utc>::from_timestamp(secs as i64, 0).unwrap_or_default();
-            Box::new(SteppingClock::new(start, Duration::zero()))
-        }
+    match super::fixed_time(now) {
+        Some(start) => Box::new(SteppingClock::new(start, Duration::zero())),
         None => Box::new(SystemClock),
     }
 }

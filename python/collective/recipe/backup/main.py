@@ -21,6 +21,7 @@ import sys
 
 from collective.recipe.backup import _core
 from collective.recipe.backup import cli
+from collective.recipe.backup.repozo.cli import fixed_now
 
 
 logger = logging.getLogger("backup")
@@ -106,7 +107,7 @@ def _backup(mode, argv, kwargs):
     if config is None:
         return 1
     try:
-        _core.backup(config, mode)
+        _core.backup(config, mode, now=fixed_now())
     except _core.BackupError as e:
         logger.error("%s", e)
         return 1
@@ -128,7 +129,7 @@ def _restore(mode, argv, kwargs):
             logger.info("Not restoring.")
             return 0
     try:
-        _core.restore(config, mode, date)
+        _core.restore(config, mode, date, now=fixed_now())
     except _core.BackupError as e:
         logger.error("%s", e)
         return 1

@@ -238,7 +238,11 @@ def _level():
     return int(value) if value else None
 
 
-def _now():
+def fixed_now():
+    """``CRB_REPOZO_NOW`` (seconds since the epoch) as a float, or None.
+
+    It fixes the clock that names backups, so that tests need not sleep to
+    get distinct, ordered one-second names. The bin scripts honour it too."""
     value = os.environ.get("CRB_REPOZO_NOW")
     return float(value) if value else None
 
@@ -257,7 +261,7 @@ def run(o):
                 kill_old=o.killold,
                 gzip_level=_level(),
                 progress=progress,
-                now=_now(),
+                now=fixed_now(),
             )
         elif o.mode == RECOVER:
             repozo_recover(
@@ -266,10 +270,10 @@ def run(o):
                 date=o.date,
                 verify=o.withverify,
                 progress=progress,
-                now=_now(),
+                now=fixed_now(),
             )
         else:
-            repozo_verify(o.repository, quick=o.quick, progress=progress, now=_now())
+            repozo_verify(o.repository, quick=o.quick, progress=progress, now=fixed_now())
     finally:
         if progress is not None:
             sys.stderr.write("\r\033[K")
