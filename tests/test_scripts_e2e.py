@@ -615,3 +615,68 @@ def test_mixed_prefixes_stop_the_backup(site):
         "two backups in one directory? For safety we will exit, because we "
         "cannot get a correct sort order."
     )
+
+
+def test_named_part_scripts_and_locations(sample_buildout):
+    b = sample_buildout
+    fsdir = b.path("var", "filestorage")
+    p = b.run(
+        "plonebackup",
+        "[plonebackup]\nrecipe = collective.recipe.backup\n"
+        f"blob_storage = {fsdir}/blobstorage/\n",  # trailing slash (#26)
+    )
+    assert p.returncode == 0, p.output
+    zodbgen.generate(fsdir, transactions=8, seed=1, undos=1)
+    before = sha(os.path.join(fsdir, "Data.fs"))
+    p = b.script("plonebackup")
+    assert p.returncode == 0, p.stderr
+    assert ls(b.path("var", "plonebackups"))
+    # The backup is named after the directory, not ".<stamp>" (#26).
+    blob_backups = ls(b.path("var", "plonebackup-blobstorages"))
+    (backup,) = [n for n in blob_backups if n != "latest"]
+    assert backup.startswith("blobstorage.")
+    pause()
+    zodbgen.generate(fsdir, transactions=3, seed=2, undos=1)
+    p = b.script("plonebackup-restore", "-n")
+    assert p.returncode == 0, p.stderr
+    assert sha(os.path.join(fsdir, "Data.fs")) == before
+
+
+def test_archive_blob_restores_directory_backups(sample_buildout):
+    """Backups made as directories restore after switching to
+    archive_blob = true (6.0 #44)."""
+    site = Site(sample_buildout)
+    first = site.change()
+    site.ok("backup")
+    p = site.b.run(
+        "backup",
+        "[backup]\nrecipe = collective.recipe.backup\n"
+        f"blob_storage = {site.blobdir}\narchive_blob = true\n",
+    )
+    assert p.returncode == 0, p.output
+    pause()
+    site.change()
+    site.ok("restore", "-n", stamps(site.path("backups"), ".fsz")[0])
+    assert site.state() == first
+
+
+def test_altrestore_to_a_future_date(sample_buildout):
+    """altrestore reads the alternative source with a date after every
+    backup (6.0's altrestore.rst): the newest state before it."""
+    var = sample_buildout.path("var")
+    site = Site(
+        sample_buildout,
+        f"alternative_restore_source = Data {var}/prod {var}/prod-blobs\n",
+    )
+    first = site.change()
+    site.ok("backup")
+    # Production's backups, copied to this machine.
+    shutil.copytree(site.path("backups"), site.path("prod"))
+    shutil.copytree(
+        site.path("blobstoragebackups"), site.path("prod-blobs"), symlinks=True
+    )
+    pause()
+    site.change()
+    site.ok("backup")
+    site.ok("altrestore", "-n", "2999-12-31")
+    assert site.state() == first
