@@ -3,8 +3,11 @@ blobstorage made by real ZODB, real backups and restores through
 ``bin/backup``, ``bin/restore`` and friends, and ZODB's own ``repozo`` as
 the reference for the filestorage repository (crb-features §2, §3.7, §5.4).
 
-Backups of one buildout are made at least a second apart: repozo names
-files by the second and refuses to overwrite one (so does ours)."""
+Backup names have one-second resolution, and repozo refuses to overwrite a
+file of the same second (so does ours). Instead of sleeping, every script
+run of a ``Site`` gets its own second from a fixed clock
+(``CRB_REPOZO_NOW``), starting in the past; ZODB's repozo runs through
+``repozo_at.py`` with a fixed clock from the same sequence."""
 
 import hashlib
 import os
@@ -22,6 +25,10 @@ from blobhelpers import state
 
 
 REPOZO = os.path.join(os.path.dirname(sys.executable), "repozo")
+REPOZO_AT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "repozo_at.py")
+#: 2026-01-01 00:00:00 UTC: the sites' clocks start here, in the past, so
+#: that a restore "as of now" sees every backup.
+T0 = 1_767_225_600
 
 
 def sha(path):
@@ -50,13 +57,18 @@ class Site:
     """A buildout whose part backs up ``var/filestorage/Data.fs`` and its
     ``blobstorage`` (both made by real ZODB)."""
 
-    def __init__(self, b, body="", parts="backup"):
+    def __init__(self, b, body="", parts="backup", real_clock=False):
         self.b = b
         self.var = b.path("var")
         self.fsdir = b.path("var", "filestorage")
         self.datafs = os.path.join(self.fsdir, "Data.fs")
         self.blobdir = os.path.join(self.fsdir, "blobstorage")
         self.seed = 0
+        self.now = T0
+        # Numbered blob backups (zip, blob_timestamps = false) are ordered by
+        # their files' mtimes, which only the real clock sets: such sites run
+        # on real time and pause between backups.
+        self.real_clock = real_clock
         p = b.run(
             parts,
             "[backup]\nrecipe = collective.recipe.backup\n"
@@ -79,8 +91,20 @@ class Site:
             state(os.path.join(directory, "blobstorage"), mtimes=False),
         )
 
-    def run(self, script, *args, **kw):
-        p = self.b.script(script, *args, **kw)
+    def tick(self):
+        """The next second of this site's clock."""
+        self.now += 1
+        return self.now
+
+    def pause(self):
+        if self.real_clock:
+            time.sleep(1.1)
+
+    def run(self, script, *args, env=None, **kw):
+        env = dict(os.environ if env is None else env)
+        if not self.real_clock:
+            env.setdefault("CRB_REPOZO_NOW", str(self.tick()))
+        p = self.b.script(script, *args, env=env, **kw)
         p.lines = p.stderr.splitlines()
         return p
 
@@ -96,10 +120,6 @@ class Site:
 @pytest.fixture
 def site(sample_buildout):
     return Site(sample_buildout)
-
-
-def pause():
-    time.sleep(1.1)
 
 
 def repozo_recover(repository, output, date=None):
@@ -131,7 +151,6 @@ def test_backup_change_backup_restore_first_date(site, tmp_path):
     assert ls(site.path("blobstoragebackups")) == [f"blobstorage.{ts1}", "latest"]
 
     # No change: no new filestorage file, the blob backup "already exists".
-    pause()
     p = site.ok("backup")
     assert ls(site.path("backups")) == [f"{ts1}.dat", f"{ts1}.fsz", f"{ts1}.index"]
     assert (
@@ -139,7 +158,6 @@ def test_backup_change_backup_restore_first_date(site, tmp_path):
         "exists, so there were no database changes since last backup." in p.lines
     )
 
-    pause()
     second = site.change()
     assert second[0] != first[0] and second[1] != first[1]
     site.ok("backup")
@@ -198,7 +216,7 @@ def test_repozo_made_repository_restores_with_bin_restore(sample_buildout, tmp_p
 
     def repozo(*args):
         subprocess.run(
-            [REPOZO, "-B", "-f", site.datafs, "-r", repo, *args],
+            [sys.executable, REPOZO_AT, str(site.tick()), "-B", "-f", site.datafs, "-r", repo, *args],
             check=True,
             capture_output=True,
         )
@@ -206,7 +224,6 @@ def test_repozo_made_repository_restores_with_bin_restore(sample_buildout, tmp_p
     repozo("-z")
     first = read(site.datafs)
     ts1 = stamps(repo, ".fsz")[0]
-    pause()
     site.change()
     repozo("-z", "-Q")
     second = read(site.datafs)
@@ -219,7 +236,6 @@ def test_repozo_made_repository_restores_with_bin_restore(sample_buildout, tmp_p
     assert read(site.datafs) == second
     # And the other way: our backup on top of repozo's chain, recovered by
     # repozo.
-    pause()
     site.change()
     site.ok("backup")
     assert len(stamps(repo, ".deltafsz")) == 2
@@ -239,7 +255,6 @@ def test_snapshotbackup_and_snapshotrestore(site):
         f"{site.blobdir} to {var}/blobstoragesnapshots" in p.lines
     )
     (ts1,) = stamps(site.path("snapshotbackups"), ".fsz")
-    pause()
     second = site.change()
     site.ok("snapshotbackup")
     # Snapshots are full backups, never incrementals.
@@ -253,10 +268,10 @@ def test_snapshotbackup_and_snapshotrestore(site):
 
 
 def test_zipbackup_and_ziprestore(sample_buildout):
-    site = Site(sample_buildout, "enable_zipbackup = true\nkeep = 3\n")
+    site = Site(sample_buildout, "enable_zipbackup = true\nkeep = 3\n", real_clock=True)
     site.change()
     site.ok("zipbackup")
-    pause()
+    site.pause()
     second = site.change()
     p = site.ok("zipbackup")
     assert p.returncode == 0
@@ -264,7 +279,7 @@ def test_zipbackup_and_ziprestore(sample_buildout):
     (ts,) = stamps(site.path("zipbackups"), ".fsz")
     assert ls(site.path("zipbackups")) == [f"{ts}.dat", f"{ts}.fsz", f"{ts}.index"]
     assert ls(site.path("blobstoragezips")) == ["blobstorage.0.tar"]
-    pause()
+    site.pause()
     site.change()
     site.ok("ziprestore", "-n")
     assert site.state() == second
@@ -295,12 +310,10 @@ def test_fullbackup_keeps_the_newest_chains(sample_buildout):
     site = Site(sample_buildout, "enable_fullbackup = true\nkeep = 1\n")
     site.change()
     site.ok("backup")
-    pause()
     site.change()
     site.ok("backup")
     (ts1,) = stamps(site.path("backups"), ".fsz")
     assert len(stamps(site.path("backups"), ".deltafsz")) == 1
-    pause()
     last = site.change()
     p = site.ok("fullbackup")
     assert (
@@ -317,7 +330,6 @@ def test_fullbackup_keeps_the_newest_chains(sample_buildout):
         "backups have been kept." in p.lines
     )
     assert ls(site.path("blobstoragebackups")) == [f"blobstorage.{ts3}", "latest"]
-    pause()
     site.change()
     site.ok("restore", "-n")
     assert site.state() == last
@@ -353,7 +365,6 @@ def test_additional_filestorages_end_to_end(sample_buildout):
         f"blobstorage.{ts_cat}",
         "latest",
     ]
-    pause()
     site.change()
     site.change(directory=catalog)
     site.ok("backup")
@@ -382,7 +393,6 @@ def test_blob_backup_failure_is_an_error(site):
 def test_failed_blob_check_changes_nothing(site):
     site.change()
     site.ok("backup")
-    pause()
     now = site.change()
     shutil.rmtree(site.path("blobstoragebackups"))
     p = site.run("restore", "-n")
@@ -398,7 +408,6 @@ def test_restore_refused_while_the_storage_is_open(site):
 
     site.change()
     site.ok("backup")
-    pause()
     now = site.change()
     storage = FileStorage(site.datafs, blob_dir=site.blobdir)
     try:
@@ -422,7 +431,6 @@ def test_empty_path_and_quiet_cron(site):
     p = site.ok("backup", "-q", env=env)
     assert (p.stdout, p.stderr) == ("", "")
     (ts1,) = stamps(site.path("backups"), ".fsz")
-    pause()
     site.change()
     p = site.ok("backup", "-q", env=env)
     assert (p.stdout, p.stderr) == ("", "")
@@ -438,7 +446,6 @@ def test_empty_path_and_quiet_cron(site):
 def test_restore_prompt_answers(site, answer, restored):
     first = site.change()
     site.ok("backup")
-    pause()
     second = site.change()
     p = site.ok("restore", input=answer)
     assert "Are you sure? (yes/No)? " in p.stdout
@@ -483,7 +490,6 @@ def test_seed_example_configuration_end_to_end(sample_buildout, tmp_path):
         assert p.stdout == (
             "Can I have a backup?\nThanks a lot for the backup.\nWe are done.\n"
         )
-        pause()
     # full = true and keep = 3: three plain full backups, no incrementals.
     fulls = stamps(repo, ".fs")
     assert len(fulls) == 3
@@ -510,7 +516,6 @@ def test_incremental_blob_archives_restore_to_a_date(sample_buildout):
     live_mode = mode(site.blobdir)
     site.ok("backup")
     (ts1,) = stamps(site.path("backups"), ".fsz")
-    pause()
     second = site.change()
     site.ok("backup")
     (ts2,) = stamps(site.path("backups"), ".deltafsz")
@@ -533,7 +538,6 @@ def test_broken_blob_archive_changes_nothing(sample_buildout):
     site = Site(sample_buildout, "archive_blob = true\n")
     site.change()
     site.ok("backup")
-    pause()
     now = site.change()
     (tar,) = [n for n in ls(site.path("blobstoragebackups")) if n.endswith(".tar")]
     tar = site.path("blobstoragebackups", tar)
@@ -549,7 +553,6 @@ def test_broken_blob_archive_changes_nothing(sample_buildout):
 def test_date_before_the_first_backup_changes_nothing(site):
     site.change()
     site.ok("backup")
-    pause()
     now = site.change()
     p = site.run("restore", "-n", "2000-01-01")
     assert p.returncode == 1
@@ -563,7 +566,6 @@ def test_only_blobs(sample_buildout):
     site.ok("backup")
     assert not os.path.exists(site.path("backups"))
     (backup,) = [n for n in ls(site.path("blobstoragebackups")) if n != "latest"]
-    pause()
     second = site.change()
     site.ok("restore", "-n")
     # Blobs only: the Data.fs stays as it is.
@@ -574,10 +576,12 @@ def test_only_blobs(sample_buildout):
 def test_numbered_copies_without_rsync(sample_buildout):
     """blob_timestamps = false and use_rsync = false: rotated .0/.1
     directories holding independent copies."""
-    site = Site(sample_buildout, "blob_timestamps = false\nuse_rsync = false\n")
+    site = Site(
+        sample_buildout, "blob_timestamps = false\nuse_rsync = false\n", real_clock=True
+    )
     site.change()
     site.ok("backup")
-    pause()
+    site.pause()
     second = site.change()
     p = site.ok("backup")
     assert "INFO: Renaming blobstorage.0 to blobstorage.1." in p.lines
@@ -587,7 +591,7 @@ def test_numbered_copies_without_rsync(sample_buildout):
         os.path.join(backups, "blobstorage.0", "blobstorage"),
         os.path.join(backups, "blobstorage.1", "blobstorage"),
     )
-    pause()
+    site.pause()
     site.change()
     site.ok("restore", "-n")
     assert site.state() == second
@@ -635,7 +639,6 @@ def test_named_part_scripts_and_locations(sample_buildout):
     blob_backups = ls(b.path("var", "plonebackup-blobstorages"))
     (backup,) = [n for n in blob_backups if n != "latest"]
     assert backup.startswith("blobstorage.")
-    pause()
     zodbgen.generate(fsdir, transactions=3, seed=2, undos=1)
     p = b.script("plonebackup-restore", "-n")
     assert p.returncode == 0, p.stderr
@@ -654,7 +657,6 @@ def test_archive_blob_restores_directory_backups(sample_buildout):
         f"blob_storage = {site.blobdir}\narchive_blob = true\n",
     )
     assert p.returncode == 0, p.output
-    pause()
     site.change()
     site.ok("restore", "-n", stamps(site.path("backups"), ".fsz")[0])
     assert site.state() == first
@@ -675,7 +677,6 @@ def test_altrestore_to_a_future_date(sample_buildout):
     shutil.copytree(
         site.path("blobstoragebackups"), site.path("prod-blobs"), symlinks=True
     )
-    pause()
     site.change()
     site.ok("backup")
     site.ok("altrestore", "-n", "2999-12-31")
