@@ -88,6 +88,21 @@ pub enum Reason {
     },
 }
 
+impl std::fmt::Display for Reason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Reason::Orphan { oldest_full } => {
+                write!(
+                    f,
+                    "older than the oldest full filestorage backup {oldest_full}"
+                )
+            }
+            Reason::BeyondKeep { keep } => write!(f, "beyond keep={keep}"),
+            Reason::OlderThanDays { days } => write!(f, "older than keep_blob_days={days}"),
+        }
+    }
+}
+
 /// A planned removal.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Removal {

@@ -59,6 +59,31 @@ pub enum Format {
     },
 }
 
+impl Format {
+    /// The format the recipe's blob options ask for: archives when
+    /// `archive` (`archive_blob`), else directories.
+    #[must_use]
+    pub fn from_options(
+        archive: bool,
+        compress: bool,
+        incremental: bool,
+        hard_links: bool,
+        hard_links_on_first_copy: bool,
+    ) -> Self {
+        if archive {
+            Format::Archives {
+                compress,
+                incremental,
+            }
+        } else {
+            Format::Directories {
+                hard_links,
+                hard_links_on_first_copy,
+            }
+        }
+    }
+}
+
 /// The part of `rsync_options` that means something without rsync.
 ///
 /// Mapped: `-k`/`--copy-dirlinks` (follow symlinks to directories),

@@ -112,17 +112,13 @@ pub struct BlobPlan {
 }
 
 fn format(settings: &BlobSettings) -> Format {
-    if settings.archive {
-        Format::Archives {
-            compress: settings.compress,
-            incremental: settings.incremental,
-        }
-    } else {
-        Format::Directories {
-            hard_links: settings.hard_links,
-            hard_links_on_first_copy: settings.hard_links_on_first_copy,
-        }
-    }
+    Format::from_options(
+        settings.archive,
+        settings.compress,
+        settings.incremental,
+        settings.hard_links,
+        settings.hard_links_on_first_copy,
+    )
 }
 
 fn options(

@@ -15,7 +15,7 @@ use crate::blobs::{self, BackupOptions, Format, RsyncOptions};
 use crate::clock::{Clock, SteppingClock, SystemClock};
 use crate::error::Error;
 use crate::progress::NoProgress;
-use crate::retention::{CleanupPlan, Reason, RetentionPolicy, Target};
+use crate::retention::{CleanupPlan, RetentionPolicy, Target};
 
 /// The clock: the system's, or a fixed `YYYY-MM-DD-HH-MM-SS` for tests.
 fn clock(now: Option<&str>) -> PyResult<Box<dyn Clock + Send>> {
@@ -35,16 +35,7 @@ fn plan_to_py<'py>(py: Python<'py>, plan: &CleanupPlan) -> PyResult<Bound<'py, P
     let removed: Vec<(String, String)> = plan
         .remove
         .iter()
-        .map(|r| {
-            let why = match &r.reason {
-                Reason::Orphan { oldest_full } => {
-                    format!("older than the oldest full filestorage backup {oldest_full}")
-                }
-                Reason::BeyondKeep { keep } => format!("beyond keep={keep}"),
-                Reason::OlderThanDays { days } => format!("older than keep_blob_days={days}"),
-            };
-            (r.name.clone(), why)
-        })
+        .map(|r| (r.name.clone(), r.reason.to_string()))
         .collect();
     d.set_item("remove", removed)?;
     d.set_item("latest", plan.latest.clone())?;
@@ -86,17 +77,13 @@ fn blob_backup<'py>(
     rsync_options: &str,
     now: Option<&str>,
 ) -> PyResult<Bound<'py, PyDict>> {
-    let format = if archive {
-        Format::Archives {
-            compress,
-            incremental,
-        }
-    } else {
-        Format::Directories {
-            hard_links,
-            hard_links_on_first_copy,
-        }
-    };
+    let format = Format::from_options(
+        archive,
+        compress,
+        incremental,
+        hard_links,
+        hard_links_on_first_copy,
+    );
     let opts = BackupOptions {
         blobdir,
         location,
