@@ -4,6 +4,7 @@ import os
 from pathlib import Path
 from typing import Any
 from typing import Callable
+from typing import final
 
 __version__: str
 
@@ -11,6 +12,7 @@ class BackupError(Exception): ...
 class FileStorageError(BackupError): ...
 class ConfigError(BackupError): ...
 
+@final
 class ScanResult:
     @property
     def end(self) -> int: ...
@@ -100,6 +102,7 @@ class WouldOverwriteFiles(RepozoError): ...
 class NoFiles(RepozoError): ...
 class VerificationFail(RepozoError): ...
 
+@final
 class BackupResult:
     @property
     def action(self) -> str: ...
@@ -122,6 +125,7 @@ class BackupResult:
     @property
     def removed(self) -> list[str]: ...
 
+@final
 class RecoverResult:
     @property
     def files(self) -> list[str]: ...
@@ -132,6 +136,7 @@ class RecoverResult:
     @property
     def index_file(self) -> str | None: ...
 
+@final
 class VerifyResult:
     @property
     def files(self) -> list[str]: ...
@@ -169,8 +174,9 @@ def repozo_verify(
 
 # --- recipe (issue 5) ---
 
+@final
 class BackupConfig:
-    def __init__(self, **kwargs: object) -> None: ...
+    def __new__(cls, **kwargs: object) -> BackupConfig: ...
     @property
     def warnings(self) -> list[str]: ...
     @property
