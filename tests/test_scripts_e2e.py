@@ -130,7 +130,7 @@ def repozo_recover(repository, output, date=None):
     return read(output)
 
 
-@pytest.mark.parametrize("sample_buildout", ["6", "5"], indirect=True)
+@pytest.mark.parametrize("sample_buildout", ["6", "5", "4"], indirect=True)
 def test_backup_change_backup_restore_first_date(site, tmp_path):
     first = site.change()
     first_bytes = read(site.datafs)
