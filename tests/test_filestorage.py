@@ -256,6 +256,25 @@ def interior_txn(path, n=10):
     raise AssertionError("storage too small")
 
 
+def interior_record(path, n=10):
+    """(tpos, offset of its first data record, that record's plen) of the
+    n-th transaction, as ZODB's iterator reports them."""
+    from ZODB.FileStorage import FileStorage
+
+    fs = FileStorage(path, read_only=True)
+    try:
+        for i, txn in enumerate(fs.iterator()):
+            if i == n:
+                rec = next(iter(txn))
+                with open(path, "rb") as f:
+                    f.seek(rec.pos + 34)
+                    (plen,) = struct.unpack(">Q", f.read(8))
+                return txn._tpos, rec.pos, plen
+    finally:
+        fs.close()
+    raise AssertionError("storage too small")
+
+
 def patch(path, pos, data):
     with open(path, "r+b") as f:
         f.seek(pos)
@@ -274,35 +293,22 @@ def test_interior_bad_redundant_length_refused(small):
 
 def test_interior_bad_tloc_refused(small):
     path = small["path"]
-    tpos = interior_txn(path)
-    with open(path, "rb") as f:
-        f.seek(tpos + 17)
-        ulen, dlen, elen = struct.unpack(">HHH", f.read(6))
-    first_record = tpos + 23 + ulen + dlen + elen
+    tpos, first_record, _ = interior_record(path)
     patch(path, first_record + 24, struct.pack(">Q", tpos + 1))
     refused_by_both(path, rf"offset {tpos}: data record at {first_record} has tloc")
 
 
 def test_interior_records_not_tiling_refused(small):
     path = small["path"]
-    tpos = interior_txn(path)
-    with open(path, "rb") as f:
-        f.seek(tpos + 17)
-        ulen, dlen, elen = struct.unpack(">HHH", f.read(6))
-        first_record = tpos + 23 + ulen + dlen + elen
-        f.seek(first_record + 34)
-        (plen,) = struct.unpack(">Q", f.read(8))
+    _, first_record, plen = interior_record(path)
     patch(path, first_record + 34, struct.pack(">Q", plen + 10_000_000))
     refused_by_both(path, "exceeds the transaction record")
 
 
 def test_interior_version_refused(small):
     path = small["path"]
-    tpos = interior_txn(path)
-    with open(path, "rb") as f:
-        f.seek(tpos + 17)
-        ulen, dlen, elen = struct.unpack(">HHH", f.read(6))
-    patch(path, tpos + 23 + ulen + dlen + elen + 32, b"\0\x01")
+    _, first_record, _ = interior_record(path)
+    patch(path, first_record + 32, b"\0\x01")
     assert refused_by_both(path, "has a version") is ValueError
 
 
