@@ -18,7 +18,6 @@
 //! `post_command` after a successful swap.
 
 use std::fs;
-use std::io;
 use std::path::{Path, PathBuf};
 
 use tempfile::TempDir;
@@ -80,7 +79,10 @@ struct Checked<'a, FP, BP> {
 
 /// A storage's restore after the write phase.
 struct Written {
-    datafs: Option<(PathBuf, TempDir)>,
+    /// (Data.fs to replace, its `.index` as ZODB looks for it, temporary
+    /// holding the new `<name>` and `<name>.index`).
+    datafs: Option<(PathBuf, PathBuf, TempDir)>,
+    /// (blob directory to replace, temporary holding the new tree in `new`).
     blobdir: Option<(PathBuf, TempDir)>,
 }
 
@@ -182,7 +184,13 @@ where
                     c.storage.datafs.display()
                 );
                 fs_engine.recover(plan, &tmp.path().join(file_name(&target)?))?;
-                Some((target, tmp))
+                // ZODB reads `<configured path>.index`, also when the
+                // configured Data.fs is a symlink.
+                let index = c
+                    .storage
+                    .datafs
+                    .with_file_name(index_name(file_name(&c.storage.datafs)?));
+                Some((target, index, tmp))
             }
             None => None,
         };
@@ -209,16 +217,8 @@ where
         written.push(Written { datafs, blobdir });
     }
 
-    // 3. Swap.
-    for w in &written {
-        if let Some((target, tmp)) = &w.datafs {
-            swap_datafs(tmp.path(), target)?;
-        }
-        if let Some((target, tmp)) = &w.blobdir {
-            swap_dir(tmp.path(), target)?;
-        }
-    }
-    drop(written);
+    // 3. Swap, all or nothing.
+    swap_all(written)?;
     drop(locks);
     hooks.run(&cfg.post_command)
 }
@@ -237,40 +237,167 @@ fn index_name(name: &std::ffi::OsStr) -> std::ffi::OsString {
     s
 }
 
-/// Move `<tmp>/<name>` over the Data.fs and `<tmp>/<name>.index` over its
-/// index; a stale index is removed when the restore brought none.
-fn swap_datafs(tmp: &Path, datafs: &Path) -> Result<()> {
-    let name = file_name(datafs)?;
-    let new = tmp.join(name);
-    let new_index = tmp.join(index_name(name));
-    let index = datafs.with_file_name(index_name(name));
-    if new_index.exists() {
-        fs::rename(&new_index, &index).at(&index)?;
-    } else {
-        match fs::remove_file(&index) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(Error::io(&index, e)),
-        }
-    }
-    fs::rename(&new, datafs).at(datafs)
+/// One rename done during the swap, so that it can be undone.
+struct Moved {
+    from: PathBuf,
+    to: PathBuf,
 }
 
-/// Move `<tmp>/new` into place of `target`, keeping the old tree in
-/// `<tmp>/old` (removed with the temporary) and putting it back if the
-/// second rename fails.
-fn swap_dir(tmp: &Path, target: &Path) -> Result<()> {
-    let new = tmp.join("new");
-    let old = tmp.join("old");
-    let had_old = fs::symlink_metadata(target).is_ok();
-    if had_old {
-        fs::rename(target, &old).at(target)?;
+/// Rename `from` to `to` (when `from` exists, or always with `required`),
+/// recording it in `done`.
+fn move_recorded(from: &Path, to: &Path, required: bool, done: &mut Vec<Moved>) -> Result<()> {
+    if !required && fs::symlink_metadata(from).is_err() {
+        return Ok(());
     }
-    if let Err(e) = fs::rename(&new, target) {
-        if had_old {
-            let _ = fs::rename(&old, target);
+    fs::rename(from, to).at(from)?;
+    done.push(Moved {
+        from: from.to_path_buf(),
+        to: to.to_path_buf(),
+    });
+    Ok(())
+}
+
+/// Put every restored Data.fs, `.index` and blob tree in place, all or
+/// nothing: first every live file and tree is moved aside into its
+/// temporary (same directory, so plain renames), then every new one is
+/// moved in. On a failure every rename done so far is undone in reverse
+/// order, so the live storages are as they were. If an undo itself fails,
+/// the temporaries are kept and the error names them, so nothing is lost.
+/// On success the temporaries, holding the old files, are removed.
+fn swap_all(written: Vec<Written>) -> Result<()> {
+    let mut done = Vec::new();
+    let result = swap_steps(&written, &mut done);
+    let Err(err) = result else {
+        return Ok(());
+    };
+    let stuck: Vec<&Moved> = done
+        .iter()
+        .rev()
+        .filter(|m| fs::rename(&m.to, &m.from).is_err())
+        .collect();
+    if stuck.is_empty() {
+        return Err(err);
+    }
+    let mut kept = Vec::new();
+    for w in written {
+        if let Some((_, _, tmp)) = w.datafs {
+            kept.push(tmp.keep());
         }
-        return Err(Error::io(target, e));
+        if let Some((_, tmp)) = w.blobdir {
+            kept.push(tmp.keep());
+        }
+    }
+    let names = |v: &[PathBuf]| {
+        v.iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let not_back: Vec<PathBuf> = stuck.iter().map(|m| m.from.clone()).collect();
+    Err(Error::Config(format!(
+        "{err}; undoing the restore failed too, so {} could not be put back: the old and new files are kept in {}",
+        names(&not_back),
+        names(&kept)
+    )))
+}
+
+fn swap_steps(written: &[Written], done: &mut Vec<Moved>) -> Result<()> {
+    for w in written {
+        if let Some((target, index, tmp)) = &w.datafs {
+            move_recorded(target, &tmp.path().join("old"), false, done)?;
+            move_recorded(index, &tmp.path().join("old.index"), false, done)?;
+        }
+        if let Some((target, tmp)) = &w.blobdir {
+            move_recorded(target, &tmp.path().join("old"), false, done)?;
+        }
+    }
+    for w in written {
+        if let Some((target, index, tmp)) = &w.datafs {
+            let name = file_name(target)?;
+            move_recorded(&tmp.path().join(name), target, true, done)?;
+            // A restore that brings no index leaves none: the old one
+            // stays aside and goes with the temporary.
+            move_recorded(&tmp.path().join(index_name(name)), index, false, done)?;
+        }
+        if let Some((target, tmp)) = &w.blobdir {
+            move_recorded(&tmp.path().join("new"), target, true, done)?;
+        }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(path: &Path, data: &str) {
+        fs::write(path, data).expect("write");
+    }
+
+    fn read(path: &Path) -> String {
+        fs::read_to_string(path).expect("read")
+    }
+
+    /// Two storages restored; the second one's new blob tree is missing
+    /// when it is moved in, after the first storage was already swapped:
+    /// everything must be put back as it was.
+    #[test]
+    fn swap_failure_puts_every_storage_back() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let (a, b) = (d.path().join("a.fs"), d.path().join("b.fs"));
+        let blobs = d.path().join("blobstorage");
+        write(&a, "old a");
+        write(&d.path().join("a.fs.index"), "old a index");
+        write(&b, "old b");
+        fs::create_dir(&blobs).expect("mkdir");
+        write(&blobs.join("x.blob"), "old blob");
+
+        let ta = temp_beside(&a).expect("temp");
+        write(&ta.path().join("a.fs"), "new a");
+        write(&ta.path().join("a.fs.index"), "new a index");
+        let tb = temp_beside(&b).expect("temp");
+        write(&tb.path().join("b.fs"), "new b");
+        let tblobs = temp_beside(&blobs).expect("temp"); // no "new" inside
+        let written = vec![
+            Written {
+                datafs: Some((a.clone(), d.path().join("a.fs.index"), ta)),
+                blobdir: None,
+            },
+            Written {
+                datafs: Some((b.clone(), d.path().join("b.fs.index"), tb)),
+                blobdir: Some((blobs.clone(), tblobs)),
+            },
+        ];
+        assert!(swap_all(written).is_err());
+        assert_eq!(read(&a), "old a");
+        assert_eq!(read(&d.path().join("a.fs.index")), "old a index");
+        assert_eq!(read(&b), "old b");
+        assert!(!d.path().join("b.fs.index").exists());
+        assert_eq!(read(&blobs.join("x.blob")), "old blob");
+        // The temporaries are gone: nothing but the originals remains.
+        let mut names: Vec<String> = fs::read_dir(d.path())
+            .expect("list")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["a.fs", "a.fs.index", "b.fs", "blobstorage"]);
+    }
+
+    #[test]
+    fn swap_success_replaces_and_drops_a_stale_index() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let a = d.path().join("Data.fs");
+        write(&a, "old");
+        write(&d.path().join("Data.fs.index"), "stale");
+        let t = temp_beside(&a).expect("temp");
+        write(&t.path().join("Data.fs"), "new");
+        let written = vec![Written {
+            datafs: Some((a.clone(), d.path().join("Data.fs.index"), t)),
+            blobdir: None,
+        }];
+        assert!(swap_all(written).is_ok());
+        assert_eq!(read(&a), "new");
+        assert!(!d.path().join("Data.fs.index").exists());
+        assert_eq!(fs::read_dir(d.path()).expect("list").count(), 1);
+    }
 }
