@@ -99,3 +99,35 @@ def test_gzip_level_configurable_and_readable_by_repozo(db, tmp_path):
         assert read(tmp_path / f"{level}.fs") == committed(db["path"])
     assert sizes[0] > sizes[9]
     assert repozo.DEFAULT_GZIP_LEVEL in range(1, 10)
+
+
+def test_failed_dat_write_leaves_no_unlisted_backup_file(db, tmp_path):
+    """When the .dat line cannot be written, the data file and .index that
+    already had their final names are removed again: the repository stays
+    as it was, and repozo still restores it."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    # A full backup whose .dat cannot be created (a directory has its name).
+    os.mkdir(repo / f"{stamp(T0)}.dat")
+    with pytest.raises(crb.BackupError):
+        repozo.backup(db["path"], repo, _now=T0)
+    assert listing(repo) == [f"{stamp(T0)}.dat"]
+    os.rmdir(repo / f"{stamp(T0)}.dat")
+
+    # An incremental whose .dat cannot be appended to.
+    repozo.backup(db["path"], repo, gzip=False, _now=T0 + 1)
+    before = listing(repo)
+    dat = repo / f"{stamp(T0 + 1)}.dat"
+    saved = dat.read_bytes()
+    dat.unlink()
+    os.mkdir(dat)
+    zodbgen.generate(os.path.dirname(db["path"]), transactions=3, undos=0, blobs=False)
+    with pytest.raises(crb.BackupError):
+        repozo.backup(db["path"], repo, quick=False, _now=T0 + 2)
+    assert listing(repo) == before
+    os.rmdir(dat)
+    dat.write_bytes(saved)
+    out = tmp_path / "restored.fs"
+    theirs("-R", "-r", str(repo), "-o", str(out), check=True)
+    assert read(out) == read(db["path"])[: os.path.getsize(out)]
+    assert os.path.getsize(out) == db["end"]

@@ -479,29 +479,42 @@ fn write_backup(
             io_err(&dest, e.error)
         }
     })?;
-    index_tmp
-        .persist(&index_path)
-        .map_err(|e| io_err(&index_path, e.error))?;
-    let dir = crate::fsutil::parent_dir(&dest).to_path_buf();
-    sync_dir(&dir)?;
-
-    let line = DatLine {
-        dest: dest.to_string_lossy().into_owned(),
-        start,
-        end,
-        md5: sum.clone(),
-    };
-    let dat_file = match plan.kind {
-        Kind::Full => {
-            let p = dat::dat_path_for(&dest);
-            dat::create(&p, &line)?;
-            p
+    // From here the data file has its final name, but the chain does not
+    // list it until the `.dat` line is written: on any failure before that,
+    // remove it (and its index) again, so that no run ever finds a backup
+    // file its `.dat` does not know.
+    let finish = || -> Result<PathBuf> {
+        index_tmp
+            .persist(&index_path)
+            .map_err(|e| io_err(&index_path, e.error))?;
+        let dir = crate::fsutil::parent_dir(&dest).to_path_buf();
+        sync_dir(&dir)?;
+        let line = DatLine {
+            dest: dest.to_string_lossy().into_owned(),
+            start,
+            end,
+            md5: sum.clone(),
+        };
+        match plan.kind {
+            Kind::Full => {
+                let p = dat::dat_path_for(&dest);
+                dat::create(&p, &line)?;
+                Ok(p)
+            }
+            Kind::Incremental => {
+                let p = dat::dat_path_for(&repofiles[0]);
+                dat::append(&p, &line)?;
+                sync_dir(&dir)?;
+                Ok(p)
+            }
         }
-        Kind::Incremental => {
-            let p = dat::dat_path_for(&repofiles[0]);
-            dat::append(&p, &line)?;
-            sync_dir(&dir)?;
-            p
+    };
+    let dat_file = match finish() {
+        Ok(p) => p,
+        Err(e) => {
+            let _ = std::fs::remove_file(&dest);
+            let _ = std::fs::remove_file(&index_path);
+            return Err(e);
         }
     };
     let removed = if opts.kill_old && plan.kind == Kind::Full {

@@ -135,7 +135,8 @@ pub fn create(path: &Path, line: &DatLine) -> Result<()> {
 }
 
 /// Append `line` to a `.dat` (created if missing, as repozo's `'a'` mode),
-/// then fsync it.
+/// then fsync it. A failed write (disk full) is cut off again, so the
+/// `.dat` never ends in half a line.
 ///
 /// # Errors
 /// [`Error::RepozoIo`] naming the file.
@@ -145,9 +146,13 @@ pub fn append(path: &Path, line: &DatLine) -> Result<()> {
         .create(true)
         .open(path)
         .map_err(|e| io_err(path, e))?;
+    let before = f.metadata().map_err(|e| io_err(path, e))?.len();
     f.write_all(line.to_line().as_bytes())
         .and_then(|()| f.sync_all())
-        .map_err(|e| io_err(path, e))
+        .map_err(|e| {
+            let _ = f.set_len(before).and_then(|()| f.sync_all());
+            io_err(path, e)
+        })
 }
 
 #[cfg(test)]
