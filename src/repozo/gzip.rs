@@ -110,7 +110,12 @@ fn our_member_len(h: &[u8]) -> Option<usize> {
         return None;
     }
     let len = u32::from_le_bytes([h[16], h[17], h[18], h[19]]) as usize;
-    (len >= OUR_HEADER + 8).then_some(len)
+    // No member we write is larger than MEMBER_SIZE stored plus block and
+    // member overhead; a larger length is damage: such a member is read
+    // sequentially by the standard decoder (which checks its CRC) instead of
+    // being trusted for a buffer size.
+    let max = MEMBER_SIZE + MEMBER_SIZE / 16 + 1024;
+    (OUR_HEADER + 8..=max).contains(&len).then_some(len)
 }
 
 /// Decompress one of our members (whole, header included) into `out`,

@@ -122,7 +122,9 @@ impl Chain {
     /// Bytes the recovered Data.fs will have.
     #[must_use]
     pub fn total(&self) -> u64 {
-        self.lines.iter().map(|l| l.end - l.start).sum()
+        self.lines
+            .iter()
+            .fold(0u64, |t, l| t.saturating_add(l.end - l.start))
     }
 }
 

@@ -58,7 +58,9 @@ pub fn verify(
         return Err(Error::NoFiles { date: None });
     }
     let lines = dat::read_required(&dat::dat_path_for(&files[0]))?;
-    let total = lines.iter().map(|l| l.end - l.start).sum();
+    let total = lines
+        .iter()
+        .fold(0u64, |t, l| t.saturating_add(l.end.saturating_sub(l.start)));
     progress.start("verifying", Some(total));
     let mut checked = Vec::with_capacity(lines.len());
     let mut bytes = 0;
