@@ -298,3 +298,20 @@ def test_main_functions_keep_the_60_keywords(tmp_path, capsys):
     assert capsys.readouterr().err == (
         "ERROR: keep must be a whole number (0 or more), not 'two'.\n"
     )
+
+
+def test_main_functions_report_bad_keyword_types_in_one_line(tmp_path, capsys, monkeypatch):
+    """A hand-edited script passing a wrong type, or a bad test clock, is one
+    ERROR line and exit 1, never a traceback."""
+    from collective.recipe.backup import main
+
+    storage = {"storage": "1", "datafs": str(tmp_path / "Data.fs")}
+    rc = main.backup_main(bin_dir="/bin", storage=storage, full=["yes"], argv=[])
+    assert rc == 1
+    err = capsys.readouterr().err
+    assert err.startswith("ERROR: invalid script arguments: ") and err.count("\n") == 1
+    monkeypatch.setenv("CRB_REPOZO_NOW", "not a number")
+    rc = main.backup_main(bin_dir="/bin", storage=storage, argv=[])
+    assert rc == 1
+    err = capsys.readouterr().err
+    assert err.startswith("ERROR: invalid script arguments: ") and err.count("\n") == 1

@@ -94,44 +94,53 @@ def _start(kwargs, restore, argv):
         sys.argv[1:] if argv is None else argv, cli.program_name(), restore
     )
     cli.setup_logging(args.quiet, bool(kwargs.get("verbose")))
+    return args, _call(lambda: _core.BackupConfig(**config_kwargs(**kwargs)))
+
+
+class _Failed(Exception):
+    """The error is logged; the script exits 1."""
+
+
+def _call(fn):
+    """Run one core call; any failure becomes one ``ERROR:`` line.
+
+    Besides ``BackupError``: a wrong keyword type from a hand-edited script
+    (``TypeError``/``ValueError``/``KeyError``) and a Rust panic (pyo3's
+    ``PanicException`` is a ``BaseException``) are reported the same way,
+    never as a traceback."""
     try:
-        config = _core.BackupConfig(**config_kwargs(**kwargs))
+        return fn()
     except _core.BackupError as e:
         logger.error("%s", e)
-        return args, None
-    return args, config
+    except (TypeError, ValueError, KeyError) as e:
+        logger.error("invalid script arguments: %s", e)
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as e:  # noqa: B036 - a Rust panic
+        logger.error("internal error: %s: %s", type(e).__name__, e)
+    raise _Failed
 
 
 def _backup(mode, argv, kwargs):
-    args, config = _start(kwargs, restore=False, argv=argv)
-    if config is None:
-        return 1
     try:
-        _core.backup(config, mode, now=fixed_now())
-    except _core.BackupError as e:
-        logger.error("%s", e)
+        _, config = _start(kwargs, restore=False, argv=argv)
+        _call(lambda: _core.backup(config, mode, now=fixed_now()))
+    except _Failed:
         return 1
     return 0
 
 
 def _restore(mode, argv, kwargs):
-    args, config = _start(kwargs, restore=True, argv=argv)
-    if config is None:
-        return 1
     try:
-        date = cli.check_date(args.date)
-    except _core.BackupError as e:
-        logger.error("%s", e)
-        return 1
-    if not (args.no_prompt or kwargs.get("no_prompt")):
-        filestorages, blobstorages = config.restore_targets()
-        if not cli.confirm(filestorages, blobstorages):
-            logger.info("Not restoring.")
-            return 0
-    try:
-        _core.restore(config, mode, date, now=fixed_now())
-    except _core.BackupError as e:
-        logger.error("%s", e)
+        args, config = _start(kwargs, restore=True, argv=argv)
+        date = _call(lambda: cli.check_date(args.date))
+        if not (args.no_prompt or kwargs.get("no_prompt")):
+            filestorages, blobstorages = config.restore_targets()
+            if not cli.confirm(filestorages, blobstorages):
+                logger.info("Not restoring.")
+                return 0
+        _call(lambda: _core.restore(config, mode, date, now=fixed_now()))
+    except _Failed:
         return 1
     return 0
 

@@ -293,6 +293,7 @@ def main(argv=None):
         if u.msg:
             print(u.msg, file=out)
         return u.code
+    saved = (LOGGER.handlers[:], LOGGER.level, LOGGER.propagate)
     if o.verbose:
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(logging.Formatter("%(message)s"))
@@ -307,9 +308,17 @@ def main(argv=None):
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except Exception as e:  # noqa: BLE001 - one line, never a traceback
+    except SystemExit:
+        raise
+    except BaseException as e:  # noqa: B036 - one line, never a traceback (a Rust panic is a BaseException)
         print(f"{type(e).__name__}: {e}", file=sys.stderr)
         return 1
+    finally:
+        # main() may be called again in the same process (tests, library
+        # users): leave the logger as it was.
+        LOGGER.handlers[:] = saved[0]
+        LOGGER.setLevel(saved[1])
+        LOGGER.propagate = saved[2]
     return 0
 
 
