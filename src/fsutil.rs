@@ -59,3 +59,22 @@ pub fn sync_dir(dir: &Path) -> Result<()> {
     }
     Ok(())
 }
+
+/// Flush everything written on the file system holding `dir` (one
+/// `syncfs(2)`): the way to make a whole tree of new files durable before it
+/// gets its final name, without an fsync per file.
+///
+/// # Errors
+/// [`Error::Io`] naming `dir`.
+pub fn sync_filesystem(dir: &Path) -> Result<()> {
+    #[cfg(target_os = "linux")]
+    {
+        let d = File::open(dir).at(dir)?;
+        rustix::fs::syncfs(&d).map_err(|e| Error::io(dir, e.into()))?;
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = dir;
+    }
+    Ok(())
+}

@@ -172,7 +172,10 @@ pub fn plan_cleanup(
         match policy.target {
             Target::Directories => {
                 if !policy.full && policy.keep_blob_days > 0 {
-                    let limit = now - Duration::days(i64::from(policy.keep_blob_days));
+                    // A huge keep_blob_days reaches before any date: keep all.
+                    let limit = now
+                        .checked_sub_signed(Duration::days(i64::from(policy.keep_blob_days)))
+                        .unwrap_or(DateTime::<Utc>::MIN_UTC);
                     for l in items.iter().skip(1) {
                         if l.mtime <= limit {
                             removed.push((
@@ -405,6 +408,19 @@ mod tests {
         p.keep_blob_days = 0;
         p.keep = 1;
         assert_eq!(removed(&plan_cleanup(&l, None, &p, t(NOW))), ["b.1", "b.2"]);
+    }
+
+    #[test]
+    fn plan_keep_blob_days_beyond_any_date_keeps_all() {
+        let l = listing(&[
+            ("b.0", "2026-10-01-00-00-00"),
+            ("b.1", "2026-09-01-00-00-00"),
+        ]);
+        let mut p = policy(Target::Directories);
+        p.latest_symlink = false;
+        p.keep_blob_days = u32::MAX;
+        let plan = plan_cleanup(&l, None, &p, t(NOW));
+        assert!(plan.remove.is_empty());
     }
 
     #[test]

@@ -123,8 +123,8 @@ impl Snapshot {
                 if e.is_empty() {
                     break;
                 }
-                let code = e.as_bytes()[0];
-                entries.push((code, e[1..].to_owned()));
+                let (code, rest) = (e.as_bytes()[0], &e.as_bytes()[1..]);
+                entries.push((code, String::from_utf8_lossy(rest).into_owned()));
             }
             snap.dirs.insert(
                 name,

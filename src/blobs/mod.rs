@@ -454,6 +454,12 @@ pub fn make_backup(
                         return Err(e);
                     }
                 }
+                // The copied files must be on disk before the backup gets a
+                // name that later runs trust ("already exists").
+                if let Err(e) = crate::fsutil::sync_filesystem(&tmp) {
+                    let _ = remove_tree(&tmp);
+                    return Err(e);
+                }
                 if !opts.timestamps {
                     rotate(&opts.location, &listing, |k| k == Kind::Dir)?;
                 }

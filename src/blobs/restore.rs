@@ -236,6 +236,11 @@ pub fn restore(opts: &RestoreOptions, progress: &dyn Progress) -> Result<Restore
             return Err(e);
         }
     };
+    // The restored files must be on disk before they replace the live tree.
+    if let Err(e) = crate::fsutil::sync_filesystem(&partial) {
+        let _ = remove_tree(&partial);
+        return Err(e);
+    }
     // Swap: the old tree moves aside, the new one takes its name.
     let old = parent.join(format!(".{name}.restore-old"));
     let had_target = fs::symlink_metadata(&target).is_ok();

@@ -210,6 +210,8 @@ where
                     blobdir.display()
                 );
                 blob_engine.restore(plan, &new)?;
+                // On disk before it replaces the live tree.
+                crate::fsutil::sync_filesystem(&new)?;
                 Some((target, tmp))
             }
             _ => None,
