@@ -68,6 +68,34 @@ pub struct RetentionPolicy {
     pub latest_symlink: bool,
 }
 
+impl RetentionPolicy {
+    /// The policy for blob backups of one format: `archive` (archives, else
+    /// directories), `incremental` archives and `timestamps` decide whether
+    /// a `latest` symlink is kept (only for timestamped, non-incremental
+    /// backups).
+    #[must_use]
+    pub fn for_backups(
+        archive: bool,
+        incremental: bool,
+        timestamps: bool,
+        full: bool,
+        keep: u32,
+        keep_blob_days: u32,
+    ) -> Self {
+        RetentionPolicy {
+            keep,
+            keep_blob_days,
+            full,
+            target: if archive {
+                Target::Archives
+            } else {
+                Target::Directories
+            },
+            latest_symlink: timestamps && !(archive && incremental),
+        }
+    }
+}
+
 /// Why an entry is removed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reason {

@@ -205,23 +205,18 @@ impl BackupOptions {
     /// The retention policy these options imply (what [`backup`] applies).
     #[must_use]
     pub fn retention_policy(&self) -> RetentionPolicy {
-        let incremental = matches!(
-            self.format,
-            Format::Archives {
-                incremental: true,
-                ..
-            }
-        );
-        RetentionPolicy {
-            keep: self.keep,
-            keep_blob_days: self.keep_blob_days,
-            full: self.full,
-            target: match self.format {
-                Format::Directories { .. } => Target::Directories,
-                Format::Archives { .. } => Target::Archives,
-            },
-            latest_symlink: self.timestamps && !incremental,
-        }
+        let (archive, incremental) = match self.format {
+            Format::Directories { .. } => (false, false),
+            Format::Archives { incremental, .. } => (true, incremental),
+        };
+        RetentionPolicy::for_backups(
+            archive,
+            incremental,
+            self.timestamps,
+            self.full,
+            self.keep,
+            self.keep_blob_days,
+        )
     }
 }
 

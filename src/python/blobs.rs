@@ -15,7 +15,7 @@ use crate::blobs::{self, BackupOptions, Format, RsyncOptions};
 use crate::clock::{Clock, SteppingClock, SystemClock};
 use crate::error::Error;
 use crate::progress::NoProgress;
-use crate::retention::{CleanupPlan, RetentionPolicy, Target};
+use crate::retention::{CleanupPlan, RetentionPolicy};
 
 /// The clock: the system's, or a fixed `YYYY-MM-DD-HH-MM-SS` for tests.
 fn clock(now: Option<&str>) -> PyResult<Box<dyn Clock + Send>> {
@@ -206,17 +206,8 @@ fn blob_cleanup<'py>(
     now: Option<&str>,
 ) -> PyResult<Bound<'py, PyDict>> {
     let clock = clock(now)?;
-    let policy = RetentionPolicy {
-        keep,
-        keep_blob_days,
-        full,
-        target: if archive {
-            Target::Archives
-        } else {
-            Target::Directories
-        },
-        latest_symlink: timestamps && !incremental,
-    };
+    let policy =
+        RetentionPolicy::for_backups(archive, incremental, timestamps, full, keep, keep_blob_days);
     let plan = py
         .detach(|| {
             blobs::cleanup(
