@@ -1108,7 +1108,7 @@ mod tests {
 
     #[test]
     fn probe_locations_warns_and_leaves_nothing() {
-        let Ok(dir) = tempfile::tempdir() else { return };
+        let dir = tempfile::tempdir().expect("tempdir");
         let d = dir.path();
         assert!(std::fs::write(d.join("afile"), "x").is_ok());
         let c = ok(ConfigInput {

@@ -75,8 +75,7 @@ mod tests {
 
     #[test]
     fn run_success_and_multiline() {
-        let dir = tempfile::tempdir().ok();
-        let Some(dir) = dir else { return };
+        let dir = tempfile::tempdir().expect("tempdir");
         let out = dir.path().join("out");
         let cmd = format!("echo one > {0}\necho two >> {0}", out.display());
         assert!(ShellHooks.run(&cmd).is_ok());

@@ -237,7 +237,7 @@ mod tests {
 
     #[test]
     fn repozo_plan_recover_empty_repository() {
-        let Ok(d) = tempfile::tempdir() else { return };
+        let d = tempfile::tempdir().expect("tempdir");
         let date = RestoreDate::parse("2026-11-26").ok();
         let e = RepozoEngine::default()
             .plan_recover(&FsRecover {
@@ -256,7 +256,7 @@ mod tests {
     #[test]
     fn blobs_backup_retain_plan_restore_round_trip() {
         for archive in [false, true] {
-            let Ok(d) = tempfile::tempdir() else { return };
+            let d = tempfile::tempdir().expect("tempdir");
             let live = d.path().join("blobstorage");
             write(&live.join("0x01/0x02.blob"), "one");
             write(&live.join(".layout"), "bushy");

@@ -161,7 +161,7 @@ mod backup_tests {
 
     #[test]
     fn backup_order_additional_first_blobs_after_fs_retention_last() {
-        let Ok(dir) = tempfile::tempdir() else { return };
+        let dir = tempfile::tempdir().expect("tempdir");
         let cfg = config(dir.path(), |_| {});
         let rec = Recorder::default();
         assert!(run(&cfg, BackupMode::Standard, &rec).is_ok());
@@ -185,7 +185,7 @@ mod backup_tests {
 
     #[test]
     fn backup_fs_failure_stops_before_blobs_and_post_command() {
-        let Ok(dir) = tempfile::tempdir() else { return };
+        let dir = tempfile::tempdir().expect("tempdir");
         let cfg = config(dir.path(), |_| {});
         let rec = Recorder::failing("fs backup Data.fs");
         let e = run(&cfg, BackupMode::Standard, &rec)
@@ -204,7 +204,7 @@ mod backup_tests {
 
     #[test]
     fn backup_blob_failure_is_an_error_and_skips_post_command() {
-        let Ok(dir) = tempfile::tempdir() else { return };
+        let dir = tempfile::tempdir().expect("tempdir");
         let cfg = config(dir.path(), |_| {});
         let rec = Recorder::failing("blob backup");
         assert!(run(&cfg, BackupMode::Standard, &rec).is_err());
@@ -216,7 +216,7 @@ mod backup_tests {
 
     #[test]
     fn backup_pre_command_failure_does_nothing() {
-        let Ok(dir) = tempfile::tempdir() else { return };
+        let dir = tempfile::tempdir().expect("tempdir");
         let cfg = config(dir.path(), |_| {});
         let rec = Recorder::failing("hook pre");
         assert!(run(&cfg, BackupMode::Standard, &rec).is_err());
@@ -226,7 +226,7 @@ mod backup_tests {
 
     #[test]
     fn backup_zip_overrides() {
-        let Ok(dir) = tempfile::tempdir() else { return };
+        let dir = tempfile::tempdir().expect("tempdir");
         let cfg = config(dir.path(), |i| {
             i.additional_filestorages.clear();
             i.enable_zipbackup = true;
@@ -252,7 +252,7 @@ mod backup_tests {
 
     #[test]
     fn backup_snapshot_and_full_modes() {
-        let Ok(dir) = tempfile::tempdir() else { return };
+        let dir = tempfile::tempdir().expect("tempdir");
         let cfg = config(dir.path(), |i| {
             i.additional_filestorages.clear();
             i.pre_command.clear();
@@ -280,7 +280,7 @@ mod backup_tests {
 
     #[test]
     fn backup_only_blobs_skips_filestorage() {
-        let Ok(dir) = tempfile::tempdir() else { return };
+        let dir = tempfile::tempdir().expect("tempdir");
         let cfg = config(dir.path(), |i| {
             i.only_blobs = true;
             i.pre_command.clear();
@@ -366,7 +366,7 @@ mod restore_tests {
 
     #[test]
     fn restore_checks_every_storage_then_writes_then_swaps() {
-        let Ok(dir) = tempfile::tempdir() else { return };
+        let dir = tempfile::tempdir().expect("tempdir");
         live(dir.path());
         let cfg = config(dir.path(), |_| {});
         let rec = Recorder::default();
@@ -405,7 +405,7 @@ mod restore_tests {
 
     #[test]
     fn restore_missing_blob_backup_touches_nothing() {
-        let Ok(dir) = tempfile::tempdir() else { return };
+        let dir = tempfile::tempdir().expect("tempdir");
         live(dir.path());
         let cfg = config(dir.path(), |_| {});
         let rec = Recorder::failing("blob plan");
@@ -419,7 +419,7 @@ mod restore_tests {
 
     #[test]
     fn restore_failure_while_writing_changes_nothing_live() {
-        let Ok(dir) = tempfile::tempdir() else { return };
+        let dir = tempfile::tempdir().expect("tempdir");
         live(dir.path());
         let cfg = config(dir.path(), |_| {});
         let rec = Recorder::failing("blob restore");
@@ -433,7 +433,7 @@ mod restore_tests {
     #[test]
     fn restore_refused_while_a_zope_holds_the_lock() {
         use rustix::fs::{flock, FlockOperation};
-        let Ok(dir) = tempfile::tempdir() else { return };
+        let dir = tempfile::tempdir().expect("tempdir");
         live(dir.path());
         let lock = dir.path().join("var/filestorage/Data.fs.lock");
         assert!(fs::write(&lock, " 4242\n").is_ok());
@@ -451,7 +451,7 @@ mod restore_tests {
 
     #[test]
     fn restore_zip_prefers_archives_and_alt_uses_alt_sources() {
-        let Ok(dir) = tempfile::tempdir() else { return };
+        let dir = tempfile::tempdir().expect("tempdir");
         live(dir.path());
         let cfg = config(dir.path(), |i| {
             i.additional_filestorages.clear();
@@ -484,7 +484,7 @@ mod restore_tests {
 
     #[test]
     fn restore_creates_missing_filestorage_dir_and_blobstorage() {
-        let Ok(dir) = tempfile::tempdir() else { return };
+        let dir = tempfile::tempdir().expect("tempdir");
         let cfg = config(dir.path(), |i| {
             i.additional_filestorages.clear();
             i.pre_command.clear();
@@ -505,7 +505,7 @@ mod restore_tests {
 
     #[test]
     fn restore_only_blobs_leaves_filestorage_alone() {
-        let Ok(dir) = tempfile::tempdir() else { return };
+        let dir = tempfile::tempdir().expect("tempdir");
         live(dir.path());
         let cfg = config(dir.path(), |i| {
             i.only_blobs = true;

@@ -60,14 +60,14 @@ mod tests {
 
     #[test]
     fn lock_storage_without_lock_file() {
-        let Ok(dir) = tempfile::tempdir() else { return };
+        let dir = tempfile::tempdir().expect("tempdir");
         let r = lock_storage(&dir.path().join("Data.fs"));
         assert!(matches!(r, Ok(None)));
     }
 
     #[test]
     fn lock_storage_refuses_when_held() {
-        let Ok(dir) = tempfile::tempdir() else { return };
+        let dir = tempfile::tempdir().expect("tempdir");
         let datafs = dir.path().join("Data.fs");
         let lock = lock_path(&datafs);
         assert!(std::fs::write(&lock, b" 123\n").is_ok());
