@@ -143,8 +143,9 @@ def test_quiet_backup_prints_only_errors(scripts):
 
 
 def test_empty_path(scripts):
-    """No rsync, tar or repozo is looked up: the scripts and the shell hook
-    work with an empty PATH (cron)."""
+    """With an empty PATH (cron) the script starts and its shell hook runs;
+    the run stops at the missing Data.fs, named in one line. (A whole
+    backup and restore with an empty PATH: test_scripts_e2e.)"""
     p = scripts.script("backup", env={"PATH": ""})
     assert p.stdout == "pre: mount the backup disk\n"
     datafs = scripts.path("var", "filestorage", "Data.fs")

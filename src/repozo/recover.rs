@@ -55,9 +55,9 @@ pub struct RecoverReport {
     pub files: Vec<PathBuf>,
     /// Bytes written.
     pub bytes: u64,
-    /// md5 of everything written, when computed: not with `verify` (which
-    /// checks one md5 per file instead), and only when the `-v` log line
-    /// that shows it is enabled.
+    /// md5 of everything written (as repozo logs it), computed on another
+    /// core while copying; `None` with `verify`, which checks one md5 per
+    /// file instead.
     pub md5: Option<String>,
     /// The `.index` written next to the output, if the chain had one.
     pub index_file: Option<PathBuf>,
@@ -310,16 +310,13 @@ fn concat_checked<W: Write + Send>(
     progress: &dyn Progress,
 ) -> Result<(u64, Option<String>)> {
     progress.start("recovering", Some(total));
-    // repozo hashes everything only to log the md5; skip it when that line
-    // is not wanted (sizes are still checked).
-    let log_sum = log::log_enabled!(target: LOG, log::Level::Info);
     let mut whole = Md5::new();
     let mut bytes = 0;
     for (f, line) in files.iter().zip(plan) {
         // With verify each file gets its own md5; else one md5 of it all
         // (repozo logs that one).
         let h = if verify { Md5::new() } else { whole.clone() };
-        let (n, h) = read_data_file(f, h, Some(&mut *out), verify || log_sum)?;
+        let (n, h) = read_data_file(f, h, Some(&mut *out), true)?;
         progress.advance(n);
         let expected = line.end - line.start;
         if n != expected {
@@ -347,11 +344,9 @@ fn concat_checked<W: Write + Send>(
     if verify {
         log::info!(target: LOG, "Recovered a total of {bytes} bytes");
         Ok((bytes, None))
-    } else if log_sum {
+    } else {
         let sum = hex(whole);
         log::info!(target: LOG, "Recovered {bytes} bytes, md5: {sum}");
         Ok((bytes, Some(sum)))
-    } else {
-        Ok((bytes, None))
     }
 }
