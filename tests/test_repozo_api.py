@@ -129,3 +129,24 @@ def test_failed_dat_write_leaves_no_unlisted_backup_file(db, tmp_path):
     theirs("-R", "-r", str(repo), "-o", str(out), check=True)
     assert read(out) == read(db["path"])[: os.path.getsize(out)]
     assert os.path.getsize(out) == db["end"]
+
+
+def test_same_second_refused_for_any_backup_file_of_that_second(db, tmp_path):
+    """repozo checks only the name it would write; a plain full after a gzip
+    one in the same second, or a .deltafs beside a .fs, would then sit
+    unused in the chain and overwrite the .index."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    repozo.backup(db["path"], repo, _now=T0)
+    before = listing(repo)
+    with pytest.raises(repozo.WouldOverwriteFiles, match=rf"{stamp(T0)}\.fsz$"):
+        repozo.backup(db["path"], repo, full=True, gzip=False, _now=T0)
+    assert listing(repo) == before
+
+
+def test_whitespace_in_the_repository_path_refused_before_writing(db, tmp_path):
+    repo = tmp_path / "my backups"
+    repo.mkdir()
+    with pytest.raises(crb.BackupError, match="contains whitespace"):
+        repozo.backup(db["path"], repo, _now=T0)
+    assert listing(repo) == []

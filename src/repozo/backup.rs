@@ -405,8 +405,28 @@ fn write_backup(
     let now = clock.now();
     let name = gen_filename(now, data_ext(plan.kind, opts.gzip));
     let dest = join(repo, &name);
-    if dest.symlink_metadata().is_ok() {
-        return Err(Error::WouldOverwriteFiles { path: dest });
+    // The `.dat` line holds the path; whitespace in it makes a line that
+    // neither repozo nor we can read back, so refuse before writing
+    // anything (repozo writes it and fails on every later run).
+    if dest.to_string_lossy().chars().any(char::is_whitespace) {
+        return Err(Error::Config(format!(
+            "{}: the repository path contains whitespace, which a .dat line cannot hold (repozo could not read it back either)",
+            dest.display()
+        )));
+    }
+    // Any backup file of this second, not only the one we would write: a
+    // `.deltafs` beside a `.fs` of the same second is never recovered (the
+    // full wins the name), and the `.index` would be overwritten (repozo
+    // quirk, fixed; CHANGES.rst).
+    let same_second = std::iter::once(dest.clone()).chain(
+        [".fs", ".fsz", ".deltafs", ".deltafsz", ".index"]
+            .iter()
+            .map(|ext| join(repo, &gen_filename(now, ext))),
+    );
+    for path in same_second {
+        if path.symlink_metadata().is_ok() {
+            return Err(Error::WouldOverwriteFiles { path });
+        }
     }
     let end = scan.end;
     let start = plan.start;
