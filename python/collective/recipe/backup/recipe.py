@@ -20,33 +20,15 @@ import zc.buildout.easy_install
 
 from collective.recipe.backup import _core
 from collective.recipe.backup import options as options_mod
+from collective.recipe.backup.main import SETTING_KEYS
 
 
 DIST = "collective.recipe.backup"
 MODULE = "collective.recipe.backup.main"
 
 #: The keyword arguments of the 6.0 scripts, in order, and the config
-#: setting each one comes from.
-SETTING_ARGUMENTS = (
-    ("keep", "keep"),
-    ("keep_blob_days", "keep_blob_days"),
-    ("full", "full"),
-    ("verbose", "debug"),
-    ("gzip", "gzip"),
-    ("quick", "quick"),
-    ("only_blobs", "only_blobs"),
-    ("backup_blobs", "backup_blobs"),
-    ("use_rsync", "use_rsync"),
-    ("rsync_options", "rsync_options"),
-    ("archive_blob", "archive_blob"),
-    ("compress_blob", "compress_blob"),
-    ("blob_timestamps", "blob_timestamps"),
-    ("incremental_blobs", "incremental_blobs"),
-    ("rsync_hard_links_on_first_copy", "rsync_hard_links_on_first_copy"),
-    ("pre_command", "pre_command"),
-    ("post_command", "post_command"),
-)
-
+#: setting each one comes from: the table main.py maps back at run time.
+SETTING_ARGUMENTS = tuple(SETTING_KEYS.items())
 
 def script_arguments(bin_dir, config):
     """The keyword arguments baked into every script: the 6.0 set
