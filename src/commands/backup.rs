@@ -28,15 +28,7 @@ struct Plan {
 
 impl Plan {
     fn new(cfg: &BackupConfig, mode: BackupMode) -> Self {
-        let mut blobs = BlobSettings {
-            archive: cfg.archive_blob,
-            compress: cfg.compress_blob,
-            timestamps: cfg.blob_timestamps,
-            incremental: cfg.incremental_blobs && cfg.archive_blob,
-            hard_links: cfg.use_rsync,
-            hard_links_on_first_copy: cfg.rsync_hard_links_on_first_copy,
-            rsync_options: cfg.rsync_options.clone(),
-        };
+        let mut blobs = BlobSettings::from_config(cfg);
         let (full, keep, gzip, fs_verb, blob_verb) = match mode {
             BackupMode::Standard => (
                 cfg.full,

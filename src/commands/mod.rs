@@ -112,6 +112,23 @@ pub struct BlobSettings {
     pub rsync_options: String,
 }
 
+impl BlobSettings {
+    /// The blob settings of the part, before any script's overrides.
+    /// `incremental_blobs` only means something with `archive_blob`.
+    #[must_use]
+    pub fn from_config(cfg: &crate::config::BackupConfig) -> Self {
+        BlobSettings {
+            archive: cfg.archive_blob,
+            compress: cfg.compress_blob,
+            timestamps: cfg.blob_timestamps,
+            incremental: cfg.incremental_blobs && cfg.archive_blob,
+            hard_links: cfg.use_rsync,
+            hard_links_on_first_copy: cfg.rsync_hard_links_on_first_copy,
+            rsync_options: cfg.rsync_options.clone(),
+        }
+    }
+}
+
 /// One blob backup.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BlobBackup<'a> {

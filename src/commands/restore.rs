@@ -102,15 +102,12 @@ where
     F: FileStorageEngine,
     B: BlobEngine,
 {
-    let settings = BlobSettings {
-        archive: cfg.archive_blob || mode == RestoreMode::Zip,
-        compress: cfg.compress_blob,
-        timestamps: cfg.blob_timestamps && mode != RestoreMode::Zip,
-        incremental: cfg.incremental_blobs,
-        hard_links: cfg.use_rsync,
-        hard_links_on_first_copy: false,
-        rsync_options: cfg.rsync_options.clone(),
-    };
+    let mut settings = BlobSettings::from_config(cfg);
+    if mode == RestoreMode::Zip {
+        // Zip backups are one numbered archive.
+        settings.archive = true;
+        settings.timestamps = false;
+    }
     if let Some(d) = date {
         log::info!("Date restriction: restoring state at {d}.");
     }
