@@ -136,3 +136,16 @@ def test_no_backups_and_bad_dates(tmp_path):
     for bad in ["2026-13-45", "2026-11", "-qn"]:
         with pytest.raises(blobs.BlobError, match="Could not parse date argument to restore blobs"):
             blobs.check_restore(loc, tmp_path / "blobstorage", date=bad)
+
+
+def test_cleanup_refuses_mixed_prefixes(tmp_path):
+    """Retention alone over two blob directories' backups would remove one's
+    backups by the other's rules: refused, nothing removed."""
+    loc = tmp_path / "bk"
+    for t in T[:3]:
+        mkdirs(loc, t)
+    mkdirs(loc, T[3], base="other")
+    before = sorted(os.listdir(loc))
+    with pytest.raises(blobs.BlobError, match="Different backup prefixes"):
+        blobs.cleanup(loc, keep=1, now=T[4])
+    assert sorted(os.listdir(loc)) == before

@@ -495,7 +495,13 @@ pub fn cleanup(
     clock: &dyn Clock,
     dry_run: bool,
 ) -> Result<CleanupPlan> {
-    let listing: Vec<Listed> = list_backups(location)?
+    let backups = list_backups(location)?;
+    // Retention across two blob directories' backups would delete one's by
+    // the other's rules: refuse, as the backup itself does.
+    if let Some(first) = backups.first() {
+        check_prefixes(location, &backups, &first.name.base)?;
+    }
+    let listing: Vec<Listed> = backups
         .into_iter()
         .map(|b| Listed {
             name: b.name,
