@@ -114,6 +114,16 @@ def test_incremental_chain_roundtrips_with_gnu_tar(tmp_path, live):
     # GNU tar reads our snapshot file: its listing of a delta agrees.
     listed = run("tar", "--list", "--incremental", "--verbose", "--verbose", "-f", chain[2]).stdout
     assert "N.layout" in listed or "N .layout" in listed
+    # And GNU tar continues from the .snar we wrote: its next level holds
+    # only what changed since our last dump (a wrong .snar dumps everything
+    # again, or fails).
+    snar = tmp_path / "gnu-continues.snar"
+    shutil.copyfile(loc / f"blobstorage.{T1}.snar", snar)
+    add_blob(live, 777, 0x03E0000000020000, b"after our chain" * 10)
+    nxt = tmp_path / "next.tar"
+    run("tar", "-cf", nxt, f"--listed-incremental={snar}", "--exclude=./tmp", "--exclude=./.removed", "-C", live, ".")
+    gnu_files = [n for n in run("tar", "tf", nxt).stdout.splitlines() if not n.endswith("/")]
+    assert gnu_files == ["./0x00/0x00/0x00/0x00/0x00/0x00/0x03/0x09/0x03e0000000020000.blob"]
     # And ours, to each date.
     target = tmp_path / "restored" / "blobstorage"
     for t in (T1, T2, T3):

@@ -90,49 +90,62 @@ impl Snapshot {
             ));
         }
         let mut fields = bytes[nl + 1..].split(|b| *b == 0);
-        let mut next = |what: &str| -> std::result::Result<String, String> {
-            fields
-                .next()
-                .map(|f| String::from_utf8_lossy(f).into_owned())
-                .ok_or_else(|| format!("truncated snapshot file (reading {what})"))
-        };
-        let num = |s: String, what: &str| -> std::result::Result<i64, String> {
-            s.parse::<i64>()
+        fn text(f: &[u8]) -> String {
+            String::from_utf8_lossy(f).into_owned()
+        }
+        fn num<T: std::str::FromStr>(
+            f: Option<&[u8]>,
+            what: &str,
+        ) -> std::result::Result<T, String> {
+            let f = f.ok_or_else(|| format!("truncated snapshot file (reading {what})"))?;
+            let s = text(f);
+            s.parse::<T>()
                 .map_err(|_| format!("bad number {s:?} for {what}"))
-        };
-        let sec = num(next("time")?, "time")?;
-        let nsec = num(next("time")?, "time")?;
+        }
+        let sec: i64 = num(fields.next(), "time")?;
+        let nsec: u32 = num(fields.next(), "time")?;
         let mut snap = Snapshot {
-            time: (sec, u32::try_from(nsec).unwrap_or(0)),
+            time: (sec, nsec),
             dirs: HashMap::new(),
         };
         loop {
-            let nfs = next("nfs")?;
-            if nfs.is_empty() {
-                // End of data: the final field after the last `\0`.
-                break;
-            }
-            let msec = num(next("mtime")?, "mtime")?;
-            let mnsec = num(next("mtime")?, "mtime")?;
-            let dev = num(next("dev")?, "dev")?;
-            let ino = num(next("ino")?, "ino")?;
-            let name = next("name")?;
+            // GNU tar ends every directory record with an empty field (the
+            // record terminator) after the dumpdir's own terminator, and the
+            // file with a final one; snapshot files we wrote before 7.0.0a1
+            // had no record terminator. Skipping empty fields here reads
+            // both.
+            let nfs = loop {
+                match fields.next() {
+                    None => break None,
+                    Some([]) => {}
+                    Some(f) => break Some(text(f)),
+                }
+            };
+            let Some(nfs) = nfs else { break };
+            let msec: i64 = num(fields.next(), "mtime")?;
+            let mnsec: u32 = num(fields.next(), "mtime")?;
+            let dev: u64 = num(fields.next(), "dev")?;
+            let ino: u64 = num(fields.next(), "ino")?;
+            let name = text(
+                fields
+                    .next()
+                    .ok_or("truncated snapshot file (reading name)")?,
+            );
             let mut entries = Vec::new();
             loop {
-                let e = next("dumpdir")?;
-                if e.is_empty() {
-                    break;
+                match fields.next() {
+                    None => return Err("truncated snapshot file (reading dumpdir)".to_owned()),
+                    Some([]) => break,
+                    Some([code, rest @ ..]) => entries.push((*code, text(rest))),
                 }
-                let (code, rest) = (e.as_bytes()[0], &e.as_bytes()[1..]);
-                entries.push((code, String::from_utf8_lossy(rest).into_owned()));
             }
             snap.dirs.insert(
                 name,
                 SnapshotDir {
                     nfs: nfs == "1",
-                    mtime: (msec, u32::try_from(mnsec).unwrap_or(0)),
-                    dev: u64::try_from(dev).unwrap_or(0),
-                    ino: u64::try_from(ino).unwrap_or(0),
+                    mtime: (msec, mnsec),
+                    dev,
+                    ino,
                     entries,
                 },
             );
@@ -167,7 +180,10 @@ impl Snapshot {
                 out.extend_from_slice(n.as_bytes());
                 out.push(0);
             }
-            out.push(0);
+            // The dumpdir's terminator, then the record terminator, as GNU
+            // tar writes them (without the latter GNU tar refuses the file:
+            // "Missing record terminator").
+            out.extend_from_slice(&[0, 0]);
         }
         out
     }
@@ -671,6 +687,27 @@ fn purge(archive: &Path, dir: &Path, dumpdir: &[u8]) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn snar_written_by_gnu_tar_reads_every_directory() {
+        // `tar -cf g.tar --listed-incremental=g.snar -C d .` (GNU tar 1.34)
+        // on d/a and d/sub/b: records end with the dumpdir terminator and a
+        // record terminator.
+        let gnu = b"GNU tar-1.34-2\n1795733665\x0022672177\x00\
+0\x001795733665\x0016229376\x0065024\x0010053505\x00./sub\x00Yb\x00\x00\x00\
+0\x001795733665\x0016229376\x0065024\x0010053504\x00.\x00Ya\x00Dsub\x00\x00\x00";
+        let snap = Snapshot::parse(gnu).expect("parses");
+        assert_eq!(snap.dirs.len(), 2);
+        assert_eq!(
+            snap.dirs["."].entries,
+            [(b'Y', "a".to_owned()), (b'D', "sub".to_owned())]
+        );
+        assert_eq!(snap.dirs["./sub"].ino, 10_053_505);
+        // What we write has the same framing, and reads back the same.
+        let again = Snapshot::parse(&snap.to_bytes()).expect("reads back");
+        assert_eq!(again.dirs.len(), 2);
+        assert!(snap.to_bytes().ends_with(b"./sub\x00Yb\x00\x00\x00"));
+    }
 
     #[test]
     fn snapshot_roundtrip() {
