@@ -281,5 +281,12 @@ def test_checkpoint_tail_is_not_an_empty_delta_each_run(db, tmp_path):
 def test_no_temp_files_after_success_or_failure(db, tmp_path):
     (tmp_path / "repo").mkdir()
     ok(ours("-B", "-z", "-r", "repo", "-f", db["path"], now=at(0), cwd=tmp_path))
-    ours("-B", "-F", "-z", "-r", "repo", "-f", db["path"], now=at(0), cwd=tmp_path)
+    # Refused before anything is written (same second).
+    assert ours("-B", "-F", "-z", "-r", "repo", "-f", db["path"], now=at(0), cwd=tmp_path).returncode == 1
+    # Failing late, after the data file and index were written under
+    # temporary names: its .dat cannot be created (a directory has its name).
+    os.mkdir(tmp_path / "repo" / f"{stamp(at(1))}.dat")
+    p = ours("-B", "-F", "-z", "-r", "repo", "-f", db["path"], now=at(1), cwd=tmp_path)
+    assert p.returncode == 1 and p.stderr.count("\n") == 1
     assert not [n for n in listing(tmp_path / "repo") if n.startswith(".") or n == "tmp.tmp"]
+    assert not [n for n in listing(tmp_path / "repo") if n.startswith(stamp(at(1))) and not n.endswith(".dat")]
