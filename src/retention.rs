@@ -495,9 +495,24 @@ mod tests {
 
     #[test]
     fn plan_latest_skips_removed_and_snar() {
-        let l = listing(&[("b.2026-11-01-00-00-00.tar", NOW)]);
+        // A .snar newer than every archive is not what `latest` names.
+        let l = listing(&[
+            ("b.2026-11-01-00-00-00.tar", NOW),
+            ("b.2026-11-02-00-00-00.snar", NOW),
+        ]);
         let plan = plan_cleanup(&l, None, &policy(Target::Archives), t(NOW));
         assert_eq!(plan.latest.as_deref(), Some("b.2026-11-01-00-00-00.tar"));
-        let _ = Utc.timestamp_opt(0, 0);
+        // Every backup removed by the orphan rule: no `latest` at all.
+        let l = listing(&[
+            ("b.2026-11-01-00-00-00", NOW),
+            ("b.2026-11-02-00-00-00", NOW),
+        ]);
+        let fulls = ["2026-11-10-00-00-00".to_owned()];
+        let plan = plan_cleanup(&l, Some(&fulls), &policy(Target::Directories), t(NOW));
+        assert_eq!(
+            removed(&plan),
+            ["b.2026-11-02-00-00-00", "b.2026-11-01-00-00-00"]
+        );
+        assert_eq!(plan.latest, None);
     }
 }
