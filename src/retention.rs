@@ -332,7 +332,6 @@ pub fn execute(location: &Path, plan: &CleanupPlan) -> Result<Vec<PathBuf>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chrono::TimeZone;
 
     fn t(s: &str) -> DateTime<Utc> {
         crate::blobs::naming::parse_timestamp(s).expect("timestamp")
