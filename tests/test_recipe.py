@@ -7,6 +7,7 @@ import os
 import re
 
 import pytest
+from seed_example import SEED_EXAMPLE_OPTIONS
 
 
 def generated(output):
@@ -181,23 +182,10 @@ def test_seed_example_configuration(sample_buildout):
     b = sample_buildout
     p = b.run(
         "backup",
-        """\
-        [backup]
-        recipe = collective.recipe.backup
-        backup_blobs = false
-        location = ${buildout:directory}/myproject
-        keep = 3
-        datafs = subfolder/myproject.fs
-        full = true
-        debug = true
-        snapshotlocation = snap/my
-        gzip = false
-        enable_snapshotrestore = false
-        pre_command = echo 'Can I have a backup?'
-        post_command =
-            echo 'Thanks a lot for the backup.'
-            echo 'We are done.'
-        """,
+        "[backup]\n"
+        "recipe = collective.recipe.backup\n"
+        "backup_blobs = false\n"
+        "datafs = subfolder/myproject.fs\n" + SEED_EXAMPLE_OPTIONS,
     )
     assert p.returncode == 0, p.output
     assert generated(p.output) == ["backup", "snapshotbackup", "restore"]

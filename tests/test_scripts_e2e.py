@@ -22,6 +22,7 @@ import pytest
 import zodbgen
 from blobhelpers import shared
 from blobhelpers import state
+from seed_example import SEED_EXAMPLE_OPTIONS
 
 
 REPOZO = os.path.join(os.path.dirname(sys.executable), "repozo")
@@ -466,22 +467,7 @@ def test_debug_shows_the_engine_lines(sample_buildout):
 def test_seed_example_configuration_end_to_end(sample_buildout, tmp_path):
     """The seed's example part (full, keep, plain .fs files, debug, hooks)
     running for real."""
-    site = Site(
-        sample_buildout,
-        """\
-        location = ${buildout:directory}/myproject
-        keep = 3
-        full = true
-        debug = true
-        snapshotlocation = snap/my
-        gzip = false
-        enable_snapshotrestore = false
-        pre_command = echo 'Can I have a backup?'
-        post_command =
-            echo 'Thanks a lot for the backup.'
-            echo 'We are done.'
-        """.replace("        ", ""),
-    )
+    site = Site(sample_buildout, SEED_EXAMPLE_OPTIONS)
     repo = sample_buildout.path("myproject")
     states = []
     for _ in range(4):
