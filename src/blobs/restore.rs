@@ -260,9 +260,16 @@ pub fn restore(opts: &RestoreOptions, progress: &dyn Progress) -> Result<Restore
         let _ = remove_tree(&partial);
         return Err(Error::io(&target, e));
     }
-    sync_dir(&parent)?;
+    // The restore is done: the new tree is in place. Failing to flush the
+    // directory or to remove the old tree is worth a warning, not an error
+    // (which would tell the admin the restore failed).
+    if let Err(e) = sync_dir(&parent) {
+        log::warn!("{e}");
+    }
     if had_target {
-        remove_tree(&old)?;
+        if let Err(e) = remove_tree(&old) {
+            log::warn!("The restore is complete, but the old tree could not be removed: {e}");
+        }
     }
     Ok(RestoreReport { source, stats })
 }
