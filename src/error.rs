@@ -172,6 +172,21 @@ pub enum Error {
         /// The `Data.fs.lock` file.
         path: PathBuf,
     },
+    /// Another run holds the lock of a backup location for longer than this
+    /// run waits (see [`crate::lock`]).
+    #[error(
+        "{} is in use by another backup or restore{}: gave up after waiting {waited} seconds. Nothing was changed.",
+        .dir.display(),
+        .holder.map(|p| format!(" (process {p})")).unwrap_or_default()
+    )]
+    LocationLocked {
+        /// The location.
+        dir: PathBuf,
+        /// The pid the holder wrote into the lock file, if readable.
+        holder: Option<u32>,
+        /// Seconds waited.
+        waited: u64,
+    },
 }
 
 impl Error {

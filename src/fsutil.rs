@@ -78,3 +78,35 @@ pub fn sync_filesystem(dir: &Path) -> Result<()> {
     }
     Ok(())
 }
+
+/// Open `path` for reading, refusing anything but a regular file (a FIFO
+/// named like a backup would block a reader forever; a directory or a
+/// device is never a backup). The check is made on the open descriptor,
+/// which is opened non-blocking so that a FIFO cannot hang the open itself.
+///
+/// # Errors
+/// The open's error, or `InvalidInput` "not a regular file".
+pub fn open_regular(path: &Path) -> io::Result<File> {
+    let mut opts = std::fs::OpenOptions::new();
+    opts.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32);
+    }
+    let file = opts.open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not a regular file",
+        ));
+    }
+    #[cfg(unix)]
+    {
+        // O_NONBLOCK means nothing for regular files on Linux, but clear it
+        // so that reads behave as with a plain open everywhere.
+        let flags = rustix::fs::fcntl_getfl(&file)?;
+        rustix::fs::fcntl_setfl(&file, flags - rustix::fs::OFlags::NONBLOCK)?;
+    }
+    Ok(file)
+}

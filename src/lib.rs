@@ -21,6 +21,7 @@
 //!   the fsIndex `.index` file.
 //! - [`error`]: the one error type of the crate.
 //! - [`fsutil`]: atomic file writes (temp name, fsync, rename).
+//! - [`lock`]: one writer at a time per backup location.
 //! - [`progress`], [`clock`]: what the core reports through, and its time source.
 //! - [`config`]: `BackupConfig`, the validated buildout configuration;
 //!   [`commands`]: backup and restore orchestration over engine traits;
@@ -30,6 +31,7 @@ pub mod clock;
 pub mod error;
 pub mod filestorage;
 pub mod fsutil;
+pub mod lock;
 pub mod progress;
 // --- repozo (issue 3) ---
 pub mod repozo;

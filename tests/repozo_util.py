@@ -81,8 +81,13 @@ def md5(data):
     return hashlib.md5(data).hexdigest()
 
 
+LOCK_FILE = ".crb.lock"
+
+
 def listing(directory):
-    return sorted(os.listdir(directory))
+    """The names in a backup location, without the location's lock file
+    (it is ours, and never a backup)."""
+    return sorted(n for n in os.listdir(directory) if n != LOCK_FILE)
 
 
 def fstest_ok(path):

@@ -15,6 +15,7 @@ from blobhelpers import state
 from blobhelpers import tar_backup
 from blobhelpers import tar_restore
 from collective.recipe.backup import blobs
+from repozo_util import listing
 
 
 T1 = "2026-01-01-00-00-00"
@@ -97,7 +98,7 @@ def test_incremental_chain_roundtrips_with_gnu_tar(tmp_path, live):
         r = blobs.backup(live, loc, archive=True, incremental=True, fs_backup_location=fsbk)
         assert r["backup"] == loc / f"blobstorage.{t}.delta.tar" and r["delta"]
         states[t] = state(live)
-    assert sorted(os.listdir(loc)) == [
+    assert listing(loc) == [
         f"blobstorage.{T1}.snar",
         f"blobstorage.{T1}.tar",
         f"blobstorage.{T2}.delta.tar",
@@ -201,7 +202,7 @@ def test_partial_backup_without_snar_makes_a_plain_tar(tmp_path, live, caplog):
         r = blobs.backup(live, loc, archive=True, incremental=True, fs_backup_location=fsbk)
     assert "Not making incremental blob backup" in caplog.text
     assert r["backup"] == loc / f"blobstorage.{T2}.tar" and not r["delta"]
-    assert sorted(os.listdir(loc)) == [f"blobstorage.{T2}.tar"]
+    assert listing(loc) == [f"blobstorage.{T2}.tar"]
 
 
 def test_new_full_fs_backup_starts_a_new_chain(tmp_path, live):
@@ -226,7 +227,7 @@ def test_new_full_fs_backup_starts_a_new_chain(tmp_path, live):
         f"blobstorage.{T1}.tar",
         f"blobstorage.{T2}.delta.tar",
     ]
-    assert sorted(os.listdir(loc)) == [f"blobstorage.{T3}.snar", f"blobstorage.{T3}.tar"]
+    assert listing(loc) == [f"blobstorage.{T3}.snar", f"blobstorage.{T3}.tar"]
 
 
 @pytest.mark.parametrize("compress", [False, True])
@@ -237,7 +238,7 @@ def test_zip_backup_keeps_one_numbered_archive(tmp_path, live, compress):
     assert r["backup"] == loc / name
     step(live, 1)
     blobs.zip_backup(live, loc, compress=compress)
-    assert os.listdir(loc) == [name]
+    assert listing(loc) == [name]
     target = tmp_path / "restored" / "blobstorage"
     blobs.restore(loc, target, prefer_archives=True, timestamps=False)
     assert secs(state(target)) == secs(state(live))

@@ -7,6 +7,7 @@ import os
 import pytest
 
 from collective.recipe.backup import blobs
+from repozo_util import listing
 
 
 T = ["2026-01-0%d-00-00-00" % d for d in range(1, 6)]
@@ -35,7 +36,7 @@ def test_orphan_rule_follows_the_oldest_full_fs_backup(tmp_path):
     assert [n for n, _ in plan["remove"]] == [f"blobstorage.{T[1]}", f"blobstorage.{T[0]}"]
     assert plan["remove"][0][1] == f"older than the oldest full filestorage backup {T[2]}"
     assert plan["removed_backups"] == 2
-    assert sorted(os.listdir(loc)) == sorted(["blobstorage.x", "foo", *[f"blobstorage.{t}" for t in T[2:]], "latest"])
+    assert listing(loc) == sorted(["blobstorage.x", "foo", *[f"blobstorage.{t}" for t in T[2:]], "latest"])
     assert os.readlink(loc / "latest") == f"blobstorage.{T[4]}"
 
 
@@ -59,7 +60,7 @@ def test_keep_blob_days_without_fs_backups(tmp_path):
     plan = blobs.cleanup(loc, timestamps=False, keep_blob_days=14, now=NOW)
     # The newest (by number) is always kept, however old.
     assert [n for n, _ in plan["remove"]] == ["blobstorage.3"]
-    assert sorted(os.listdir(loc)) == ["blobstorage.0", "blobstorage.1", "blobstorage.2"]
+    assert listing(loc) == ["blobstorage.0", "blobstorage.1", "blobstorage.2"]
 
 
 def test_keep_for_full_backups_and_keep_zero(tmp_path):
@@ -74,10 +75,10 @@ def test_keep_for_full_backups_and_keep_zero(tmp_path):
 def test_dry_run_touches_nothing(tmp_path):
     loc = tmp_path / "bk"
     mkdirs(loc, *T)
-    before = sorted(os.listdir(loc))
+    before = listing(loc)
     plan = blobs.cleanup(loc, full=True, keep=1, dry_run=True, now=NOW)
     assert len(plan["remove"]) == 4
-    assert sorted(os.listdir(loc)) == before
+    assert listing(loc) == before
 
 
 def test_archive_units_are_removed_whole(tmp_path):
@@ -100,7 +101,7 @@ def test_archive_units_are_removed_whole(tmp_path):
         f"blobstorage.{T[0]}.tar",
         f"blobstorage.{T[1]}.delta.tar",
     ]
-    assert len(os.listdir(loc)) == 4
+    assert len(listing(loc)) == 4
 
 
 def test_mixed_prefixes_in_restore_pick_the_target_name(tmp_path):
@@ -145,7 +146,7 @@ def test_cleanup_refuses_mixed_prefixes(tmp_path):
     for t in T[:3]:
         mkdirs(loc, t)
     mkdirs(loc, T[3], base="other")
-    before = sorted(os.listdir(loc))
+    before = listing(loc)
     with pytest.raises(blobs.BlobError, match="Different backup prefixes"):
         blobs.cleanup(loc, keep=1, now=T[4])
-    assert sorted(os.listdir(loc)) == before
+    assert listing(loc) == before

@@ -20,6 +20,7 @@ from blobhelpers import shared
 from blobhelpers import state
 from collective.recipe.backup import BackupError
 from collective.recipe.backup import blobs
+from repozo_util import listing
 
 
 T1 = "2026-01-01-00-00-00"
@@ -140,7 +141,7 @@ def test_already_exists_is_skipped_and_cleanup_still_runs(tmp_path, live):
     (fsbk / f"{T2}.deltafsz").write_text("delta")
     r = blobs.backup(live, loc, fs_backup_location=fsbk, now=T3)
     assert r["created"] and r["backup"] == loc / f"blobstorage.{T2}"
-    assert sorted(os.listdir(loc)) == [f"blobstorage.{T1}", f"blobstorage.{T2}", "latest"]
+    assert listing(loc) == [f"blobstorage.{T1}", f"blobstorage.{T2}", "latest"]
 
 
 def test_interrupted_backup_is_redone_not_trusted(tmp_path, live):
@@ -182,7 +183,7 @@ def test_disk_full_fails_loudly_and_leaves_no_backup(tmp_path, live):
     assert r.returncode == 3, r.stderr
     assert "File too large" in r.stdout
     assert "/bk/.blobstorage." in r.stdout  # names the file it was writing
-    assert os.listdir(loc) == []
+    assert listing(loc) == []
     assert os.path.exists(big)
     # The next run, with room, makes the backup (not "already exists").
     assert blobs.backup(live, loc, now=T1)["created"]
@@ -243,7 +244,7 @@ def test_numbered_rotation_and_restore_by_mtime(tmp_path, live):
     blobs.backup(live, loc, timestamps=False, now=T2)
     add_blob(live, 3000, 0x03E0000000003000, b"third")
     blobs.backup(live, loc, timestamps=False, now=T3)
-    assert sorted(os.listdir(loc)) == ["blobstorage.0", "blobstorage.1", "blobstorage.2"]
+    assert listing(loc) == ["blobstorage.0", "blobstorage.1", "blobstorage.2"]
     assert len(shared(loc / "blobstorage.1", loc / "blobstorage.0")) > 30
     # Numbered backups are chosen by mtime.
     for n, when in [(2, 1_767_225_600), (1, 1_767_312_000), (0, 1_767_398_400)]:

@@ -125,8 +125,10 @@ def test_backup_order_logging_and_failure_exit(scripts):
     p = scripts.script("backup")
     assert p.stdout == "pre: mount the backup disk\n"
     var = scripts.path("var")
+    # As 6.0: every location the run needs is created first.
     assert p.stderr == (
         f"INFO: Created {var}/backups\n"
+        f"INFO: Created {var}/blobstoragebackups\n"
         "INFO: Please wait while backing up database file: "
         f"{var}/filestorage/Data.fs to {var}/backups\n"
         + missing(f"{var}/filestorage/Data.fs")

@@ -23,6 +23,7 @@ import zodbgen
 from blobhelpers import shared
 from blobhelpers import state
 from seed_example import SEED_EXAMPLE_OPTIONS
+from repozo_util import listing
 
 
 REPOZO = os.path.join(os.path.dirname(sys.executable), "repozo")
@@ -47,7 +48,7 @@ def mode(path):
 
 
 def ls(path):
-    return sorted(os.listdir(path)) if os.path.isdir(path) else []
+    return listing(path) if os.path.isdir(path) else []
 
 
 def stamps(directory, ext):
@@ -141,8 +142,8 @@ def test_backup_change_backup_restore_first_date(site, tmp_path):
     assert p.stdout == ""
     assert p.lines == [
         f"INFO: Created {var}/backups",
-        f"INFO: Please wait while backing up database file: {datafs} to {var}/backups",
         f"INFO: Created {var}/blobstoragebackups",
+        f"INFO: Please wait while backing up database file: {datafs} to {var}/backups",
         "INFO: Please wait while backing up blobs from "
         f"{blobdir} to {var}/blobstoragebackups",
         f"INFO: Creating symlink from latest to blobstorage.{ts1}",

@@ -387,6 +387,7 @@ pub fn make_backup(
         }
         _ => Error::io(&opts.location, e),
     })?;
+    let _lock = crate::lock::lock_location(&opts.location)?;
     let listing = list_backups(&opts.location)?;
     check_prefixes(&opts.location, &listing, &base)?;
     let stamp = match &opts.fs_backup_location {
@@ -495,6 +496,11 @@ pub fn cleanup(
     clock: &dyn Clock,
     dry_run: bool,
 ) -> Result<CleanupPlan> {
+    let _lock = if dry_run {
+        None
+    } else {
+        Some(crate::lock::lock_location(location)?)
+    };
     let backups = list_backups(location)?;
     // Retention across two blob directories' backups would delete one's by
     // the other's rules: refuse, as the backup itself does.

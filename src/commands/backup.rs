@@ -123,10 +123,28 @@ where
     hooks.run(&cfg.pre_command)?;
 
     let with_fs = !cfg.only_blobs;
+    let blob_jobs: Vec<(&Storage, &Path, &Path)> = if cfg.backup_blobs {
+        cfg.storages
+            .iter()
+            .filter_map(|s| Some((s, s.blobdir.as_deref()?, blob_location(s, mode)?)))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    // Every location this run writes, created and locked for the whole run
+    // (backups and retention), so that an overlapping run waits or refuses.
+    let mut locations: Vec<&Path> = Vec::new();
+    if with_fs {
+        locations.extend(cfg.storages.iter().map(|s| fs_location(s, mode)));
+    }
+    locations.extend(blob_jobs.iter().map(|(_, _, d)| *d));
+    for dir in &locations {
+        ensure_dir(dir)?;
+    }
+    let _locks = crate::lock::lock_locations(locations.iter().copied())?;
     if with_fs {
         for s in &cfg.storages {
             let repository = fs_location(s, mode);
-            ensure_dir(repository)?;
             log::info!(
                 "Please wait while {} {} to {}",
                 plan.fs_verb,
@@ -144,16 +162,7 @@ where
         }
     }
 
-    let blob_jobs: Vec<(&Storage, &Path, &Path)> = if cfg.backup_blobs {
-        cfg.storages
-            .iter()
-            .filter_map(|s| Some((s, s.blobdir.as_deref()?, blob_location(s, mode)?)))
-            .collect()
-    } else {
-        Vec::new()
-    };
     for (s, blobdir, destination) in &blob_jobs {
-        ensure_dir(destination)?;
         log::info!(
             "Please wait while {} {} to {}",
             plan.blob_verb,

@@ -27,8 +27,10 @@ use md5::{Digest, Md5};
 use crate::clock::Clock;
 use crate::error::{Error, Result};
 use crate::filestorage::{scan_file, ScanOptions, ScanResult};
+use crate::fsutil::open_regular;
 use crate::fsutil::sync_dir;
 use crate::progress::Progress;
+use crate::repozo::chain::{self, Chain};
 use crate::repozo::dat::{self, DatLine};
 use crate::repozo::find::{delete_old_backups, find_files};
 use crate::repozo::naming::{data_ext, gen_filename, is_gzip_name, join, Kind};
@@ -113,45 +115,84 @@ struct Plan {
     kind: Kind,
     start: u64,
     reason: &'static str,
+    /// The chain an incremental extends.
+    chain: Option<Chain>,
 }
 
 /// Back up `opts.datafs` into `opts.repository`.
+///
+/// Holds the repository lock ([`crate::lock`]) throughout, and first
+/// removes what interrupted runs left ([`chain::clean_interrupted`]). An
+/// incremental backup extends the newest chain only when
+/// [`chain::vouch`] finds it whole; otherwise a full backup is made and
+/// the reason logged as a warning.
 ///
 /// # Errors
 /// [`Error::RepozoIo`] (missing repository or Data.fs, I/O),
 /// [`Error::FileStorageFormat`]/[`Error::Corrupted`] for a Data.fs ZODB
 /// would not open (empty included), [`Error::WouldOverwriteFiles`] when a
-/// data file of the same second exists, [`Error::BadDat`],
-/// [`Error::VerificationFail`] for a repository file that cannot be read
-/// back, [`Error::Io`] from the atomic writes.
+/// data file of the same second exists, [`Error::LocationLocked`] when
+/// another run holds the repository, [`Error::Io`] from the atomic writes.
 pub fn backup(
     opts: &BackupOptions,
     clock: &dyn Clock,
     progress: &dyn Progress,
 ) -> Result<BackupReport> {
     let repo = &opts.repository;
+    let _lock = crate::lock::lock_location(repo)?;
+    if repo.is_dir() {
+        chain::clean_interrupted(repo)?;
+    }
     let when = gen_filename(clock.now(), "");
-    let repofiles = find_files(repo, &when)?;
-    let file = File::open(&opts.datafs).map_err(|e| io_err(&opts.datafs, e))?;
+    let file = open_regular(&opts.datafs).map_err(|e| io_err(&opts.datafs, e))?;
     let scan = scan_file(&file, &opts.datafs, &ScanOptions::default())?;
     let end = scan.end;
+    if end == 4 && scan.size > 4 {
+        // ZODB would open this as an empty storage (and a writer would cut
+        // the file there): the first transaction header is damaged or still
+        // being written. A 4-byte "backup" of it restores nothing.
+        return Err(Error::Corrupted {
+            path: opts.datafs.clone(),
+            pos: 4,
+            reason: format!(
+                "no committed transaction can be read, although the file has {} bytes: \
+                 the first transaction record is damaged or incomplete",
+                scan.size
+            ),
+        });
+    }
 
-    let plan = if opts.full || repofiles.is_empty() {
+    let plan = if opts.full {
+        // For the log lines (and repozo's error for a missing repository).
+        find_files(repo, &when)?;
         log::info!(target: LOG, "doing a full backup");
-        let reason = if opts.full {
-            "full backup requested"
-        } else {
-            "no backup yet"
-        };
         Some(Plan {
             kind: Kind::Full,
             start: 0,
-            reason,
+            reason: "full backup requested",
+            chain: None,
         })
-    } else if opts.quick {
-        decide_quick(&file, &opts.datafs, &repofiles, end, progress)?
     } else {
-        decide_checksum(&file, &opts.datafs, &repofiles, end, progress)?
+        match chain::vouch(repo, &when)? {
+            Err(_) if crate::repozo::find::data_files(repo)?.is_empty() => {
+                log::info!(target: LOG, "doing a full backup");
+                Some(Plan {
+                    kind: Kind::Full,
+                    start: 0,
+                    reason: "no backup yet",
+                    chain: None,
+                })
+            }
+            Err(doubt) => {
+                log::warn!(
+                    target: LOG,
+                    "cannot extend the backup chain ({doubt}): doing a full backup"
+                );
+                full("the backup chain cannot be extended")
+            }
+            Ok(chain) if opts.quick => decide_quick(&file, &opts.datafs, chain, end, progress)?,
+            Ok(chain) => decide_checksum(&file, &opts.datafs, chain, end, progress)?,
+        }
     };
     let Some(plan) = plan else {
         log::info!(target: LOG, "No changes, nothing to do");
@@ -168,7 +209,7 @@ pub fn backup(
             removed: Vec::new(),
         });
     };
-    write_backup(opts, &file, &scan, &repofiles, &plan, clock, progress)
+    write_backup(opts, &file, &scan, &plan, clock, progress)
 }
 
 fn full(reason: &'static str) -> Option<Plan> {
@@ -177,27 +218,30 @@ fn full(reason: &'static str) -> Option<Plan> {
         kind: Kind::Full,
         start: 0,
         reason,
+        chain: None,
     })
 }
 
-fn incremental(start: u64) -> Option<Plan> {
+fn incremental(start: u64, chain: Chain) -> Option<Plan> {
     log::info!(target: LOG, "doing incremental, starting at: {start}");
     Some(Plan {
         kind: Kind::Incremental,
         start,
         reason: "new transactions",
+        chain: Some(chain),
     })
 }
 
-/// `-Q`: trust the last line of the chain's `.dat`.
+/// `-Q`: trust the last line of the chain's `.dat` (the chain itself was
+/// vouched for).
 fn decide_quick(
     file: &File,
     datafs: &Path,
-    repofiles: &[PathBuf],
+    chain: Chain,
     end: u64,
     progress: &dyn Progress,
 ) -> Result<Option<Plan>> {
-    let Some(last) = dat::last_line(&dat::dat_path_for(&repofiles[0]))? else {
+    let Some(last) = chain.lines.last().cloned() else {
         return Ok(full("missing or empty .dat file"));
     };
     // Deviation: compared with `end`, not the raw size (see module docs).
@@ -222,79 +266,78 @@ fn decide_quick(
     if end == last.end {
         return Ok(None);
     }
-    Ok(incremental(last.end))
+    Ok(incremental(last.end, chain))
 }
 
-/// Default mode: compare the whole repository chain with the Data.fs.
-/// The repository and the source are read at the same time, and the source
-/// only once when the chain's size is what its `.dat` says (repozo reads
-/// the source twice, after the repository).
+/// Default mode: every file of the chain is read and checked against its
+/// `.dat` line (size and md5), and the Data.fs range of every line against
+/// the same md5, both at the same time. Only a chain that is whole and a
+/// prefix of the Data.fs is extended. (repozo compares one md5 of the
+/// concatenated repository with one of the source prefix, and reads the
+/// source twice.)
 fn decide_checksum(
     file: &File,
     datafs: &Path,
-    repofiles: &[PathBuf],
+    chain: Chain,
     end: u64,
     progress: &dyn Progress,
 ) -> Result<Option<Plan>> {
-    // A guess of the repository size, to snapshot the source hash there.
-    let mark = dat::last_line(&dat::dat_path_for(&repofiles[0]))
-        .ok()
-        .flatten()
-        .map_or(end, |l| l.end.min(end));
+    let reposz = chain.lines.last().map_or(0, |l| l.end);
     let (repo, src) = rayon::join(
-        || concat_md5(repofiles),
-        || -> Result<(String, String)> {
-            let read = |a, b, h| {
-                copy_hashed::<_, std::io::Sink>(&mut Region::new(file, a, b), None, h, progress)
-                    .map_err(|e| io_err(datafs, e))
-            };
-            let (_, at_mark) = read(0, mark, Md5::new())?;
-            let (_, at_end) = read(mark, end, at_mark.clone())?;
-            Ok((hex(at_mark), hex(at_end)))
+        || -> Result<std::result::Result<(), String>> {
+            for (f, line) in chain.files.iter().zip(&chain.lines) {
+                let (n, h) = match read_data_file::<std::io::Sink>(f, Md5::new(), None, true) {
+                    Ok(r) => r,
+                    Err(e) => return Ok(Err(e.to_string())),
+                };
+                let sum = hex(h);
+                if n != line.end - line.start || sum != line.md5 {
+                    return Ok(Err(format!(
+                        "{} is {n} bytes with md5 {sum}, its .dat line says {} bytes with md5 {}",
+                        f.display(),
+                        line.end - line.start,
+                        line.md5
+                    )));
+                }
+            }
+            Ok(Ok(()))
+        },
+        || -> Result<bool> {
+            for line in chain.lines.iter().filter(|l| l.end <= end) {
+                let (_, sum) = md5_of(&mut Region::new(file, line.start, line.end), progress)
+                    .map_err(|e| io_err(datafs, e))?;
+                if sum != line.md5 {
+                    return Ok(false);
+                }
+            }
+            Ok(true)
         },
     );
-    let (reposz, reposum) = repo?;
-    let (sum_at_mark, srcsum) = src?;
-    log::info!(target: LOG, "repository state: {reposz} bytes, md5: {reposum}");
-    let backedup = if reposz.min(end) == mark {
-        sum_at_mark
-    } else if reposz >= end {
-        srcsum.clone()
-    } else {
-        md5_of(&mut Region::new(file, 0, reposz), progress)
-            .map_err(|e| io_err(datafs, e))?
-            .1
-    };
-    log::info!(target: LOG, "current state   : {end} bytes, md5: {srcsum}");
-    log::info!(target: LOG, "backed up state : {reposz} bytes, md5: {backedup}");
-    // Deviation: `end` instead of the raw size (see module docs).
-    if end == reposz && srcsum == reposum {
-        return Ok(None);
+    if let Err(doubt) = repo? {
+        log::warn!(
+            target: LOG,
+            "cannot extend the backup chain ({doubt}): doing a full backup"
+        );
+        return Ok(full("the backup chain cannot be extended"));
     }
+    let same = src?;
+    log::info!(
+        target: LOG,
+        "repository state: {reposz} bytes in {} files, each as its .dat line says",
+        chain.files.len()
+    );
+    log::info!(target: LOG, "current state   : {end} bytes");
+    // Deviation: `end` instead of the raw size (see module docs).
     if end < reposz {
         return Ok(full("file shrunk, possibly because of a pack"));
     }
-    if reposum == backedup {
-        return Ok(incremental(reposz));
+    if !same {
+        return Ok(full("file changed, possibly because of a pack"));
     }
-    Ok(full("file changed, possibly because of a pack"))
-}
-
-/// Size and md5 of the concatenation of `files` (uncompressed), like
-/// repozo's `concat` without output.
-///
-/// # Errors
-/// [`Error::RepozoIo`] for a file that cannot be read,
-/// [`Error::VerificationFail`] for one that cannot be decompressed.
-pub fn concat_md5(files: &[PathBuf]) -> Result<(u64, String)> {
-    let mut hasher = Md5::new();
-    let mut total = 0;
-    for f in files {
-        let (n, h) = read_data_file(f, hasher, None::<&mut std::io::Sink>, true)?;
-        total += n;
-        hasher = h;
+    if end == reposz {
+        return Ok(None);
     }
-    Ok((total, hex(hasher)))
+    Ok(incremental(reposz, chain))
 }
 
 /// Copy `[start, end)` of `file` into `out` in the kernel
@@ -332,40 +375,112 @@ fn copy_and_hash(
     Ok((n, h))
 }
 
+/// Where [`read_data_file`] copies to: the writer and the name its write
+/// errors are reported under (a full disk is the output's fault, never the
+/// backup file's).
+pub(crate) struct Output<'a, W> {
+    /// The writer.
+    pub w: &'a mut W,
+    /// The file it writes (for messages).
+    pub path: &'a Path,
+}
+
+/// A writer that remembers whether a write failed, to tell the two sides
+/// of a copy apart.
+struct WriteSide<'a, W> {
+    w: &'a mut W,
+    failed: bool,
+}
+
+impl<W: Write> Write for WriteSide<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let r = self.w.write(buf);
+        self.failed |= r.is_err();
+        r
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        let r = self.w.flush();
+        self.failed |= r.is_err();
+        r
+    }
+}
+
+/// Errors only a writer gets (for kernel copies, where the side is not
+/// known otherwise).
+fn is_write_error(e: &std::io::Error) -> bool {
+    use rustix::io::Errno;
+    e.raw_os_error().is_some_and(|n| {
+        [
+            Errno::NOSPC,
+            Errno::DQUOT,
+            Errno::FBIG,
+            Errno::ROFS,
+            Errno::PIPE,
+        ]
+        .iter()
+        .any(|x| x.raw_os_error() == n)
+    })
+}
+
 /// Read one data file (decompressing by name), feeding `hasher` (when
 /// `hash`) and copying to `out` if given. Without `hash`, a plain file is
-/// copied by the kernel where it can (`copy_file_range`).
+/// copied by the kernel where it can (`copy_file_range`). Non-regular files
+/// are refused.
 pub(crate) fn read_data_file<W: Write + Send>(
     path: &Path,
     hasher: Md5,
-    out: Option<&mut W>,
+    out: Option<Output<'_, W>>,
     hash: bool,
 ) -> Result<(u64, Md5)> {
-    let f = File::open(path).map_err(|e| io_err(path, e))?;
+    let f = open_regular(path).map_err(|e| io_err(path, e))?;
     let name = path.to_string_lossy();
     let nop = &crate::progress::NoProgress;
+    let out_path = out.as_ref().map(|o| o.path.to_path_buf());
+    let blame = |e: std::io::Error, written: bool| match (&out_path, written) {
+        (Some(o), true) => io_err(o, e),
+        _ => io_err(path, e),
+    };
     if is_gzip_name(&name) {
         let mut dec = gzip::decoder(std::io::BufReader::with_capacity(1 << 16, f));
-        match (hash, out) {
+        let mut side = out.map(|o| WriteSide {
+            w: o.w,
+            failed: false,
+        });
+        let r = match (hash, side.as_mut()) {
             (false, Some(out)) => copy_unhashed(&mut dec, out).map(|n| (n, hasher)),
             (_, out) => copy_hashed(&mut dec, out, hasher, nop),
-        }
-        .map_err(|e| bad_gzip(path, &e))
+        };
+        let write_failed = side.is_some_and(|s| s.failed);
+        r.map_err(|e| {
+            if write_failed {
+                blame(e, true)
+            } else {
+                bad_gzip(path, &e)
+            }
+        })
     } else {
         let mut f = f;
         match (hash, out) {
-            (false, Some(out)) => std::io::copy(&mut f, out).map(|n| (n, hasher)),
+            (false, Some(out)) => std::io::copy(&mut f, out.w)
+                .map(|n| (n, hasher))
+                .map_err(|e| {
+                    let w = is_write_error(&e);
+                    blame(e, w)
+                }),
             (true, Some(out)) => {
                 // Kernel copy on one core, md5 of the same file on another.
                 let (copied, hashed) = rayon::join(
-                    || std::io::copy(&mut f, out),
+                    || std::io::copy(&mut f, out.w),
                     || {
-                        let mut again = File::open(path)?;
+                        let mut again = open_regular(path)?;
                         copy_hashed::<_, std::io::Sink>(&mut again, None, hasher, nop)
                     },
                 );
+                let copied = copied.map_err(|e| {
+                    let w = is_write_error(&e);
+                    blame(e, w)
+                })?;
                 let (n, h) = hashed.map_err(|e| io_err(path, e))?;
-                let copied = copied.map_err(|e| io_err(path, e))?;
                 if copied != n {
                     return Err(Error::VerificationFail(format!(
                         "{} changed while it was read",
@@ -374,9 +489,10 @@ pub(crate) fn read_data_file<W: Write + Send>(
                 }
                 Ok((n, h))
             }
-            (_, None) => copy_hashed::<_, W>(&mut f, None, hasher, nop),
+            (_, None) => {
+                copy_hashed::<_, W>(&mut f, None, hasher, nop).map_err(|e| io_err(path, e))
+            }
         }
-        .map_err(|e| io_err(path, e))
     }
 }
 
@@ -396,7 +512,6 @@ fn write_backup(
     opts: &BackupOptions,
     file: &File,
     scan: &ScanResult,
-    repofiles: &[PathBuf],
     plan: &Plan,
     clock: &dyn Clock,
     progress: &dyn Progress,
@@ -503,40 +618,46 @@ fn write_backup(
     // list it until the `.dat` line is written: on any failure before that,
     // remove it (and its index) again, so that no run ever finds a backup
     // file its `.dat` does not know.
-    let finish = || -> Result<PathBuf> {
-        index_tmp
-            .persist(&index_path)
-            .map_err(|e| io_err(&index_path, e.error))?;
-        let dir = crate::fsutil::parent_dir(&dest).to_path_buf();
-        sync_dir(&dir)?;
-        let line = DatLine {
-            dest: dest.to_string_lossy().into_owned(),
-            start,
-            end,
-            md5: sum.clone(),
-        };
-        match plan.kind {
-            Kind::Full => {
-                let p = dat::dat_path_for(&dest);
-                dat::create(&p, &line)?;
-                Ok(p)
-            }
-            Kind::Incremental => {
-                let p = dat::dat_path_for(&repofiles[0]);
-                dat::append(&p, &line)?;
-                sync_dir(&dir)?;
-                Ok(p)
-            }
-        }
+    let dir = crate::fsutil::parent_dir(&dest).to_path_buf();
+    let named = index_tmp
+        .persist(&index_path)
+        .map_err(|e| io_err(&index_path, e.error))
+        .and_then(|_| sync_dir(&dir));
+    if let Err(e) = named {
+        let _ = std::fs::remove_file(&dest);
+        let _ = std::fs::remove_file(&index_path);
+        return Err(e);
+    }
+    let line = DatLine {
+        dest: dest.to_string_lossy().into_owned(),
+        start,
+        end,
+        md5: sum.clone(),
     };
-    let dat_file = match finish() {
-        Ok(p) => p,
-        Err(e) => {
+    let dat_file = match (plan.kind, &plan.chain) {
+        (Kind::Incremental, Some(chain)) => dat::dat_path_for(&chain.files[0]),
+        _ => dat::dat_path_for(&dest),
+    };
+    // The commit point: the `.dat` line. Before it, a failure removes the
+    // data file and its index again; once the line is in the `.dat` (also
+    // when the write reported an error after all), the backup is never
+    // removed by an error path.
+    let committed = match plan.kind {
+        Kind::Full => dat::create(&dat_file, &line),
+        Kind::Incremental => dat::append(&dat_file, &line),
+    };
+    if let Err(e) = committed {
+        let listed = dat::read(&dat_file)
+            .ok()
+            .flatten()
+            .is_some_and(|lines| lines.contains(&line));
+        if !listed {
             let _ = std::fs::remove_file(&dest);
             let _ = std::fs::remove_file(&index_path);
-            return Err(e);
         }
-    };
+        return Err(e);
+    }
+    sync_dir(&dir)?;
     let removed = if opts.kill_old && plan.kind == Kind::Full {
         delete_old_backups(repo)?
     } else {

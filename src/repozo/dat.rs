@@ -84,7 +84,10 @@ fn parse_line(path: &Path, lineno: usize, line: &str) -> Result<DatLine> {
 /// [`Error::RepozoIo`] when it cannot be read, [`Error::BadDat`] for a
 /// malformed line (an empty last line included, as in repozo).
 pub fn read(path: &Path) -> Result<Option<Vec<DatLine>>> {
-    let text = match std::fs::read(path) {
+    let text = match crate::fsutil::open_regular(path).and_then(|mut f| {
+        let mut v = Vec::new();
+        io::Read::read_to_end(&mut f, &mut v).map(|_| v)
+    }) {
         Ok(b) => b,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(io_err(path, e)),
@@ -116,7 +119,8 @@ pub fn last_line(path: &Path) -> Result<Option<DatLine>> {
 }
 
 /// Create a `.dat` holding `line` (a full backup), replacing any old one,
-/// atomically.
+/// atomically. The caller fsyncs the directory (the rename is the commit
+/// point of a full backup; see `chain`).
 ///
 /// # Errors
 /// [`Error::RepozoIo`] naming the file.
@@ -131,7 +135,7 @@ pub fn create(path: &Path, line: &DatLine) -> Result<()> {
         .and_then(|()| tmp.as_file().sync_all())
         .map_err(|e| io_err(path, e))?;
     tmp.persist(path).map_err(|e| io_err(path, e.error))?;
-    crate::fsutil::sync_dir(dir)
+    Ok(())
 }
 
 /// Append `line` to a `.dat` (created if missing, as repozo's `'a'` mode),

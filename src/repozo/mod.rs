@@ -7,6 +7,8 @@
 //! - [`naming`]: file names (`gen_filename`, the data-file pattern, `-D`).
 //! - [`dat`]: the `.dat` chain file.
 //! - [`find`]: `find_files` (which files recover a date) and `-k`.
+//! - [`chain`]: the commit rule: which data files are backups, cleaning
+//!   up after interrupted runs, and whether a chain can be extended.
 //! - [`stream`], [`gzip`]: copying with md5, parallel gzip members.
 //! - [`backup`]: the `do_backup` decision table and the writes.
 //! - [`recover`]: `-R`; [`verify`]: `-V`.
@@ -17,6 +19,7 @@
 //! the `log` crate with target [`LOG`]; the core never prints.
 
 pub mod backup;
+pub mod chain;
 pub mod dat;
 pub mod find;
 pub mod gzip;

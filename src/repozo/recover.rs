@@ -25,11 +25,12 @@ use md5::{Digest, Md5};
 
 use crate::clock::Clock;
 use crate::error::{Error, Result};
+use crate::filestorage::{scan_file, ScanOptions};
 use crate::fsutil::{parent_dir, sync_dir};
 use crate::progress::Progress;
-use crate::repozo::backup::read_data_file;
-use crate::repozo::dat::{self, DatLine};
-use crate::repozo::find::find_files;
+use crate::repozo::backup::{read_data_file, Output};
+pub use crate::repozo::chain::{plan_chain, Chain};
+use crate::repozo::dat::DatLine;
 use crate::repozo::naming::{gen_filename, is_valid_date, with_ext};
 use crate::repozo::stream::hex;
 use crate::repozo::{io_err, temp_in, LOG};
@@ -93,6 +94,7 @@ pub fn recover(
                 &chain.lines,
                 opts.verify,
                 &mut out,
+                Path::new("<stdout>"),
                 chain.total(),
                 progress,
             )?;
@@ -106,45 +108,6 @@ pub fn recover(
         }
         Some(output) => recover_chain(&chain, output, opts.verify, progress),
     }
-}
-
-/// A chain chosen and checked by [`plan_chain`]: what a recover will
-/// concatenate, found without writing anything.
-#[derive(Clone, Debug)]
-pub struct Chain {
-    /// The data files, oldest first.
-    pub files: Vec<PathBuf>,
-    /// Their `.dat` lines, in the same order.
-    pub lines: Vec<DatLine>,
-}
-
-impl Chain {
-    /// Bytes the recovered Data.fs will have.
-    #[must_use]
-    pub fn total(&self) -> u64 {
-        self.lines
-            .iter()
-            .fold(0u64, |t, l| t.saturating_add(l.end - l.start))
-    }
-}
-
-/// Choose the chain that recovers the state as of `when` (a date compared
-/// as repozo does, `yyyy-mm-dd[-hh[-mm[-ss]]]`) and check it against its
-/// `.dat`, reading only the repository listing and the `.dat`.
-/// `date_shown` is the date named by [`Error::NoFiles`] (None: "now").
-///
-/// # Errors
-/// [`Error::NoFiles`], [`Error::RepozoIo`], [`Error::BadDat`],
-/// [`Error::VerificationFail`] for a gap in the chain.
-pub fn plan_chain(repository: &Path, when: &str, date_shown: Option<&str>) -> Result<Chain> {
-    let files = find_files(repository, when)?;
-    if files.is_empty() {
-        return Err(Error::NoFiles {
-            date: date_shown.map(str::to_owned),
-        });
-    }
-    let lines = check_chain(&files)?;
-    Ok(Chain { files, lines })
 }
 
 /// Write a planned chain to `output` (and its `.index`), atomically: see
@@ -187,7 +150,7 @@ fn recover_to_file(
     let f = File::create(&part_path).map_err(|e| io_err(&part_path, e))?;
     let (bytes, md5) = {
         let mut out = &f;
-        concat_checked(&files, plan, verify, &mut out, total, progress)?
+        concat_checked(&files, plan, verify, &mut out, &part_path, total, progress)?
     };
     f.sync_all().map_err(|e| io_err(&part_path, e))?;
     drop(f);
@@ -205,16 +168,7 @@ fn recover_to_file(
             src.display(),
             index_target.display()
         );
-        let name = index_target
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let mut tmp = temp_in(&dir, &name)?;
-        let mut s = File::open(&src).map_err(|e| io_err(&src, e))?;
-        std::io::copy(&mut s, tmp.as_file_mut())
-            .and_then(|_| tmp.as_file().sync_all())
-            .map_err(|e| io_err(&index_target, e))?;
-        new_index = Some(tmp);
+        new_index = Some(index_for(&part_path, &src, &index_target, &dir)?);
     } else if let Some(src) = files.last().map(|p| with_ext(p, ".index")) {
         log::info!(target: LOG, "No index file to restore: {}", src.display());
     }
@@ -252,6 +206,46 @@ fn recover_to_file(
     })
 }
 
+/// The `.index` for the recovered Data.fs at `part`, in a temporary file
+/// beside `target`: written from a scan of the recovered data, never copied
+/// blindly. The repository's `src` is compared with it, and a difference
+/// (a damaged or foreign index, which ZODB would trust and then fail with
+/// POSKeyError) is logged as a warning.
+fn index_for(
+    part: &Path,
+    src: &Path,
+    target: &Path,
+    dir: &Path,
+) -> Result<tempfile::NamedTempFile> {
+    let data = crate::fsutil::open_regular(part).map_err(|e| io_err(part, e))?;
+    let scan = scan_file(&data, part, &ScanOptions { use_index: false })?;
+    let mut ours = Vec::new();
+    scan.index
+        .write_to(scan.end, &mut ours)
+        .map_err(|e| io_err(target, e))?;
+    let theirs = crate::fsutil::open_regular(src).and_then(|mut f| {
+        let mut v = Vec::new();
+        std::io::Read::read_to_end(&mut f, &mut v).map(|_| v)
+    });
+    if theirs.map_or(true, |t| t != ours) {
+        log::warn!(
+            target: LOG,
+            "{} does not describe the recovered data: wrote a new index from the data instead",
+            src.display()
+        );
+    }
+    let name = target
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut tmp = temp_in(dir, &name)?;
+    tmp.as_file_mut()
+        .write_all(&ours)
+        .and_then(|()| tmp.as_file().sync_all())
+        .map_err(|e| io_err(target, e))?;
+    Ok(tmp)
+}
+
 /// Removes the `.part` on failure.
 struct Part<'a> {
     path: &'a Path,
@@ -266,39 +260,6 @@ impl Drop for Part<'_> {
     }
 }
 
-/// The `.dat` line of every chain file, checked for a contiguous chain
-/// that starts at 0.
-fn check_chain(files: &[PathBuf]) -> Result<Vec<DatLine>> {
-    let dat_path = dat::dat_path_for(&files[0]);
-    let lines = dat::read_required(&dat_path)?;
-    let mut plan = Vec::with_capacity(files.len());
-    let mut expect_start = 0;
-    for f in files {
-        let base = f
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let Some(line) = lines.iter().rev().find(|l| l.basename() == base) else {
-            return Err(Error::VerificationFail(format!(
-                "{} is not listed in {}",
-                f.display(),
-                dat_path.display()
-            )));
-        };
-        if line.start != expect_start {
-            return Err(Error::VerificationFail(format!(
-                "{} starts at byte {}, but the chain before it ends at byte {expect_start}: \
-                 a backup file is missing",
-                f.display(),
-                line.start
-            )));
-        }
-        expect_start = line.end;
-        plan.push(line.clone());
-    }
-    Ok(plan)
-}
-
 /// Concatenate the chain into `out`, checking sizes (and md5s with
 /// `verify`). Returns the bytes written and their md5.
 fn concat_checked<W: Write + Send>(
@@ -306,6 +267,7 @@ fn concat_checked<W: Write + Send>(
     plan: &[DatLine],
     verify: bool,
     out: &mut W,
+    out_path: &Path,
     total: u64,
     progress: &dyn Progress,
 ) -> Result<(u64, Option<String>)> {
@@ -316,7 +278,15 @@ fn concat_checked<W: Write + Send>(
         // With verify each file gets its own md5; else one md5 of it all
         // (repozo logs that one).
         let h = if verify { Md5::new() } else { whole.clone() };
-        let (n, h) = read_data_file(f, h, Some(&mut *out), true)?;
+        let (n, h) = read_data_file(
+            f,
+            h,
+            Some(Output {
+                w: &mut *out,
+                path: out_path,
+            }),
+            true,
+        )?;
         progress.advance(n);
         let expected = line.end - line.start;
         if n != expected {

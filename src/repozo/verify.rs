@@ -9,7 +9,6 @@
 //! reported as such (repozo says "is missing", or crashes with a traceback
 //! for a truncated one); a malformed `.dat` line is a one-line error.
 
-use std::fs::File;
 use std::path::PathBuf;
 
 use md5::{Digest, Md5};
@@ -18,8 +17,7 @@ use crate::clock::Clock;
 use crate::error::{Error, Result};
 use crate::progress::Progress;
 use crate::repozo::backup::bad_gzip;
-use crate::repozo::dat;
-use crate::repozo::find::find_files;
+use crate::repozo::chain::plan_chain;
 use crate::repozo::naming::{gen_filename, is_gzip_name, join};
 use crate::repozo::stream::{copy_hashed, copy_unhashed, hex};
 use crate::repozo::{gzip, LOG};
@@ -53,33 +51,24 @@ pub fn verify(
     progress: &dyn Progress,
 ) -> Result<VerifyReport> {
     let repo = &opts.repository;
-    let files = find_files(repo, &gen_filename(clock.now(), ""))?;
-    if files.is_empty() {
-        return Err(Error::NoFiles { date: None });
-    }
-    let lines = dat::read_required(&dat::dat_path_for(&files[0]))?;
+    // The same choice and checks as recover: verify fails whenever recover
+    // would (a listed file missing, a gap, a full backup gone), and ignores
+    // with the same warning what no `.dat` lists.
+    let chain = plan_chain(repo, &gen_filename(clock.now(), ""), None)?;
+    let lines = chain.lines;
     let total = lines
         .iter()
         .fold(0u64, |t, l| t.saturating_add(l.end.saturating_sub(l.start)));
     progress.start("verifying", Some(total));
     let mut checked = Vec::with_capacity(lines.len());
     let mut bytes = 0;
-    let mut prev_end: Option<u64> = None;
     for line in &lines {
         let filename = join(repo, line.basename());
         let expected = line.end - line.start;
         log::info!(target: LOG, "Verifying {}", filename.display());
-        if let Some(p) = prev_end.filter(|p| *p != line.start) {
-            return Err(Error::VerificationFail(format!(
-                "{} starts at byte {}, but the file before it in the .dat ends at byte {p}",
-                filename.display(),
-                line.start
-            )));
-        }
-        prev_end = Some(line.end);
         let missing = || Error::VerificationFail(format!("{} is missing", filename.display()));
         let gz = is_gzip_name(&filename.to_string_lossy());
-        let f = File::open(&filename).map_err(|_| missing())?;
+        let f = crate::fsutil::open_regular(&filename).map_err(|_| missing())?;
         let (size, sum) = if gz {
             let mut dec = gzip::decoder(std::io::BufReader::with_capacity(1 << 16, f));
             if opts.quick {

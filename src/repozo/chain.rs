@@ -1,0 +1,528 @@
+//! Which backups a repository really holds: the commit rule.
+//!
+//! A backup is committed when its line is in the `.dat` of its chain: the
+//! data file (and its `.index`) are written, fsynced and named first, the
+//! `.dat` line last. So a data file that no `.dat` lists is what a run left
+//! when it died (or failed) before its commit point; it is not a backup:
+//!
+//! - [`plan_chain`] (recover, verify, restore) follows the `.dat` of the
+//!   newest full backup at or before the date and ignores unlisted data
+//!   files with a warning; it refuses a listed file that is missing, a gap
+//!   between two lines, and a `.dat` whose full backup file is gone, since
+//!   each of those would silently give an older state than the repository
+//!   claims to hold.
+//! - [`clean_interrupted`] (every backup run, under the repository lock)
+//!   removes what dead runs left: unlisted data files newer than every
+//!   committed one, their `.index`, and temporary files.
+//! - [`vouch`] (before an incremental backup) checks that the chain to be
+//!   extended is whole; if not, the backup starts a new full one.
+//!
+//! A repository without any `.dat` (copied without them, or written by a
+//! tool that keeps none) is taken by the file names alone, as repozo does.
+//! See `docs/repository.rst`.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+use crate::repozo::dat::{self, DatLine};
+use crate::repozo::naming::{is_data_file, is_gzip_name, join, kind_of, splitext, Kind};
+use crate::repozo::{io_err, LOG};
+
+/// What a repository directory holds, from one listing.
+#[derive(Debug, Default)]
+struct Listing {
+    /// Data file names, ascending.
+    data: Vec<String>,
+    /// Roots (`YYYY-MM-DD-HH-MM-SS`) that have a `.dat`.
+    dats: BTreeSet<String>,
+    /// Temporary files of our writers (`.<name>.XXXXXX.tmp`).
+    temps: Vec<String>,
+    /// Roots that have a `.index`.
+    indexes: BTreeSet<String>,
+}
+
+fn list(repo: &Path) -> Result<Listing> {
+    let dir = if repo.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        repo
+    };
+    let mut l = Listing::default();
+    for entry in std::fs::read_dir(dir).map_err(|e| io_err(repo, e))? {
+        let entry = entry.map_err(|e| io_err(repo, e))?;
+        let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
+            continue;
+        };
+        if is_data_file(&name) {
+            l.data.push(name);
+        } else if is_temporary(&name) {
+            l.temps.push(name);
+        } else if let Some((root, ext)) = stamped(&name) {
+            match ext {
+                ".dat" => {
+                    l.dats.insert(root.to_owned());
+                }
+                ".index" => {
+                    l.indexes.insert(root.to_owned());
+                }
+                _ => {}
+            }
+        }
+    }
+    l.data.sort();
+    Ok(l)
+}
+
+/// `(root, ext)` of a name made of a backup stamp and an extension.
+fn stamped(name: &str) -> Option<(&str, &str)> {
+    let (root, ext) = splitext(name);
+    crate::repozo::naming::is_timestamp(root.as_bytes()).then_some((root, ext))
+}
+
+/// A temporary file of our writers: `.<stamped name>.XXXXXX.tmp`.
+fn is_temporary(name: &str) -> bool {
+    name.strip_prefix('.')
+        .and_then(|n| n.strip_suffix(".tmp"))
+        .is_some_and(|n| n.len() > 19 && crate::repozo::naming::is_timestamp(&n.as_bytes()[..19]))
+}
+
+/// A chain chosen and checked by [`plan_chain`]: what a recover will
+/// concatenate, found without writing anything.
+#[derive(Clone, Debug)]
+pub struct Chain {
+    /// The data files, oldest first.
+    pub files: Vec<PathBuf>,
+    /// Their `.dat` lines, in the same order.
+    pub lines: Vec<DatLine>,
+}
+
+impl Chain {
+    /// Bytes the recovered Data.fs will have.
+    #[must_use]
+    pub fn total(&self) -> u64 {
+        self.lines
+            .iter()
+            .fold(0u64, |t, l| t.saturating_add(l.end - l.start))
+    }
+}
+
+/// Choose the chain that recovers the state as of `when` (a date compared
+/// as repozo does, `yyyy-mm-dd[-hh[-mm[-ss]]]`) and check it against its
+/// `.dat`, reading only the repository listing and the `.dat`.
+/// `date_shown` is the date named by [`Error::NoFiles`] (None: "now").
+///
+/// Logs repozo's "files needed" lines, and a warning for every data file
+/// it ignores because no `.dat` lists it.
+///
+/// # Errors
+/// [`Error::NoFiles`], [`Error::RepozoIo`], [`Error::BadDat`],
+/// [`Error::VerificationFail`] for a gap, a listed file that is missing, or
+/// a `.dat` whose full backup is gone.
+pub fn plan_chain(repository: &Path, when: &str, date_shown: Option<&str>) -> Result<Chain> {
+    log::info!(target: LOG, "looking for files between last full backup and {when}...");
+    let listing = list(repository)?;
+    let chain = if listing.dats.is_empty() {
+        by_names(repository, &listing, when)?
+    } else {
+        committed(repository, &listing, when)?
+    };
+    let Some(chain) = chain else {
+        log::info!(target: LOG, "no files found");
+        return Err(Error::NoFiles {
+            date: date_shown.map(str::to_owned),
+        });
+    };
+    log::info!(target: LOG, "files needed to recover state as of {when}:");
+    for f in &chain.files {
+        log::info!(target: LOG, "\t{}", f.display());
+    }
+    Ok(chain)
+}
+
+/// The chain of a repository that keeps `.dat` files.
+fn committed(repo: &Path, listing: &Listing, when: &str) -> Result<Option<Chain>> {
+    let upto: Vec<&String> = listing
+        .data
+        .iter()
+        .filter(|n| splitext(n).0 <= when)
+        .collect();
+    // The newest full backup at or before `when` that its `.dat` lists.
+    let mut head = None;
+    for name in upto.iter().rev() {
+        if kind_of(name) != Some(Kind::Full) {
+            continue;
+        }
+        let dat_path = join(repo, &format!("{}.dat", splitext(name).0));
+        match dat::read(&dat_path)? {
+            Some(lines) if lines.first().is_some_and(|l| l.basename() == name.as_str()) => {
+                head = Some((name.as_str(), dat_path, lines));
+                break;
+            }
+            _ => ignored(repo, name, &dat_path),
+        }
+    }
+    // A `.dat` newer than the head (and not after `when`) whose full backup
+    // file is gone: recovering the head would silently give an older state.
+    let head_root = head.as_ref().map_or("", |(n, _, _)| splitext(n).0);
+    for root in &listing.dats {
+        if root.as_str() > head_root
+            && root.as_str() <= when
+            && !upto
+                .iter()
+                .any(|n| splitext(n).0 == root && kind_of(n) == Some(Kind::Full))
+        {
+            let dat_path = join(repo, &format!("{root}.dat"));
+            // An empty `.dat` (a writer that died before its line) lists
+            // nothing, so nothing is lost.
+            if dat::read(&dat_path)?.is_some_and(|l| !l.is_empty()) {
+                return Err(Error::VerificationFail(format!(
+                    "{} lists a backup chain whose full backup file is missing",
+                    dat_path.display()
+                )));
+            }
+        }
+    }
+    let Some((name, dat_path, lines)) = head else {
+        return Ok(None);
+    };
+    let lines: Vec<DatLine> = lines
+        .into_iter()
+        .filter(|l| splitext(l.basename()).0 <= when)
+        .collect();
+    let mut files = Vec::with_capacity(lines.len());
+    let mut expect_start = 0;
+    for line in &lines {
+        let path = join(repo, line.basename());
+        if line.start != expect_start {
+            return Err(Error::VerificationFail(format!(
+                "{} starts at byte {}, but the chain before it ends at byte {expect_start}: \
+                 a backup file is missing",
+                path.display(),
+                line.start
+            )));
+        }
+        if !listing.data.iter().any(|n| n == line.basename()) {
+            return Err(Error::VerificationFail(format!(
+                "{} is missing",
+                path.display()
+            )));
+        }
+        expect_start = line.end;
+        files.push(path);
+    }
+    // Data files of this chain's time span that its `.dat` does not list.
+    let next_full = upto
+        .iter()
+        .find(|n| n.as_str() > name && kind_of(n) == Some(Kind::Full))
+        .map_or("~", |n| n.as_str());
+    for n in upto
+        .iter()
+        .filter(|n| n.as_str() > name && n.as_str() < next_full)
+    {
+        if !lines.iter().any(|l| l.basename() == n.as_str()) {
+            ignored(repo, n, &dat_path);
+        }
+    }
+    Ok(Some(Chain { files, lines }))
+}
+
+fn ignored(repo: &Path, name: &str, dat_path: &Path) {
+    log::warn!(
+        target: LOG,
+        "{} is not listed in {}: an interrupted backup, ignored",
+        join(repo, name).display(),
+        dat_path.display()
+    );
+}
+
+/// A repository without `.dat` files: repozo's choice by names. The chain
+/// is then checked as repozo's `-R` would need it: it is refused as before
+/// (the sizes and checksums a restore checks live in the `.dat`).
+fn by_names(repo: &Path, listing: &Listing, when: &str) -> Result<Option<Chain>> {
+    let mut needed = Vec::new();
+    for name in listing.data.iter().rev() {
+        if splitext(name).0 <= when {
+            needed.push(join(repo, name));
+            if kind_of(name) == Some(Kind::Full) {
+                break;
+            }
+        }
+    }
+    needed.reverse();
+    let Some(first) = needed.first() else {
+        return Ok(None);
+    };
+    // Reading the missing `.dat` gives repozo's ENOENT error.
+    dat::read_required(&dat::dat_path_for(first))?;
+    Ok(None)
+}
+
+/// What [`clean_interrupted`] removed.
+#[derive(Debug, Default, Clone)]
+pub struct Cleaned {
+    /// Data files (and `.index` files) of interrupted backups.
+    pub backups: Vec<PathBuf>,
+    /// Temporary files of dead runs.
+    pub temporaries: Vec<PathBuf>,
+}
+
+/// Remove what runs that died before their commit point left in `repo`:
+/// data files newer than every committed backup that no `.dat` lists, the
+/// `.index` files of the same names, and our temporary files. Logs a
+/// warning for each. Call only while holding the repository lock, so that
+/// no live run's files are taken.
+///
+/// A repository without any `.dat` is left alone (its files are backups
+/// by name).
+///
+/// # Errors
+/// [`Error::RepozoIo`] when the directory cannot be listed or a file
+/// cannot be removed; [`Error::BadDat`] for an unreadable `.dat`.
+pub fn clean_interrupted(repo: &Path) -> Result<Cleaned> {
+    let listing = list(repo)?;
+    let mut cleaned = Cleaned::default();
+    for t in &listing.temps {
+        let p = join(repo, t);
+        log::warn!(
+            target: LOG,
+            "removing {}, a temporary file of an interrupted run",
+            p.display()
+        );
+        remove(&p)?;
+        cleaned.temporaries.push(p);
+    }
+    if listing.dats.is_empty() {
+        return Ok(cleaned);
+    }
+    let mut listed = BTreeSet::new();
+    for root in &listing.dats {
+        if let Some(lines) = dat::read(&join(repo, &format!("{root}.dat")))? {
+            listed.extend(lines.iter().map(|l| l.basename().to_owned()));
+        }
+    }
+    let newest_committed = listing
+        .data
+        .iter()
+        .rfind(|n| listed.contains(n.as_str()))
+        .map_or("", |n| splitext(n).0);
+    for name in &listing.data {
+        let root = splitext(name).0;
+        if root <= newest_committed || listed.contains(name) {
+            continue;
+        }
+        let p = join(repo, name);
+        log::warn!(
+            target: LOG,
+            "removing {}: no .dat lists it, it was left by an interrupted backup",
+            p.display()
+        );
+        remove(&p)?;
+        cleaned.backups.push(p);
+    }
+    // `.index` files of interrupted backups: newer than every committed
+    // data file and without a data file of their own.
+    for root in &listing.indexes {
+        if root.as_str() > newest_committed
+            && !listing
+                .data
+                .iter()
+                .any(|n| splitext(n).0 == root && listed.contains(n))
+        {
+            let p = join(repo, &format!("{root}.index"));
+            remove(&p)?;
+            cleaned.backups.push(p);
+        }
+    }
+    Ok(cleaned)
+}
+
+fn remove(p: &Path) -> Result<()> {
+    match std::fs::remove_file(p) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io_err(p, e)),
+        _ => Ok(()),
+    }
+}
+
+/// Why a chain cannot be extended by an incremental backup.
+pub type Doubt = String;
+
+/// Check that the newest chain of `repo` (as of `when`) can be extended:
+/// its `.dat` parses, every file it lists exists, the lines follow each
+/// other from byte 0, and plain files have the sizes their lines say
+/// (compressed ones are checked for their gzip magic; their sizes and
+/// every md5 are checked by the checksum mode, which reads them whole).
+///
+/// `Ok(Err(doubt))` says why not; the caller then makes a full backup.
+///
+/// # Errors
+/// Only for a repository that cannot be listed.
+pub fn vouch(repo: &Path, when: &str) -> Result<std::result::Result<Chain, Doubt>> {
+    // The listing errors (missing repository) are the caller's to report.
+    list(repo)?;
+    let chain = match plan_chain(repo, when, None) {
+        Ok(c) => c,
+        Err(e @ (Error::RepozoIo { .. } | Error::NoFiles { .. })) if !has_dat(repo) => {
+            return Ok(Err(e.to_string()))
+        }
+        Err(e) => return Ok(Err(e.to_string())),
+    };
+    for (path, line) in chain.files.iter().zip(&chain.lines) {
+        let meta = match crate::fsutil::open_regular(path).and_then(|f| f.metadata()) {
+            Ok(m) => m,
+            Err(e) => return Ok(Err(io_err(path, e).to_string())),
+        };
+        let name = path.to_string_lossy();
+        if is_gzip_name(&name) {
+            if !has_gzip_magic(path) {
+                return Ok(Err(format!("{} is not a gzip file", path.display())));
+            }
+        } else if meta.len() != line.end - line.start {
+            return Ok(Err(format!(
+                "{} is {} bytes, should be {} bytes",
+                path.display(),
+                meta.len(),
+                line.end - line.start
+            )));
+        }
+    }
+    Ok(Ok(chain))
+}
+
+fn has_dat(repo: &Path) -> bool {
+    list(repo).is_ok_and(|l| !l.dats.is_empty())
+}
+
+fn has_gzip_magic(path: &Path) -> bool {
+    use std::io::Read as _;
+    let mut magic = [0u8; 2];
+    crate::fsutil::open_regular(path)
+        .and_then(|mut f| f.read_exact(&mut magic))
+        .is_ok()
+        && magic == [0x1f, 0x8b]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn put(dir: &Path, name: &str, data: &str) {
+        std::fs::write(dir.join(name), data).expect("write");
+    }
+
+    fn line(dir: &Path, name: &str, start: u64, end: u64) -> String {
+        format!("{} {start} {end} x\n", dir.join(name).display())
+    }
+
+    /// A full backup and one incremental, committed.
+    fn repo() -> tempfile::TempDir {
+        let d = tempfile::tempdir().expect("tempdir");
+        let p = d.path();
+        put(p, "2024-01-01-00-00-00.fs", "0123");
+        put(p, "2024-01-01-00-00-00.index", "i");
+        put(p, "2024-01-02-00-00-00.deltafs", "45");
+        put(p, "2024-01-02-00-00-00.index", "i");
+        let dat =
+            line(p, "2024-01-01-00-00-00.fs", 0, 4) + &line(p, "2024-01-02-00-00-00.deltafs", 4, 6);
+        put(p, "2024-01-01-00-00-00.dat", &dat);
+        d
+    }
+
+    fn names(chain: &Chain) -> Vec<String> {
+        chain
+            .files
+            .iter()
+            .map(|p| p.file_name().unwrap_or_default().to_string_lossy().into())
+            .collect()
+    }
+
+    #[test]
+    fn unlisted_newest_file_is_ignored_then_cleaned() {
+        let d = repo();
+        put(d.path(), "2024-01-03-00-00-00.deltafs", "67");
+        put(d.path(), "2024-01-03-00-00-00.index", "i");
+        put(d.path(), ".2024-01-03-00-00-00.deltafs.abc123.tmp", "6");
+        let c = plan_chain(d.path(), "2024-12-31", None).expect("chain");
+        assert_eq!(
+            names(&c),
+            ["2024-01-01-00-00-00.fs", "2024-01-02-00-00-00.deltafs"]
+        );
+        let cleaned = clean_interrupted(d.path()).expect("clean");
+        assert_eq!(cleaned.backups.len(), 2);
+        assert_eq!(cleaned.temporaries.len(), 1);
+        assert!(!d.path().join("2024-01-03-00-00-00.deltafs").exists());
+        assert!(!d.path().join("2024-01-03-00-00-00.index").exists());
+        // Committed files stay.
+        assert!(d.path().join("2024-01-02-00-00-00.deltafs").exists());
+        assert!(d.path().join("2024-01-02-00-00-00.index").exists());
+    }
+
+    #[test]
+    fn unlisted_full_without_dat_is_ignored_then_cleaned() {
+        let d = repo();
+        put(d.path(), "2024-01-03-00-00-00.fs", "01234567");
+        let c = plan_chain(d.path(), "2024-12-31", None).expect("chain");
+        assert_eq!(c.files.len(), 2);
+        clean_interrupted(d.path()).expect("clean");
+        assert!(!d.path().join("2024-01-03-00-00-00.fs").exists());
+    }
+
+    #[test]
+    fn listed_but_missing_newest_file_is_refused() {
+        let d = repo();
+        std::fs::remove_file(d.path().join("2024-01-02-00-00-00.deltafs")).expect("rm");
+        let e = plan_chain(d.path(), "2024-12-31", None).expect_err("refused");
+        assert!(
+            e.to_string()
+                .ends_with("2024-01-02-00-00-00.deltafs is missing"),
+            "{e}"
+        );
+        // As of the first day, the full alone is fine.
+        let c = plan_chain(d.path(), "2024-01-01-12", None).expect("chain");
+        assert_eq!(names(&c), ["2024-01-01-00-00-00.fs"]);
+    }
+
+    #[test]
+    fn missing_newest_full_with_its_dat_is_refused() {
+        let d = repo();
+        put(
+            d.path(),
+            "2024-01-05-00-00-00.dat",
+            &line(d.path(), "2024-01-05-00-00-00.fs", 0, 9),
+        );
+        let e = plan_chain(d.path(), "2024-12-31", None).expect_err("refused");
+        assert!(e.to_string().contains("full backup file is missing"), "{e}");
+    }
+
+    #[test]
+    fn gap_is_refused_and_vouch_says_why() {
+        let d = repo();
+        let p = d.path();
+        let dat =
+            line(p, "2024-01-01-00-00-00.fs", 0, 4) + &line(p, "2024-01-02-00-00-00.deltafs", 5, 7);
+        put(p, "2024-01-01-00-00-00.dat", &dat);
+        assert!(plan_chain(p, "2024-12-31", None).is_err());
+        let doubt = vouch(p, "2024-12-31").expect("listed").expect_err("doubt");
+        assert!(doubt.contains("a backup file is missing"), "{doubt}");
+    }
+
+    #[test]
+    fn vouch_checks_plain_sizes() {
+        let d = repo();
+        assert!(vouch(d.path(), "2024-12-31").expect("listed").is_ok());
+        put(d.path(), "2024-01-02-00-00-00.deltafs", "4");
+        let doubt = vouch(d.path(), "2024-12-31")
+            .expect("listed")
+            .expect_err("doubt");
+        assert!(doubt.contains("is 1 bytes, should be 2 bytes"), "{doubt}");
+    }
+
+    #[test]
+    fn repository_without_dat_is_left_alone() {
+        let d = tempfile::tempdir().expect("tempdir");
+        put(d.path(), "2024-01-01-00-00-00.fs", "0123");
+        let cleaned = clean_interrupted(d.path()).expect("clean");
+        assert!(cleaned.backups.is_empty());
+        assert!(d.path().join("2024-01-01-00-00-00.fs").exists());
+    }
+}
