@@ -32,7 +32,27 @@ def make_storage(tmp_path):
     return make
 
 
-# --- repozo (issue 3) ---
+# --- repozo ---
+
+
+@pytest.fixture
+def chain(db, tmp_path):
+    """Factory: a repository ``repo`` (relative to tmp_path) of the module's
+    ``db`` fixture, with a full backup and two incrementals made by us at
+    moments ``at(0)``, ``at(1)``, ``at(2)``, plain or gzip."""
+    from repozo_util import at, ok, ours
+
+    def make(gz=False):
+        repo = tmp_path / "repo"
+        repo.mkdir()
+        z = ["-z"] if gz else []
+        for i in range(3):
+            if i:
+                zodbgen.generate(os.path.dirname(db["path"]), transactions=5, undos=0, blobs=False, seed=i)
+            ok(ours("-B", *z, "-r", "repo", "-f", db["path"], now=at(i), cwd=tmp_path))
+        return repo
+
+    return make
 
 
 # --- blobs (issue 4) ---

@@ -26,24 +26,6 @@ def db(make_storage):
     return make_storage("db", transactions=40, size="300K", undos=1, blobs=False)
 
 
-@pytest.fixture
-def chain(db, tmp_path):
-    """A repository ``repo`` (relative to tmp_path) with a full backup and
-    two incrementals, made by us, plain or gzip."""
-
-    def make(gz=False):
-        repo = tmp_path / "repo"
-        repo.mkdir()
-        z = ["-z"] if gz else []
-        for i in range(3):
-            if i:
-                zodbgen.generate(os.path.dirname(db["path"]), transactions=5, undos=0, blobs=False, seed=i)
-            ok(ours("-B", *z, "-r", "repo", "-f", db["path"], now=at(i), cwd=tmp_path))
-        return repo
-
-    return make
-
-
 def both(*args, cwd, now=None):
     """Run both tools; return ((rc, stderr) ours, (rc, stderr) theirs)."""
     o = ours(*args, cwd=cwd, now=now)

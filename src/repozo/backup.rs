@@ -33,7 +33,7 @@ use crate::progress::Progress;
 use crate::repozo::chain::{self, Chain};
 use crate::repozo::dat::{self, DatLine};
 use crate::repozo::find::{delete_old_backups, find_files};
-use crate::repozo::naming::{data_ext, gen_filename, is_gzip_name, join, Kind};
+use crate::repozo::naming::{data_ext, gen_filename, is_gzip_name, join, splitext, Kind};
 use crate::repozo::stream::{copy_hashed, copy_unhashed, hex, md5_of, Region};
 use crate::repozo::{gzip, io_err, temp_in, LOG};
 
@@ -143,7 +143,22 @@ pub fn backup(
     if repo.is_dir() {
         chain::clean_interrupted(repo)?;
     }
+    // Read the clock only once the lock is held: a run that waited for
+    // another names its backup after the other's.
     let when = gen_filename(clock.now(), "");
+    if let Some(newer) = repo
+        .is_dir()
+        .then(|| crate::repozo::find::data_files(repo))
+        .transpose()?
+        .and_then(|names| names.into_iter().rfind(|n| splitext(n).0 > when.as_str()))
+    {
+        // Our file would sort before it, and every later run would read
+        // the chain in the wrong order.
+        return Err(Error::Config(format!(
+            "{} holds a backup newer than now ({when}): is the system clock wrong? Nothing was written.",
+            join(repo, &newer).display()
+        )));
+    }
     let file = open_regular(&opts.datafs).map_err(|e| io_err(&opts.datafs, e))?;
     let scan = scan_file(&file, &opts.datafs, &ScanOptions::default())?;
     let end = scan.end;

@@ -297,8 +297,12 @@ pub fn clean_interrupted(repo: &Path) -> Result<Cleaned> {
     }
     let mut listed = BTreeSet::new();
     for root in &listing.dats {
-        if let Some(lines) = dat::read(&join(repo, &format!("{root}.dat")))? {
-            listed.extend(lines.iter().map(|l| l.basename().to_owned()));
+        match dat::read(&join(repo, &format!("{root}.dat"))) {
+            Ok(Some(lines)) => listed.extend(lines.iter().map(|l| l.basename().to_owned())),
+            Ok(None) => {}
+            // What an unreadable `.dat` lists is unknown: remove no backup
+            // (the backup then starts a new chain, see `vouch`).
+            Err(_) => return Ok(cleaned),
         }
     }
     let newest_committed = listing
