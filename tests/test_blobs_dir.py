@@ -190,6 +190,18 @@ def test_disk_full_fails_loudly_and_leaves_no_backup(tmp_path, live):
     assert state(loc / f"blobstorage.{T1}" / "blobstorage") == state(live)
 
 
+def test_build_left_by_a_killed_run_is_removed_by_the_next(tmp_path, live):
+    """A run killed mid-copy leaves its hidden build directory; it never
+    gets a final name, and the next run (of any date) removes it."""
+    loc = tmp_path / "bk"
+    dead = loc / f".blobstorage.{T1}.partial" / "blobstorage" / "0x00"
+    dead.mkdir(parents=True)
+    (dead / "half.blob").write_bytes(b"x" * 1000)
+    blobs.backup(live, loc, now=T2)
+    assert listing(loc) == [f"blobstorage.{T2}", "latest"]
+    assert state(loc / f"blobstorage.{T2}" / "blobstorage") == state(live)
+
+
 def test_file_where_a_directory_should_be(tmp_path, live):
     loc = tmp_path / "bk"
     loc.write_text("not a dir")

@@ -315,6 +315,26 @@ fn base_name(blobdir: &Path) -> Result<String> {
         })
 }
 
+/// Remove the `.<name>.partial` builds that runs which died left in
+/// `location`. Only under the location's lock: a live run's build is never
+/// taken.
+fn remove_dead_partials(location: &Path) -> Result<()> {
+    for entry in fs::read_dir(location).at(location)? {
+        let entry = entry.at(location)?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with('.') && name.ends_with(".partial") {
+            let p = entry.path();
+            log::warn!(
+                "Removing {}, left by a blob backup that was interrupted",
+                p.display()
+            );
+            remove_tree(&p)?;
+        }
+    }
+    Ok(())
+}
+
 fn partial_path(location: &Path, final_name: &str) -> PathBuf {
     location.join(format!(".{final_name}.partial"))
 }
@@ -388,6 +408,7 @@ pub fn make_backup(
         _ => Error::io(&opts.location, e),
     })?;
     let _lock = crate::lock::lock_location(&opts.location)?;
+    remove_dead_partials(&opts.location)?;
     let listing = list_backups(&opts.location)?;
     check_prefixes(&opts.location, &listing, &base)?;
     let stamp = match &opts.fs_backup_location {
