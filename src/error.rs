@@ -15,8 +15,10 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// An I/O error on a named path.
-    #[error("{path}: {source}")]
+    /// An I/O error on a named path, in Python's words
+    /// (`[Errno 2] No such file or directory: 'x'`), as the admin's other
+    /// tools print it.
+    #[error("{}", crate::repozo::python_oserror(.source, .path))]
     Io {
         /// The file or directory the operation was about.
         path: PathBuf,
@@ -81,7 +83,7 @@ pub enum Error {
         reason: String,
     },
     /// A `-D` date that is not `yyyy-mm-dd[-hh[-mm[-ss]]]`.
-    #[error("invalid date {date:?}: expected yyyy-mm-dd[-hh[-mm[-ss]]] (UTC)")]
+    #[error("invalid date {}: expected yyyy-mm-dd[-hh[-mm[-ss]]] (UTC)", crate::repozo::py_repr(.date))]
     BadDate {
         /// What was given.
         date: String,

@@ -19,6 +19,51 @@ if HERE not in sys.path:
 import zodbgen  # noqa: E402
 
 
+# --- messages in Python's words ---
+#
+# Every run of our tools in the suite (scripts, the repozo command, the
+# standalone command) is checked for Rust's words in what it prints: an
+# admin reads these lines, and they must read like Python's.
+
+import re  # noqa: E402
+import subprocess as _subprocess  # noqa: E402
+
+RUSTISMS = re.compile(r"\(os error \d+\)|Some\(|panicked|Os \{ code|kind: [A-Z]|RUST_BACKTRACE")
+_real_run = _subprocess.run
+_real_communicate = _subprocess.Popen.communicate
+
+
+def _ours(args):
+    text = " ".join(map(str, args)) if isinstance(args, (list, tuple)) else str(args)
+    return "collective.recipe.backup" in text or "/bin/" in text or "zodb-backup" in text
+
+
+def check_words(args, *outputs):
+    if not _ours(args):
+        return
+    for out in outputs:
+        if isinstance(out, bytes):
+            out = out.decode("utf-8", "replace")
+        if out and RUSTISMS.search(out):
+            raise AssertionError(f"Rust's words in the output of {args!r}:\n{out}")
+
+
+def _run(*args, **kwargs):
+    proc = _real_run(*args, **kwargs)
+    check_words(proc.args, proc.stdout, proc.stderr)
+    return proc
+
+
+def _communicate(self, *args, **kwargs):
+    out, err = _real_communicate(self, *args, **kwargs)
+    check_words(self.args, out, err)
+    return out, err
+
+
+_subprocess.run = _run
+_subprocess.Popen.communicate = _communicate
+
+
 @pytest.fixture
 def make_storage(tmp_path):
     """Factory: ``make_storage(name="db", **generate_kwargs)`` creates a real

@@ -96,6 +96,11 @@ fn blob_location(s: &Storage, mode: BackupMode) -> Option<&Path> {
 
 /// Create a backup location when missing (6.0 `check_folders`).
 fn ensure_dir(dir: &Path) -> Result<()> {
+    if dir.exists() && !dir.is_dir() {
+        return Err(crate::error::Error::NotADirectory {
+            path: dir.to_path_buf(),
+        });
+    }
     if !dir.is_dir() {
         std::fs::create_dir_all(dir).at(dir)?;
         log::info!("Created {}", dir.display());

@@ -230,8 +230,8 @@ impl PyBackupConfig {
 
     fn __repr__(&self) -> String {
         format!(
-            "BackupConfig(part_name={:?}, storages={})",
-            self.inner.part_name,
+            "BackupConfig(part_name={}, storages={})",
+            super::repr_opt(Some(&self.inner.part_name)),
             self.inner.storages.len()
         )
     }

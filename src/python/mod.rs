@@ -153,3 +153,15 @@ fn core_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     config::register(m)?;
     Ok(())
 }
+
+/// Python's `repr` of an optional string (`None` or `'text'`), for the
+/// result classes' `__repr__`.
+pub(crate) fn repr_opt(s: Option<&str>) -> String {
+    s.map_or_else(|| "None".to_owned(), crate::repozo::py_repr)
+}
+
+/// Python's `repr` of a list of strings.
+pub(crate) fn repr_list(v: &[String]) -> String {
+    let items: Vec<String> = v.iter().map(|s| crate::repozo::py_repr(s)).collect();
+    format!("[{}]", items.join(", "))
+}

@@ -36,8 +36,13 @@ struct BackupResult {
 impl BackupResult {
     fn __repr__(&self) -> String {
         format!(
-            "BackupResult(action={:?}, reason={:?}, data_file={:?}, start={}, end={}, written={})",
-            self.action, self.reason, self.data_file, self.start, self.end, self.written
+            "BackupResult(action={}, reason={}, data_file={}, start={}, end={}, written={})",
+            super::repr_opt(Some(&self.action)),
+            super::repr_opt(Some(&self.reason)),
+            super::repr_opt(self.data_file.as_deref()),
+            self.start,
+            self.end,
+            self.written
         )
     }
 }
@@ -55,8 +60,10 @@ struct RecoverResult {
 impl RecoverResult {
     fn __repr__(&self) -> String {
         format!(
-            "RecoverResult(files={:?}, bytes={}, index_file={:?})",
-            self.files, self.bytes, self.index_file
+            "RecoverResult(files={}, bytes={}, index_file={})",
+            super::repr_list(&self.files),
+            self.bytes,
+            super::repr_opt(self.index_file.as_deref())
         )
     }
 }
@@ -71,7 +78,11 @@ struct VerifyResult {
 #[pymethods]
 impl VerifyResult {
     fn __repr__(&self) -> String {
-        format!("VerifyResult(files={:?}, bytes={})", self.files, self.bytes)
+        format!(
+            "VerifyResult(files={}, bytes={})",
+            super::repr_list(&self.files),
+            self.bytes
+        )
     }
 }
 

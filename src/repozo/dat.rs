@@ -63,7 +63,7 @@ fn parse_line(path: &Path, lineno: usize, line: &str) -> Result<DatLine> {
     };
     let num = |s: &str| {
         s.parse::<u64>()
-            .map_err(|_| bad(format!("{s:?} is not an offset")))
+            .map_err(|_| bad(format!("{} is not an offset", crate::repozo::py_repr(s))))
     };
     let (start, end) = (num(start)?, num(end)?);
     if end < start {

@@ -92,7 +92,7 @@ pub fn python_oserror(err: &io::Error, path: &Path) -> String {
 }
 
 /// Python's `repr` of a plain string (enough for file names).
-fn py_repr(s: &str) -> String {
+pub(crate) fn py_repr(s: &str) -> String {
     if s.contains('\'') && !s.contains('"') {
         format!("\"{s}\"")
     } else {
