@@ -88,12 +88,22 @@ struct Written {
 
 /// Run one restore script.
 ///
+/// With `blob_timestamps` (and filestorage backups) the blob backup
+/// restored is the one named with the date of the filestorage backup the
+/// restore selects (the blob backup made right after it). When that one
+/// is missing or incomplete the restore is refused before anything is
+/// touched, naming the newest date that has both; `accept_blob_mismatch`
+/// restores the newest blob backup at or before the date instead, with a
+/// warning naming both dates. Numbered blob backups and `only_blobs` are
+/// selected by date alone.
+///
 /// # Errors
 /// The first failing step. Before the swap phase nothing live has changed.
 pub fn restore<F, B>(
     cfg: &BackupConfig,
     mode: RestoreMode,
     date: Option<&RestoreDate>,
+    accept_blob_mismatch: bool,
     fs_engine: &F,
     blob_engine: &B,
     hooks: &dyn Hooks,
@@ -142,16 +152,54 @@ where
         } else {
             None
         };
+        let needed = match &fs {
+            Some((_, plan)) if settings.timestamps => fs_engine.plan_stamp(plan),
+            _ => None,
+        };
         let blobs = match (cfg.backup_blobs, s.blobdir.as_deref()) {
             (true, Some(blobdir)) => {
                 let source = blob_source
                     .ok_or_else(|| Error::Config("No blob storage source specified".to_owned()))?;
-                let plan = blob_engine.plan_restore(&BlobRestore {
+                let req = BlobRestore {
                     source,
                     blobdir,
                     date,
                     settings: &settings,
-                })?;
+                };
+                let plan = match &needed {
+                    None => blob_engine.plan_restore(&req)?,
+                    Some(stamp) => match blob_engine.plan_exact(&req, stamp) {
+                        Ok(plan) => plan,
+                        // No blob backups at all: 6.0's message, and no
+                        // older one to accept either.
+                        Err(e @ Error::NoBlobBackups { .. }) => return Err(e),
+                        Err(e) if accept_blob_mismatch => {
+                            let plan = blob_engine.plan_restore(&req)?;
+                            log::warn!(
+                                "Restoring the blob backup of {} with the filestorage backup of {stamp} (--accept-blob-mismatch): no complete blob backup of {stamp} in {} ({}).",
+                                blob_engine.plan_stamp(&plan),
+                                source.display(),
+                                mismatch_reason(&e)
+                            );
+                            plan
+                        }
+                        Err(e) => {
+                            return Err(Error::BlobBackupMismatch {
+                                needed: stamp.clone(),
+                                location: source.to_path_buf(),
+                                reason: mismatch_reason(&e),
+                                newest_pair: newest_pair(
+                                    cfg,
+                                    mode,
+                                    date,
+                                    &settings,
+                                    fs_engine,
+                                    blob_engine,
+                                ),
+                            })
+                        }
+                    },
+                };
                 Some((source, plan))
             }
             _ => None,
@@ -220,6 +268,75 @@ where
     swap_all(written)?;
     drop(locks);
     hooks.run(&cfg.post_command)
+}
+
+/// Why the exact blob backup cannot be restored, for the one-line message.
+fn mismatch_reason(e: &Error) -> String {
+    match e {
+        Error::NoBlobBackupAtDate { .. } => "there is no blob backup with that date".to_owned(),
+        e => e.to_string(),
+    }
+}
+
+/// The newest date, at or before `date`, at which every storage has a
+/// filestorage backup chain and the blob backup of exactly its date: what
+/// the admin can restore instead. Looks at most at the newest 1000 dates.
+fn newest_pair<F, B>(
+    cfg: &BackupConfig,
+    mode: RestoreMode,
+    date: Option<&RestoreDate>,
+    settings: &BlobSettings,
+    fs_engine: &F,
+    blob_engine: &B,
+) -> Option<String>
+where
+    F: FileStorageEngine,
+    B: BlobEngine,
+{
+    let limit = date.map(ToString::to_string);
+    let mut dates = std::collections::BTreeSet::new();
+    for s in &cfg.storages {
+        if let (Some(repository), _) = sources(s, mode) {
+            dates.extend(fs_engine.stamps(repository).ok()?);
+        }
+    }
+    let restorable = |d: &RestoreDate| -> bool {
+        cfg.storages.iter().all(|s| {
+            let (Some(repository), blob_source) = sources(s, mode) else {
+                return false;
+            };
+            let Ok(plan) = fs_engine.plan_recover(&FsRecover {
+                repository,
+                date: Some(d),
+                verbose: false,
+            }) else {
+                return false;
+            };
+            let (true, Some(blobdir)) = (cfg.backup_blobs, s.blobdir.as_deref()) else {
+                return true;
+            };
+            let Some(source) = blob_source else {
+                return false;
+            };
+            let req = BlobRestore {
+                source,
+                blobdir,
+                date: Some(d),
+                settings,
+            };
+            match fs_engine.plan_stamp(&plan) {
+                Some(stamp) => blob_engine.plan_exact(&req, &stamp).is_ok(),
+                None => blob_engine.plan_restore(&req).is_ok(),
+            }
+        })
+    };
+    dates
+        .iter()
+        .rev()
+        .filter(|d| limit.as_ref().is_none_or(|l| *d <= l))
+        .take(1000)
+        .find(|d| RestoreDate::parse(d).is_ok_and(|d| restorable(&d)))
+        .cloned()
 }
 
 /// ZODB wants its blob directory readable by the owner only (0700).
