@@ -16,6 +16,7 @@ mod backup;
 mod engines;
 mod lock;
 mod restore;
+mod swap;
 
 use std::path::Path;
 
