@@ -356,6 +356,43 @@ mod backup_tests {
             ]
         );
     }
+    /// A backup first removes the temporaries of a dead restore (under the
+    /// storage lock), and refuses to back up while an interrupted swap is
+    /// recorded and a process holds the lock.
+    #[test]
+    fn backup_cleans_up_after_a_dead_restore() {
+        use rustix::fs::{flock, FlockOperation};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let fsdir = dir.path().join("var/filestorage");
+        assert!(std::fs::create_dir_all(fsdir.join(".crb-restore-dead/new")).is_ok());
+        let cfg = config(dir.path(), |i| {
+            i.pre_command.clear();
+            i.post_command.clear();
+        });
+        let rec = Recorder::default();
+        assert!(run(&cfg, BackupMode::Standard, &rec).is_ok());
+        assert!(!fsdir.join(".crb-restore-dead").exists());
+        assert!(fsdir.join("Data.fs.lock").is_file());
+
+        // An intent record under a held lock: refused, nothing touched.
+        let intent = fsdir.join(".crb-restore.intent");
+        assert!(std::fs::write(&intent, "{}").is_ok());
+        let Ok(holder) = std::fs::File::open(fsdir.join("Data.fs.lock")) else {
+            return;
+        };
+        assert!(flock(&holder, FlockOperation::NonBlockingLockExclusive).is_ok());
+        let rec = Recorder::default();
+        let e = run(&cfg, BackupMode::Standard, &rec)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            e.starts_with("An interrupted restore is recorded in"),
+            "{e}"
+        );
+        assert!(rec.calls().is_empty());
+        assert!(intent.exists());
+    }
 }
 
 mod restore_tests {
