@@ -165,6 +165,21 @@ pub enum Error {
         /// The command as configured.
         command: String,
     },
+    /// A restore would pair a filestorage backup with a blob backup of
+    /// another date: the blob backup named after the filestorage backup's
+    /// newest file is missing or incomplete (`blob_timestamps`).
+    #[error("{}", blob_mismatch_message(.needed, .location, .reason, .newest_pair.as_deref()))]
+    BlobBackupMismatch {
+        /// The date of the filestorage backup to restore.
+        needed: String,
+        /// The blob backup location.
+        location: PathBuf,
+        /// What is wrong with (or missing from) the blob backup.
+        reason: String,
+        /// The newest date whose filestorage and blob backups are both
+        /// complete, at or before the requested date.
+        newest_pair: Option<String>,
+    },
     /// A restore target is in use: a running ZODB (Zope or ZEO) holds the
     /// lock on `Data.fs.lock`.
     #[error(
@@ -189,6 +204,24 @@ pub enum Error {
         /// Seconds waited.
         waited: u64,
     },
+}
+
+fn blob_mismatch_message(
+    needed: &str,
+    location: &Path,
+    reason: &str,
+    newest_pair: Option<&str>,
+) -> String {
+    let advice = match newest_pair {
+        Some(d) => format!(
+            "The newest date with both a filestorage backup and its blob backup is {d}: restore that date (e.g. bin/restore {d}), or pass --accept-blob-mismatch to restore an older blob backup with this filestorage backup."
+        ),
+        None => "No date has both a filestorage backup and its blob backup; pass --accept-blob-mismatch to restore an older blob backup with this filestorage backup.".to_owned(),
+    };
+    format!(
+        "No complete blob backup of {needed} (the date of the filestorage backup to restore) in {} ({reason}). {advice} Nothing was changed.",
+        location.display()
+    )
 }
 
 impl Error {

@@ -40,7 +40,10 @@ def scripts(sample_buildout):
 def test_help_exits_0(scripts):
     p = scripts.script("restore", "--help")
     assert p.returncode == 0
-    assert p.stdout.startswith("usage: restore [-h] [-q] [-n] [date]")
+    assert p.stdout.startswith(
+        "usage: restore [-h] [-q] [-n] [--accept-blob-mismatch] [date]"
+    )
+    assert "--accept-blob-mismatch" in p.stdout
     p = scripts.script("backup", "-h")
     assert p.returncode == 0
     assert "--no-prompt" in p.stdout

@@ -77,45 +77,7 @@ pub struct RestoreReport {
 /// named like the target), [`Error::BrokenChain`] (a delta without its
 /// level 0), [`Error::NotADirectory`] (a directory backup without a tree).
 pub fn find_backup(opts: &RestoreOptions) -> Result<Selected> {
-    let listing = list_backups(&opts.location)?;
-    let listing: Vec<BlobBackup> = listing
-        .into_iter()
-        .filter(|b| b.name.kind != Kind::Snar)
-        .collect();
-    if listing.is_empty() {
-        return Err(Error::NoBlobBackups {
-            dir: opts.location.clone(),
-        });
-    }
-    let target_base = opts
-        .target
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let bases: BTreeSet<&str> = listing.iter().map(|b| b.name.base.as_str()).collect();
-    let base = if bases.contains(target_base.as_str()) {
-        target_base.clone()
-    } else if bases.len() == 1 {
-        bases
-            .iter()
-            .next()
-            .map(|s| (*s).to_owned())
-            .unwrap_or_default()
-    } else {
-        let mut it = bases.iter();
-        return Err(Error::MixedPrefixes {
-            dir: opts.location.clone(),
-            a: it.next().map(|s| (*s).to_owned()).unwrap_or_default(),
-            b: it.next().map(|s| (*s).to_owned()).unwrap_or_default(),
-        });
-    };
-    let of_base: Vec<&BlobBackup> = listing.iter().filter(|b| b.name.base == base).collect();
-    let dirs: Vec<&BlobBackup> = of_base.iter().copied().filter(|b| b.is_dir).collect();
-    let archives: Vec<&BlobBackup> = of_base
-        .iter()
-        .copied()
-        .filter(|b| b.name.is_archive())
-        .collect();
+    let c = candidates(opts)?;
     let pick = |cands: &[&BlobBackup]| -> Option<usize> {
         let Some(date) = &opts.date else {
             return if cands.is_empty() { None } else { Some(0) };
@@ -130,39 +92,15 @@ pub fn find_backup(opts: &RestoreOptions) -> Result<Selected> {
         }
         cands.iter().position(|b| b.mtime <= date.time())
     };
-    let dir_pick = pick(&dirs);
-    let archive_pick = pick(&archives);
+    let dir_pick = pick(&c.dirs());
+    let archive_pick = pick(&c.archives());
     let use_archives = match (dir_pick, archive_pick) {
         (_, None) => false,
         (None, Some(_)) => true,
         (Some(_), Some(_)) => opts.prefer_archives,
     };
     if use_archives {
-        let i = archive_pick.unwrap_or(0);
-        let mut chain: Vec<PathBuf> = Vec::new();
-        let mut found_full = false;
-        for a in &archives[i..] {
-            match a.name.kind {
-                Kind::Tar { delta: true, .. } => chain.push(a.path.clone()),
-                Kind::Tar { delta: false, .. } => {
-                    chain.push(a.path.clone());
-                    found_full = true;
-                    break;
-                }
-                _ => {}
-            }
-        }
-        if !found_full {
-            return Err(Error::BrokenChain {
-                path: chain
-                    .last()
-                    .cloned()
-                    .unwrap_or_else(|| opts.location.clone()),
-                reason: "no level-0 archive (`<base>.<stamp>.tar[.gz]`) before it".to_owned(),
-            });
-        }
-        chain.reverse();
-        return Ok(Selected::Archives { chain });
+        return c.archive_chain(archive_pick.unwrap_or(0));
     }
     let Some(i) = dir_pick else {
         return Err(match &opts.date {
@@ -174,10 +112,159 @@ pub fn find_backup(opts: &RestoreOptions) -> Result<Selected> {
             },
         });
     };
-    let backup = dirs[i].path.clone();
-    Ok(Selected::Directory {
-        tree: inner_tree(&backup, &dirs[i].name)?,
-        backup,
+    c.directory(i)
+}
+
+/// Choose exactly the blob backup named `<base>.<stamp>` (directory or
+/// archive, archives preferred as in [`find_backup`]), the one made with
+/// the filestorage backup of that date. `opts.date` is not used.
+///
+/// # Errors
+/// [`Error::NoBlobBackupAtDate`] when there is no backup with that stamp;
+/// [`Error::BrokenChain`] when it is a delta whose level 0 is missing;
+/// [`Error::NotADirectory`] when a directory backup holds no tree; and
+/// the listing errors of [`find_backup`].
+pub fn find_exact(opts: &RestoreOptions, stamp: &str) -> Result<Selected> {
+    let c = candidates(opts)?;
+    let has = |b: &&BlobBackup| b.name.timestamp() == Some(stamp);
+    let dir = c.dirs().iter().position(has);
+    let archive = c.archives().iter().position(has);
+    match (dir, archive) {
+        (Some(_), Some(a)) if opts.prefer_archives => c.archive_chain(a),
+        (None, Some(a)) => c.archive_chain(a),
+        (Some(d), _) => c.directory(d),
+        (None, None) => Err(Error::NoBlobBackupAtDate {
+            date: stamp.to_owned(),
+        }),
+    }
+}
+
+/// The backups of one blob directory in a location, newest first.
+struct Candidates {
+    location: PathBuf,
+    of_base: Vec<BlobBackup>,
+    /// The `.snar` stamps of that base.
+    snars: Vec<String>,
+}
+
+impl Candidates {
+    fn dirs(&self) -> Vec<&BlobBackup> {
+        self.of_base.iter().filter(|b| b.is_dir).collect()
+    }
+
+    fn archives(&self) -> Vec<&BlobBackup> {
+        self.of_base
+            .iter()
+            .filter(|b| b.name.is_archive())
+            .collect()
+    }
+
+    fn directory(&self, i: usize) -> Result<Selected> {
+        let dirs = self.dirs();
+        let b = dirs.get(i).ok_or_else(|| Error::NoBlobBackups {
+            dir: self.location.clone(),
+        })?;
+        Ok(Selected::Directory {
+            tree: inner_tree(&b.path, &b.name)?,
+            backup: b.path.clone(),
+        })
+    }
+
+    /// The archive at `i` with the deltas before it back to their level 0,
+    /// oldest first. A delta chain is broken when its level 0 is missing:
+    /// walking back finds no full archive, or finds one of an older chain
+    /// (a snapshot file newer than that full archive marks the start of
+    /// the chain the deltas belong to).
+    fn archive_chain(&self, i: usize) -> Result<Selected> {
+        let archives = self.archives();
+        let mut chain: Vec<PathBuf> = Vec::new();
+        let mut full: Option<&BlobBackup> = None;
+        for a in archives.iter().skip(i) {
+            match a.name.kind {
+                Kind::Tar { delta: true, .. } => chain.push(a.path.clone()),
+                Kind::Tar { delta: false, .. } => {
+                    chain.push(a.path.clone());
+                    full = Some(a);
+                    break;
+                }
+                _ => {}
+            }
+        }
+        let broken = |reason: &str| Error::BrokenChain {
+            path: chain
+                .last()
+                .cloned()
+                .unwrap_or_else(|| self.location.clone()),
+            reason: reason.to_owned(),
+        };
+        let Some(full) = full else {
+            return Err(broken(
+                "no level-0 archive (`<base>.<stamp>.tar[.gz]`) before it",
+            ));
+        };
+        if chain.len() > 1 {
+            let newest = archives
+                .get(i)
+                .and_then(|a| a.name.timestamp())
+                .unwrap_or_default();
+            let oldest = full.name.timestamp().unwrap_or_default();
+            if let Some(s) = self
+                .snars
+                .iter()
+                .find(|s| s.as_str() > oldest && s.as_str() <= newest)
+            {
+                return Err(broken(&format!("its level-0 archive of {s} is missing")));
+            }
+        }
+        chain.reverse();
+        Ok(Selected::Archives { chain })
+    }
+}
+
+/// The backups of the location that belong to the target's blob directory.
+fn candidates(opts: &RestoreOptions) -> Result<Candidates> {
+    let listing = list_backups(&opts.location)?;
+    let (snars, listing): (Vec<BlobBackup>, Vec<BlobBackup>) =
+        listing.into_iter().partition(|b| b.name.kind == Kind::Snar);
+    if listing.is_empty() {
+        return Err(Error::NoBlobBackups {
+            dir: opts.location.clone(),
+        });
+    }
+    let target_base = opts
+        .target
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let backup_bases: BTreeSet<&str> = listing.iter().map(|b| b.name.base.as_str()).collect();
+    let base = if backup_bases.contains(target_base.as_str()) {
+        target_base
+    } else if backup_bases.len() == 1 {
+        backup_bases
+            .iter()
+            .next()
+            .map(|s| (*s).to_owned())
+            .unwrap_or_default()
+    } else {
+        let mut it = backup_bases.iter();
+        return Err(Error::MixedPrefixes {
+            dir: opts.location.clone(),
+            a: it.next().map(|s| (*s).to_owned()).unwrap_or_default(),
+            b: it.next().map(|s| (*s).to_owned()).unwrap_or_default(),
+        });
+    };
+    let snars = snars
+        .iter()
+        .filter(|b| b.name.base == base)
+        .filter_map(|b| b.name.timestamp().map(str::to_owned))
+        .collect();
+    Ok(Candidates {
+        location: opts.location.clone(),
+        of_base: listing
+            .into_iter()
+            .filter(|b| b.name.base == base)
+            .collect(),
+        snars,
     })
 }
 
@@ -323,5 +410,81 @@ pub fn describe(sel: &Selected) -> String {
             .map(|p| p.display().to_string())
             .collect::<Vec<_>>()
             .join(", "),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const D1: &str = "2026-01-01-00-00-01";
+    const D2: &str = "2026-01-01-00-00-02";
+    const D3: &str = "2026-01-01-00-00-03";
+    const D4: &str = "2026-01-01-00-00-04";
+    const D5: &str = "2026-01-01-00-00-05";
+
+    fn opts(location: &Path) -> RestoreOptions {
+        RestoreOptions {
+            location: location.to_path_buf(),
+            target: location.join("blobstorage"),
+            date: None,
+            prefer_archives: true,
+            timestamps: true,
+        }
+    }
+
+    fn touch(dir: &Path, name: &str) {
+        assert!(fs::write(dir.join(name), b"").is_ok());
+    }
+
+    /// A level 0 and its delta; then a new chain whose level 0 is missing
+    /// (its snapshot file is there) and a delta of it.
+    #[test]
+    fn find_exact_archives_and_a_chain_without_its_level_0() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let loc = d.path();
+        for n in [
+            format!("blobstorage.{D1}.tar"),
+            format!("blobstorage.{D1}.snar"),
+            format!("blobstorage.{D2}.delta.tar"),
+            format!("blobstorage.{D3}.snar"),
+            format!("blobstorage.{D4}.delta.tar"),
+        ] {
+            touch(loc, &n);
+        }
+        let o = opts(loc);
+        assert_eq!(
+            find_exact(&o, D2).ok(),
+            Some(Selected::Archives {
+                chain: vec![
+                    loc.join(format!("blobstorage.{D1}.tar")),
+                    loc.join(format!("blobstorage.{D2}.delta.tar")),
+                ]
+            })
+        );
+        let e = find_exact(&o, D4);
+        assert!(matches!(e, Err(Error::BrokenChain { .. })), "{e:?}");
+        // The newest is broken for the date selection too (it used to be
+        // restored on top of the older chain).
+        let e = find_backup(&o);
+        assert!(matches!(e, Err(Error::BrokenChain { .. })), "{e:?}");
+        let e = find_exact(&o, D3);
+        assert!(matches!(e, Err(Error::NoBlobBackupAtDate { .. })), "{e:?}");
+    }
+
+    #[test]
+    fn find_exact_directories() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let loc = d.path();
+        assert!(fs::create_dir_all(loc.join(format!("blobstorage.{D1}/blobstorage"))).is_ok());
+        // Without its tree (two candidates inside, none named after it).
+        assert!(fs::create_dir_all(loc.join(format!("blobstorage.{D5}/a"))).is_ok());
+        assert!(fs::create_dir_all(loc.join(format!("blobstorage.{D5}/b"))).is_ok());
+        let o = opts(loc);
+        assert!(matches!(find_exact(&o, D1), Ok(Selected::Directory { .. })));
+        let e = find_exact(&o, D5);
+        assert!(matches!(e, Err(Error::NotADirectory { .. })), "{e:?}");
+        let e = find_exact(&o, D2);
+        assert!(matches!(e, Err(Error::NoBlobBackupAtDate { .. })), "{e:?}");
     }
 }

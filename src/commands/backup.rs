@@ -126,6 +126,9 @@ where
 {
     let plan = Plan::new(cfg, mode);
     hooks.run(&cfg.pre_command)?;
+    // A restore killed during its swap left an intent record: finish or
+    // undo it before backing up what would be a half-restored state.
+    super::restore::finish_interrupted(cfg)?;
 
     let with_fs = !cfg.only_blobs;
     let blob_jobs: Vec<(&Storage, &Path, &Path)> = if cfg.backup_blobs {

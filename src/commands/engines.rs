@@ -22,7 +22,8 @@ use super::{
     FsRecover, FsRetention,
 };
 use crate::blobs::copy::materialize;
-use crate::blobs::restore::{find_backup, RestoreOptions, Selected};
+use crate::blobs::naming::{parse_repozo_data_file, repozo_data_files, BackupName};
+use crate::blobs::restore::{find_backup, find_exact, RestoreOptions, Selected};
 use crate::blobs::tree::{self, WalkOptions};
 use crate::blobs::{self, archive, BackupOptions, Format, RsyncOptions};
 use chrono::{DateTime, Utc};
@@ -88,6 +89,18 @@ impl FileStorageEngine for RepozoEngine {
         }
     }
 
+    fn plan_stamp(&self, plan: &Chain) -> Option<String> {
+        let name = plan.files.last()?.file_name()?.to_str()?;
+        parse_repozo_data_file(name).map(|(stamp, _)| stamp.to_owned())
+    }
+
+    fn stamps(&self, repository: &Path) -> Result<Vec<String>> {
+        Ok(repozo_data_files(repository)?
+            .into_iter()
+            .map(|(stamp, _)| stamp)
+            .collect())
+    }
+
     fn recover(&self, plan: &Chain, output: &Path) -> Result<()> {
         // md5 of every file against its `.dat` line: a restore is rare and
         // a silently corrupt Data.fs is the worst outcome.
@@ -138,6 +151,16 @@ fn options(
     }
 }
 
+fn restore_options(req: &BlobRestore<'_>) -> RestoreOptions {
+    RestoreOptions {
+        location: req.source.to_path_buf(),
+        target: req.blobdir.to_path_buf(),
+        date: req.date.map(Into::into),
+        prefer_archives: req.settings.archive,
+        timestamps: req.settings.timestamps,
+    }
+}
+
 impl BlobEngine for BlobsEngine {
     type Plan = BlobPlan;
 
@@ -174,17 +197,30 @@ impl BlobEngine for BlobsEngine {
     }
 
     fn plan_restore(&self, req: &BlobRestore<'_>) -> Result<BlobPlan> {
-        let selected = find_backup(&RestoreOptions {
-            location: req.source.to_path_buf(),
-            target: req.blobdir.to_path_buf(),
-            date: req.date.map(Into::into),
-            prefer_archives: req.settings.archive,
-            timestamps: req.settings.timestamps,
-        })?;
+        let selected = find_backup(&restore_options(req))?;
         Ok(BlobPlan {
             selected,
             blobdir: req.blobdir.to_path_buf(),
         })
+    }
+
+    fn plan_exact(&self, req: &BlobRestore<'_>, stamp: &str) -> Result<BlobPlan> {
+        let selected = find_exact(&restore_options(req), stamp)?;
+        Ok(BlobPlan {
+            selected,
+            blobdir: req.blobdir.to_path_buf(),
+        })
+    }
+
+    fn plan_stamp(&self, plan: &BlobPlan) -> String {
+        let newest = match &plan.selected {
+            Selected::Directory { backup, .. } => Some(backup),
+            Selected::Archives { chain } => chain.last(),
+        };
+        newest
+            .and_then(|p| p.file_name()?.to_str().and_then(BackupName::parse))
+            .map(|n| n.stamp.to_string())
+            .unwrap_or_default()
     }
 
     fn restore(&self, plan: &BlobPlan, target: &Path) -> Result<()> {

@@ -1,6 +1,11 @@
 //! Fake engines and hooks that record every call, for the orchestration
 //! tests. The fake filestorage engine writes `restored from <repository>`
 //! (and an index) on recover; the fake blob engine writes one file.
+//!
+//! Dates: the fake filestorage engine's backups are the `<stamp>.fsz` files
+//! of its repository (when it exists), and a plan's date is the newest one
+//! at or before the restore date; the fake blob engine's exact backups are
+//! the `<base>.<stamp>` directories of its location.
 
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};
@@ -51,8 +56,24 @@ pub(crate) struct FakeFs<'a>(pub &'a Recorder);
 pub(crate) struct FakeBlobs<'a>(pub &'a Recorder);
 pub(crate) struct FakeHooks<'a>(pub &'a Recorder);
 
+/// The `<stamp>.fsz` files of a fake repository, oldest first.
+fn fake_stamps(repository: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(repository)
+        .map(|rd| {
+            rd.flatten()
+                .filter_map(|e| {
+                    let n = e.file_name().to_string_lossy().into_owned();
+                    n.strip_suffix(".fsz").map(str::to_owned)
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
 impl FileStorageEngine for FakeFs<'_> {
-    type Plan = PathBuf;
+    type Plan = (PathBuf, Option<String>);
     fn backup(&self, r: &FsBackup<'_>) -> Result<()> {
         self.0.record(format!(
             "fs backup {} -> {} full={} quick={} gzip={}",
@@ -67,16 +88,25 @@ impl FileStorageEngine for FakeFs<'_> {
         self.0
             .record(format!("fs retain {} keep={}", name(r.repository), r.keep))
     }
-    fn plan_recover(&self, r: &FsRecover<'_>) -> Result<PathBuf> {
+    fn plan_recover(&self, r: &FsRecover<'_>) -> Result<(PathBuf, Option<String>)> {
         let date = r.date.map(ToString::to_string).unwrap_or_default();
         self.0.record(
             format!("fs plan {} {date}", name(r.repository))
                 .trim_end()
                 .to_owned(),
         )?;
-        Ok(r.repository.to_path_buf())
+        let stamps = fake_stamps(r.repository);
+        let stamp = stamps.into_iter().rfind(|s| date.is_empty() || *s <= date);
+        Ok((r.repository.to_path_buf(), stamp))
     }
-    fn recover(&self, plan: &PathBuf, output: &Path) -> Result<()> {
+    fn plan_stamp(&self, plan: &(PathBuf, Option<String>)) -> Option<String> {
+        plan.1.clone()
+    }
+    fn stamps(&self, repository: &Path) -> Result<Vec<String>> {
+        Ok(fake_stamps(repository))
+    }
+    fn recover(&self, plan: &(PathBuf, Option<String>), output: &Path) -> Result<()> {
+        let plan = &plan.0;
         self.0.record(format!("fs recover {}", name(plan)))?;
         std::fs::write(output, format!("restored from {}", name(plan))).at(output)?;
         let mut index = output.as_os_str().to_owned();
@@ -114,11 +144,41 @@ impl BlobEngine for FakeBlobs<'_> {
         ))?;
         Ok(r.source.to_path_buf())
     }
+    fn plan_exact(&self, r: &BlobRestore<'_>, stamp: &str) -> Result<PathBuf> {
+        self.0
+            .record(format!("blob exact {} {stamp}", name(r.source)))?;
+        let dir = r.source.join(format!("{}.{stamp}", name(r.blobdir)));
+        if dir.is_dir() {
+            Ok(r.source.to_path_buf())
+        } else {
+            Err(Error::NoBlobBackupAtDate {
+                date: stamp.to_owned(),
+            })
+        }
+    }
+    fn plan_stamp(&self, plan: &PathBuf) -> String {
+        fake_newest_blob(plan)
+    }
     fn restore(&self, plan: &PathBuf, target: &Path) -> Result<()> {
         self.0.record(format!("blob restore {}", name(plan)))?;
         let f = target.join("restored.txt");
         std::fs::write(&f, format!("from {}", name(plan))).at(&f)
     }
+}
+
+/// The newest `<base>.<stamp>` stamp of a fake blob location.
+fn fake_newest_blob(location: &Path) -> String {
+    std::fs::read_dir(location)
+        .map(|rd| {
+            rd.flatten()
+                .filter_map(|e| {
+                    let n = e.file_name().to_string_lossy().into_owned();
+                    n.split_once('.').map(|(_, s)| s.to_owned())
+                })
+                .max()
+                .unwrap_or_default()
+        })
+        .unwrap_or_default()
 }
 
 impl Hooks for FakeHooks<'_> {
@@ -296,6 +356,43 @@ mod backup_tests {
             ]
         );
     }
+    /// A backup first removes the temporaries of a dead restore (under the
+    /// storage lock), and refuses to back up while an interrupted swap is
+    /// recorded and a process holds the lock.
+    #[test]
+    fn backup_cleans_up_after_a_dead_restore() {
+        use rustix::fs::{flock, FlockOperation};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let fsdir = dir.path().join("var/filestorage");
+        assert!(std::fs::create_dir_all(fsdir.join(".crb-restore-dead/new")).is_ok());
+        let cfg = config(dir.path(), |i| {
+            i.pre_command.clear();
+            i.post_command.clear();
+        });
+        let rec = Recorder::default();
+        assert!(run(&cfg, BackupMode::Standard, &rec).is_ok());
+        assert!(!fsdir.join(".crb-restore-dead").exists());
+        assert!(fsdir.join("Data.fs.lock").is_file());
+
+        // An intent record under a held lock: refused, nothing touched.
+        let intent = fsdir.join(".crb-restore.intent");
+        assert!(std::fs::write(&intent, "{}").is_ok());
+        let Ok(holder) = std::fs::File::open(fsdir.join("Data.fs.lock")) else {
+            return;
+        };
+        assert!(flock(&holder, FlockOperation::NonBlockingLockExclusive).is_ok());
+        let rec = Recorder::default();
+        let e = run(&cfg, BackupMode::Standard, &rec)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            e.starts_with("An interrupted restore is recorded in"),
+            "{e}"
+        );
+        assert!(rec.calls().is_empty());
+        assert!(intent.exists());
+    }
 }
 
 mod restore_tests {
@@ -313,6 +410,7 @@ mod restore_tests {
             cfg,
             mode,
             date,
+            false,
             &FakeFs(rec),
             &FakeBlobs(rec),
             &FakeHooks(rec),
@@ -523,5 +621,161 @@ mod restore_tests {
             ]
         );
         assert_eq!(read(&dir.path().join("var/filestorage/Data.fs")), "live");
+    }
+
+    /// Backups of the main storage at three dates; the blob backup of
+    /// `missing` is absent.
+    fn dated_backups(dir: &Path, dates: &[&str], missing: &str) {
+        let var = dir.join("var");
+        for d in dates {
+            assert!(fs::create_dir_all(var.join("backups")).is_ok());
+            assert!(fs::write(var.join(format!("backups/{d}.fsz")), "").is_ok());
+            if *d != missing {
+                let b = var.join(format!("blobstoragebackups/blobstorage.{d}"));
+                assert!(fs::create_dir_all(b).is_ok());
+            }
+        }
+    }
+
+    fn plain(dir: &Path) -> BackupConfig {
+        config(dir, |i| {
+            i.additional_filestorages.clear();
+            i.pre_command.clear();
+            i.post_command.clear();
+        })
+    }
+
+    const D1: &str = "2026-01-01-00-00-01";
+    const D2: &str = "2026-01-01-00-00-02";
+    const D3: &str = "2026-01-01-00-00-03";
+
+    /// The newest filestorage backup has no blob backup: refused before
+    /// anything is written, naming the date it needs and the newest date
+    /// that has both (the old code restored the older blob backup with the
+    /// newer Data.fs).
+    #[test]
+    fn restore_refuses_the_blob_backup_of_another_date() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        live(dir.path());
+        dated_backups(dir.path(), &[D1, D2, D3], D3);
+        let cfg = plain(dir.path());
+        let rec = Recorder::default();
+        let e = run(&cfg, RestoreMode::Standard, None, &rec).err();
+        let Some(Error::BlobBackupMismatch {
+            needed,
+            newest_pair,
+            ..
+        }) = &e
+        else {
+            panic!("{e:?}")
+        };
+        assert_eq!((needed.as_str(), newest_pair.as_deref()), (D3, Some(D2)));
+        let msg = e.map(|e| e.to_string()).unwrap_or_default();
+        assert!(
+            msg.starts_with(&format!("No complete blob backup of {D3} ")),
+            "{msg}"
+        );
+        assert!(msg.contains(&format!("bin/restore {D2}")), "{msg}");
+        assert!(!msg.contains('\n'));
+        assert!(!rec.calls().iter().any(|c| c.contains("recover")));
+        assert_eq!(read(&dir.path().join("var/filestorage/Data.fs")), "live");
+        assert_eq!(
+            read(&dir.path().join("var/blobstorage/old.txt")),
+            "old blob"
+        );
+
+        // The suggested date restores, with the blob backup of that date.
+        let rec = Recorder::default();
+        let d2 = RestoreDate::parse(D2).ok();
+        assert!(run(&cfg, RestoreMode::Standard, d2.as_ref(), &rec).is_ok());
+        assert!(rec
+            .calls()
+            .contains(&format!("blob exact blobstoragebackups {D2}")));
+        assert!(!rec.calls().iter().any(|c| c.starts_with("blob plan")));
+    }
+
+    /// A restore date whose chain ends at a date without blob backup: the
+    /// suggestion is at or before the requested date.
+    #[test]
+    fn restore_suggestion_is_not_after_the_requested_date() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        live(dir.path());
+        dated_backups(dir.path(), &[D1, D2, D3], D2);
+        let cfg = plain(dir.path());
+        let d = RestoreDate::parse("2026-01-01-00-00-02").ok();
+        let e = run(
+            &cfg,
+            RestoreMode::Standard,
+            d.as_ref(),
+            &Recorder::default(),
+        )
+        .err();
+        assert!(
+            matches!(&e, Some(Error::BlobBackupMismatch { needed, newest_pair: Some(p), .. })
+                if needed == D2 && p == D1),
+            "{e:?}"
+        );
+        // Nothing at all to pair with.
+        let dir = tempfile::tempdir().expect("tempdir");
+        live(dir.path());
+        dated_backups(dir.path(), &[D1], D1);
+        assert!(fs::create_dir_all(dir.path().join("var/blobstoragebackups/x")).is_ok());
+        let e = run(
+            &plain(dir.path()),
+            RestoreMode::Standard,
+            None,
+            &Recorder::default(),
+        )
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+        assert!(e.contains("No date has both"), "{e}");
+    }
+
+    /// `--accept-blob-mismatch`: the older blob backup is restored.
+    #[test]
+    fn restore_accepts_a_mismatch_when_asked() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        live(dir.path());
+        dated_backups(dir.path(), &[D1, D2], D2);
+        let cfg = plain(dir.path());
+        let rec = Recorder::default();
+        let r = restore(
+            &cfg,
+            RestoreMode::Standard,
+            None,
+            true,
+            &FakeFs(&rec),
+            &FakeBlobs(&rec),
+            &FakeHooks(&rec),
+        );
+        assert!(r.is_ok(), "{r:?}");
+        assert_eq!(
+            rec.calls(),
+            [
+                "fs plan backups",
+                &format!("blob exact blobstoragebackups {D2}"),
+                "blob plan blobstoragebackups archive=false",
+                "fs recover backups",
+                "blob restore blobstoragebackups",
+            ]
+        );
+    }
+
+    /// Numbered blob backups and only_blobs keep the selection by date.
+    #[test]
+    fn restore_without_timestamps_selects_by_date() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        live(dir.path());
+        dated_backups(dir.path(), &[D1, D2], D2);
+        let cfg = config(dir.path(), |i| {
+            i.additional_filestorages.clear();
+            i.pre_command.clear();
+            i.post_command.clear();
+            i.blob_timestamps = Some(false);
+        });
+        let rec = Recorder::default();
+        assert!(run(&cfg, RestoreMode::Standard, None, &rec).is_ok());
+        assert!(!rec.calls().iter().any(|c| c.starts_with("blob exact")));
     }
 }

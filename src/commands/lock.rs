@@ -3,7 +3,9 @@
 //! the storage open. A restore takes the same lock, non-blocking: if it is
 //! taken, the restore is refused before anything is touched; if not, the
 //! restore keeps it until the end, so that ZODB cannot open the storage
-//! half-way through.
+//! half-way through. The lock file is created when missing (ZODB creates it
+//! and leaves it too), so that restores, and the recovery of an interrupted
+//! restore, also exclude each other where no ZODB has run yet.
 
 use std::fs::File;
 use std::io;
@@ -18,15 +20,21 @@ pub(crate) fn lock_path(datafs: &Path) -> PathBuf {
     PathBuf::from(s)
 }
 
-/// Take the storage lock of `datafs` if its lock file exists. Returns the
-/// open file (the lock lasts as long as it) or `None` when there is no lock
-/// file (no ZODB has opened the storage since it was last closed cleanly).
+/// Take the storage lock of `datafs`, creating the lock file (as ZODB
+/// does) when its directory exists, so that two restores, or a restore and
+/// the recovery of an interrupted one, exclude each other even where no
+/// ZODB has run yet. `None` when the directory does not exist.
 ///
 /// # Errors
 /// [`Error::StorageInUse`] when another process holds the lock; I/O errors.
 pub(crate) fn lock_storage(datafs: &Path) -> Result<Option<File>> {
     let path = lock_path(datafs);
-    let file = match File::open(&path) {
+    let file = match std::fs::OpenOptions::new()
+        .read(true)
+        .append(true)
+        .create(true)
+        .open(&path)
+    {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(Error::io(&path, e)),
@@ -61,8 +69,18 @@ mod tests {
     #[test]
     fn lock_storage_without_lock_file() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let r = lock_storage(&dir.path().join("Data.fs"));
+        // No directory: nothing to lock.
+        let r = lock_storage(&dir.path().join("missing/Data.fs"));
         assert!(matches!(r, Ok(None)));
+        // The lock file is made, and held.
+        let datafs = dir.path().join("Data.fs");
+        let held = lock_storage(&datafs);
+        assert!(matches!(held, Ok(Some(_))));
+        assert!(lock_path(&datafs).is_file());
+        assert!(matches!(
+            lock_storage(&datafs),
+            Err(Error::StorageInUse { .. })
+        ));
     }
 
     #[test]

@@ -16,6 +16,7 @@ mod backup;
 mod engines;
 mod lock;
 mod restore;
+mod swap;
 
 use std::path::Path;
 
@@ -201,6 +202,18 @@ pub trait FileStorageEngine {
     /// No backup at or before the date, or a broken chain.
     fn plan_recover(&self, req: &FsRecover<'_>) -> Result<Self::Plan>;
 
+    /// The date (`YYYY-MM-DD-HH-MM-SS`) of the newest file of a planned
+    /// chain: the name a timestamped blob backup made with it carries.
+    /// `None` when the plan has no such date.
+    fn plan_stamp(&self, plan: &Self::Plan) -> Option<String>;
+
+    /// The dates of the backup files in a repository, oldest first: the
+    /// states a restore can be asked for.
+    ///
+    /// # Errors
+    /// The repository cannot be read.
+    fn stamps(&self, repository: &Path) -> Result<Vec<String>>;
+
     /// Write the planned state to `output`, a new file beside the live
     /// `Data.fs`, and its fsIndex to `<output>.index` when the backup has
     /// one. The orchestration renames them into place.
@@ -233,6 +246,18 @@ pub trait BlobEngine {
     /// # Errors
     /// No backup at or before the date, or an incomplete chain.
     fn plan_restore(&self, req: &BlobRestore<'_>) -> Result<Self::Plan>;
+
+    /// Find exactly the blob backup named with `stamp` (`req.date` is not
+    /// used) and check that it is complete, touching nothing.
+    ///
+    /// # Errors
+    /// There is no such backup, or it is incomplete (a delta without its
+    /// level 0, a directory without its tree).
+    fn plan_exact(&self, req: &BlobRestore<'_>, stamp: &str) -> Result<Self::Plan>;
+
+    /// The date or number of the (newest) backup a plan restores, for
+    /// messages.
+    fn plan_stamp(&self, plan: &Self::Plan) -> String;
 
     /// Write the planned blob tree into `target`, a new empty directory
     /// beside the live blob directory. The orchestration swaps it in.

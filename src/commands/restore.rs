@@ -11,8 +11,15 @@
 //!    `<dir of Data.fs>/.crb-restore-*/Data.fs` (+ `.index`) and
 //!    `<dir of blobstorage>/.crb-restore-*/new/`.
 //! 3. **Swap** them in, additional storages first, main last, only when all
-//!    are complete. Temporaries (and the replaced blob tree) are removed
-//!    when they go out of scope, on success and on failure.
+//!    are complete, crash-safe (`swap.rs`): an intent record, then one
+//!    `RENAME_EXCHANGE` per target where the file system has it, directory
+//!    flushes, and only then the removal of the old copies. A failure
+//!    before the swap drops the temporaries; a failed swap is undone.
+//!
+//! Before the check, under the storage locks, a swap that an earlier run
+//! left interrupted (killed, power loss) is finished or undone, and the
+//! temporaries of dead runs are removed ([`finish_interrupted`] does the
+//! same at the start of a backup).
 //!
 //! `pre_command` runs before the checks (it may mount the backup disk),
 //! `post_command` after a successful swap.
@@ -23,6 +30,7 @@ use std::path::{Path, PathBuf};
 use tempfile::TempDir;
 
 use super::lock::lock_storage;
+use super::swap::{self, Item};
 use super::{BlobEngine, BlobRestore, BlobSettings, FileStorageEngine, FsRecover, RestoreMode};
 use crate::config::{BackupConfig, RestoreDate, Storage};
 use crate::error::{Error, IoContext, Result};
@@ -80,7 +88,7 @@ struct Checked<'a, FP, BP> {
 /// A storage's restore after the write phase.
 struct Written {
     /// (Data.fs to replace, its `.index` as ZODB looks for it, temporary
-    /// holding the new `<name>` and `<name>.index`).
+    /// holding the new `new/<name>` and `new/<name>.index`).
     datafs: Option<(PathBuf, PathBuf, TempDir)>,
     /// (blob directory to replace, temporary holding the new tree in `new`).
     blobdir: Option<(PathBuf, TempDir)>,
@@ -88,12 +96,22 @@ struct Written {
 
 /// Run one restore script.
 ///
+/// With `blob_timestamps` (and filestorage backups) the blob backup
+/// restored is the one named with the date of the filestorage backup the
+/// restore selects (the blob backup made right after it). When that one
+/// is missing or incomplete the restore is refused before anything is
+/// touched, naming the newest date that has both; `accept_blob_mismatch`
+/// restores the newest blob backup at or before the date instead, with a
+/// warning naming both dates. Numbered blob backups and `only_blobs` are
+/// selected by date alone.
+///
 /// # Errors
 /// The first failing step. Before the swap phase nothing live has changed.
 pub fn restore<F, B>(
     cfg: &BackupConfig,
     mode: RestoreMode,
     date: Option<&RestoreDate>,
+    accept_blob_mismatch: bool,
     fs_engine: &F,
     blob_engine: &B,
     hooks: &dyn Hooks,
@@ -123,6 +141,8 @@ where
             locks.push(lock);
         }
     }
+    let dirs = swap_dirs(cfg);
+    swap::recover(&dirs, &dirs)?;
     let mut checked = Vec::with_capacity(cfg.storages.len());
     for s in &cfg.storages {
         let (fs_source, blob_source) = sources(s, mode);
@@ -142,16 +162,54 @@ where
         } else {
             None
         };
+        let needed = match &fs {
+            Some((_, plan)) if settings.timestamps => fs_engine.plan_stamp(plan),
+            _ => None,
+        };
         let blobs = match (cfg.backup_blobs, s.blobdir.as_deref()) {
             (true, Some(blobdir)) => {
                 let source = blob_source
                     .ok_or_else(|| Error::Config("No blob storage source specified".to_owned()))?;
-                let plan = blob_engine.plan_restore(&BlobRestore {
+                let req = BlobRestore {
                     source,
                     blobdir,
                     date,
                     settings: &settings,
-                })?;
+                };
+                let plan = match &needed {
+                    None => blob_engine.plan_restore(&req)?,
+                    Some(stamp) => match blob_engine.plan_exact(&req, stamp) {
+                        Ok(plan) => plan,
+                        // No blob backups at all: 6.0's message, and no
+                        // older one to accept either.
+                        Err(e @ Error::NoBlobBackups { .. }) => return Err(e),
+                        Err(e) if accept_blob_mismatch => {
+                            let plan = blob_engine.plan_restore(&req)?;
+                            log::warn!(
+                                "Restoring the blob backup of {} with the filestorage backup of {stamp} (--accept-blob-mismatch): no complete blob backup of {stamp} in {} ({}).",
+                                blob_engine.plan_stamp(&plan),
+                                source.display(),
+                                mismatch_reason(&e)
+                            );
+                            plan
+                        }
+                        Err(e) => {
+                            return Err(Error::BlobBackupMismatch {
+                                needed: stamp.clone(),
+                                location: source.to_path_buf(),
+                                reason: mismatch_reason(&e),
+                                newest_pair: newest_pair(
+                                    cfg,
+                                    mode,
+                                    date,
+                                    &settings,
+                                    fs_engine,
+                                    blob_engine,
+                                ),
+                            })
+                        }
+                    },
+                };
                 Some((source, plan))
             }
             _ => None,
@@ -175,12 +233,14 @@ where
                 }
                 let target = real_target(&c.storage.datafs);
                 let tmp = temp_beside(&target)?;
+                let new = tmp.path().join("new");
+                fs::create_dir(&new).at(&new)?;
                 log::info!(
                     "Please wait while restoring database file: {} to {}",
                     repository.display(),
                     c.storage.datafs.display()
                 );
-                fs_engine.recover(plan, &tmp.path().join(file_name(&target)?))?;
+                fs_engine.recover(plan, &new.join(file_name(&target)?))?;
                 // ZODB reads `<configured path>.index`, also when the
                 // configured Data.fs is a symlink.
                 let index = c
@@ -217,9 +277,78 @@ where
     }
 
     // 3. Swap, all or nothing.
-    swap_all(written)?;
+    swap_all(written, &intent_path(cfg))?;
     drop(locks);
     hooks.run(&cfg.post_command)
+}
+
+/// Why the exact blob backup cannot be restored, for the one-line message.
+fn mismatch_reason(e: &Error) -> String {
+    match e {
+        Error::NoBlobBackupAtDate { .. } => "there is no blob backup with that date".to_owned(),
+        e => e.to_string(),
+    }
+}
+
+/// The newest date, at or before `date`, at which every storage has a
+/// filestorage backup chain and the blob backup of exactly its date: what
+/// the admin can restore instead. Looks at most at the newest 1000 dates.
+fn newest_pair<F, B>(
+    cfg: &BackupConfig,
+    mode: RestoreMode,
+    date: Option<&RestoreDate>,
+    settings: &BlobSettings,
+    fs_engine: &F,
+    blob_engine: &B,
+) -> Option<String>
+where
+    F: FileStorageEngine,
+    B: BlobEngine,
+{
+    let limit = date.map(ToString::to_string);
+    let mut dates = std::collections::BTreeSet::new();
+    for s in &cfg.storages {
+        if let (Some(repository), _) = sources(s, mode) {
+            dates.extend(fs_engine.stamps(repository).ok()?);
+        }
+    }
+    let restorable = |d: &RestoreDate| -> bool {
+        cfg.storages.iter().all(|s| {
+            let (Some(repository), blob_source) = sources(s, mode) else {
+                return false;
+            };
+            let Ok(plan) = fs_engine.plan_recover(&FsRecover {
+                repository,
+                date: Some(d),
+                verbose: false,
+            }) else {
+                return false;
+            };
+            let (true, Some(blobdir)) = (cfg.backup_blobs, s.blobdir.as_deref()) else {
+                return true;
+            };
+            let Some(source) = blob_source else {
+                return false;
+            };
+            let req = BlobRestore {
+                source,
+                blobdir,
+                date: Some(d),
+                settings,
+            };
+            match fs_engine.plan_stamp(&plan) {
+                Some(stamp) => blob_engine.plan_exact(&req, &stamp).is_ok(),
+                None => blob_engine.plan_restore(&req).is_ok(),
+            }
+        })
+    };
+    dates
+        .iter()
+        .rev()
+        .filter(|d| limit.as_ref().is_none_or(|l| *d <= l))
+        .take(1000)
+        .find(|d| RestoreDate::parse(d).is_ok_and(|d| restorable(&d)))
+        .cloned()
 }
 
 /// ZODB wants its blob directory readable by the owner only (0700).
@@ -236,93 +365,117 @@ fn index_name(name: &std::ffi::OsStr) -> std::ffi::OsString {
     s
 }
 
-/// One rename done during the swap, so that it can be undone.
-struct Moved {
-    from: PathBuf,
-    to: PathBuf,
+/// The directories a restore writes temporaries and its intent record
+/// to: those of every Data.fs and blob directory, as configured and where
+/// their symlinks point.
+fn swap_dirs(cfg: &BackupConfig) -> Vec<PathBuf> {
+    let mut dirs = std::collections::BTreeSet::new();
+    for s in &cfg.storages {
+        for p in std::iter::once(&s.datafs).chain(s.blobdir.as_ref()) {
+            dirs.insert(parent_of(p).to_path_buf());
+            dirs.insert(parent_of(&real_target(p)).to_path_buf());
+        }
+    }
+    dirs.into_iter().collect()
 }
 
-/// Rename `from` to `to` (when `from` exists, or always with `required`),
-/// recording it in `done`.
-fn move_recorded(from: &Path, to: &Path, required: bool, done: &mut Vec<Moved>) -> Result<()> {
-    if !required && fs::symlink_metadata(from).is_err() {
+/// Where a restore records its swap: beside the main Data.fs (or, with
+/// only_blobs and no filestorage directory, beside the main blob
+/// directory).
+fn intent_path(cfg: &BackupConfig) -> PathBuf {
+    let dir = match cfg.storages.last() {
+        Some(s) => {
+            let fsdir = parent_of(&s.datafs);
+            match &s.blobdir {
+                Some(b) if !fsdir.is_dir() => parent_of(&real_target(b)).to_path_buf(),
+                _ => fsdir.to_path_buf(),
+            }
+        }
+        None => PathBuf::from("."),
+    };
+    dir.join(swap::INTENT)
+}
+
+/// Before a backup: finish or undo a restore swap an earlier run left
+/// interrupted, and remove dead restores' temporaries, under the storage
+/// locks. When a lock is held (Zope or ZEO running, or a restore in
+/// progress) leftovers are left alone, but an interrupted swap is an
+/// error: the running process may see a half-restored state.
+///
+/// # Errors
+/// As [`swap::recover`]; [`Error::Config`] for an interrupted swap under a
+/// held lock.
+pub(crate) fn finish_interrupted(cfg: &BackupConfig) -> Result<()> {
+    let dirs = swap_dirs(cfg);
+    if !swap::needs_recovery(&dirs, &dirs)? {
         return Ok(());
     }
-    fs::rename(from, to).at(from)?;
-    done.push(Moved {
-        from: from.to_path_buf(),
-        to: to.to_path_buf(),
-    });
-    Ok(())
+    let mut locks = Vec::new();
+    for s in &cfg.storages {
+        match lock_storage(&s.datafs) {
+            Ok(Some(lock)) => locks.push(lock),
+            Ok(None) => {}
+            Err(Error::StorageInUse { path }) if swap::has_intent(&dirs) => {
+                return Err(Error::Config(format!(
+                    "An interrupted restore is recorded in {}, but {} is locked: a Zope or ZEO process has this filestorage open, or a restore is running. Stop Zope or ZEO, then run the restore or backup again to finish the interrupted restore.",
+                    intent_path(cfg).display(),
+                    path.display()
+                )));
+            }
+            Err(Error::StorageInUse { path }) => {
+                log::debug!(
+                    "Not removing restore temporaries: {} is locked.",
+                    path.display()
+                );
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    swap::recover(&dirs, &dirs)
 }
 
 /// Put every restored Data.fs, `.index` and blob tree in place, all or
-/// nothing: first every live file and tree is moved aside into its
-/// temporary (same directory, so plain renames), then every new one is
-/// moved in. On a failure every rename done so far is undone in reverse
-/// order, so the live storages are as they were. If an undo itself fails,
-/// the temporaries are kept and the error names them, so nothing is lost.
-/// On success the temporaries, holding the old files, are removed.
-fn swap_all(written: Vec<Written>) -> Result<()> {
-    let mut done = Vec::new();
-    let result = swap_steps(&written, &mut done);
-    let Err(err) = result else {
-        return Ok(());
-    };
-    let stuck: Vec<&Moved> = done
-        .iter()
-        .rev()
-        .filter(|m| fs::rename(&m.to, &m.from).is_err())
-        .collect();
-    if stuck.is_empty() {
-        return Err(err);
-    }
-    let mut kept = Vec::new();
-    for w in written {
-        if let Some((_, _, tmp)) = w.datafs {
-            kept.push(tmp.keep());
-        }
-        if let Some((_, tmp)) = w.blobdir {
-            kept.push(tmp.keep());
-        }
-    }
-    let names = |v: &[PathBuf]| {
-        v.iter()
-            .map(|p| p.display().to_string())
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    let not_back: Vec<PathBuf> = stuck.iter().map(|m| m.from.clone()).collect();
-    Err(Error::Config(format!(
-        "{err}; undoing the restore failed too, so {} could not be put back: the old and new files are kept in {}",
-        names(&not_back),
-        names(&kept)
-    )))
-}
-
-fn swap_steps(written: &[Written], done: &mut Vec<Moved>) -> Result<()> {
-    for w in written {
-        if let Some((target, index, tmp)) = &w.datafs {
-            move_recorded(target, &tmp.path().join("old"), false, done)?;
-            move_recorded(index, &tmp.path().join("old.index"), false, done)?;
-        }
-        if let Some((target, tmp)) = &w.blobdir {
-            move_recorded(target, &tmp.path().join("old"), false, done)?;
-        }
-    }
-    for w in written {
+/// nothing and crash-safe ([`swap::swap_in`]): the new copies wait in
+/// `<temporary>/new[/<name>]`, the old ones go to `<temporary>/old[/<name>]`
+/// when they have to be moved aside. A restore that brings no index
+/// removes the stale live one.
+fn swap_all(written: Vec<Written>, intent: &Path) -> Result<()> {
+    let mut items = Vec::new();
+    for w in &written {
         if let Some((target, index, tmp)) = &w.datafs {
             let name = file_name(target)?;
-            move_recorded(&tmp.path().join(name), target, true, done)?;
-            // A restore that brings no index leaves none: the old one
-            // stays aside and goes with the temporary.
-            move_recorded(&tmp.path().join(index_name(name)), index, false, done)?;
+            let (new, old) = (tmp.path().join("new"), tmp.path().join("old"));
+            fs::create_dir(&old).at(&old)?;
+            items.push(Item::replacing(
+                target.clone(),
+                new.join(name),
+                old.join(name),
+            )?);
+            items.push(Item::new(
+                index.clone(),
+                new.join(index_name(name)),
+                old.join(index_name(name)),
+            )?);
         }
         if let Some((target, tmp)) = &w.blobdir {
-            move_recorded(&tmp.path().join("new"), target, true, done)?;
+            items.push(Item::replacing(
+                target.clone(),
+                tmp.path().join("new"),
+                tmp.path().join("old"),
+            )?);
         }
     }
-    Ok(())
+    let mut temporaries = Vec::new();
+    for w in written {
+        if let Some((_, _, tmp)) = w.datafs {
+            temporaries.push(tmp.keep());
+        }
+        if let Some((_, tmp)) = w.blobdir {
+            temporaries.push(tmp.keep());
+        }
+    }
+    swap::swap_in(intent, items, temporaries)
 }
 
 #[cfg(test)]
@@ -337,9 +490,27 @@ mod tests {
         fs::read_to_string(path).expect("read")
     }
 
-    /// Two storages restored; the second one's new blob tree is missing
-    /// when it is moved in, after the first storage was already swapped:
-    /// everything must be put back as it was.
+    /// A temporary for `target` holding `new/<name>` = `data`.
+    fn staged(target: &Path, data: &str) -> TempDir {
+        let t = temp_beside(target).expect("temp");
+        fs::create_dir(t.path().join("new")).expect("mkdir");
+        let name = target.file_name().expect("name");
+        write(&t.path().join("new").join(name), data);
+        t
+    }
+
+    fn names(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = fs::read_dir(dir)
+            .expect("list")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// Two storages restored; the second one's new blob tree is missing:
+    /// refused before anything is renamed, and the temporaries are gone.
+    /// (A swap failing half-way is undone: see the tests in `swap.rs`.)
     #[test]
     fn swap_failure_puts_every_storage_back() {
         let d = tempfile::tempdir().expect("tempdir");
@@ -351,11 +522,9 @@ mod tests {
         fs::create_dir(&blobs).expect("mkdir");
         write(&blobs.join("x.blob"), "old blob");
 
-        let ta = temp_beside(&a).expect("temp");
-        write(&ta.path().join("a.fs"), "new a");
-        write(&ta.path().join("a.fs.index"), "new a index");
-        let tb = temp_beside(&b).expect("temp");
-        write(&tb.path().join("b.fs"), "new b");
+        let ta = staged(&a, "new a");
+        write(&ta.path().join("new/a.fs.index"), "new a index");
+        let tb = staged(&b, "new b");
         let tblobs = temp_beside(&blobs).expect("temp"); // no "new" inside
         let written = vec![
             Written {
@@ -367,19 +536,19 @@ mod tests {
                 blobdir: Some((blobs.clone(), tblobs)),
             },
         ];
-        assert!(swap_all(written).is_err());
+        let intent = d.path().join(swap::INTENT);
+        assert!(swap_all(written, &intent).is_err());
         assert_eq!(read(&a), "old a");
         assert_eq!(read(&d.path().join("a.fs.index")), "old a index");
         assert_eq!(read(&b), "old b");
         assert!(!d.path().join("b.fs.index").exists());
         assert_eq!(read(&blobs.join("x.blob")), "old blob");
-        // The temporaries are gone: nothing but the originals remains.
-        let mut names: Vec<String> = fs::read_dir(d.path())
-            .expect("list")
-            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
-            .collect();
-        names.sort();
-        assert_eq!(names, ["a.fs", "a.fs.index", "b.fs", "blobstorage"]);
+        // The temporaries and the intent are gone: nothing but the
+        // originals remains.
+        assert_eq!(
+            names(d.path()),
+            ["a.fs", "a.fs.index", "b.fs", "blobstorage"]
+        );
     }
 
     #[test]
@@ -388,15 +557,14 @@ mod tests {
         let a = d.path().join("Data.fs");
         write(&a, "old");
         write(&d.path().join("Data.fs.index"), "stale");
-        let t = temp_beside(&a).expect("temp");
-        write(&t.path().join("Data.fs"), "new");
+        let t = staged(&a, "new");
         let written = vec![Written {
             datafs: Some((a.clone(), d.path().join("Data.fs.index"), t)),
             blobdir: None,
         }];
-        assert!(swap_all(written).is_ok());
+        assert!(swap_all(written, &d.path().join(swap::INTENT)).is_ok());
         assert_eq!(read(&a), "new");
         assert!(!d.path().join("Data.fs.index").exists());
-        assert_eq!(fs::read_dir(d.path()).expect("list").count(), 1);
+        assert_eq!(names(d.path()), ["Data.fs"]);
     }
 }

@@ -294,14 +294,17 @@ fn backup(
 /// Run a restore script: mode is standard, snapshot, zip or alt; date as
 /// accepted by `parse_restore_date`, or None for the newest state. `now`
 /// (seconds since the epoch) fixes the clock, for tests.
+/// `accept_blob_mismatch` restores an older blob backup when the one of the
+/// filestorage backup's date is missing (`--accept-blob-mismatch`).
 #[pyfunction]
-#[pyo3(signature = (config, mode, date = None, now = None))]
+#[pyo3(signature = (config, mode, date = None, now = None, accept_blob_mismatch = false))]
 fn restore(
     py: Python<'_>,
     config: &Bound<'_, PyBackupConfig>,
     mode: &str,
     date: Option<&str>,
     now: Option<f64>,
+    accept_blob_mismatch: bool,
 ) -> PyResult<()> {
     let mode = match mode {
         "standard" => RestoreMode::Standard,
@@ -318,6 +321,7 @@ fn restore(
             &cfg,
             mode,
             date.as_ref(),
+            accept_blob_mismatch,
             &ScriptFsEngine { now },
             &ScriptBlobEngine { now },
             &ShellHooks,

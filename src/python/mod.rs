@@ -108,7 +108,8 @@ pub(crate) fn to_py(e: Error) -> PyErr {
         Error::MixedPrefixes { .. }
         | Error::BadBlobDate { .. }
         | Error::BrokenArchive { .. }
-        | Error::BrokenChain { .. } => BlobError::new_err(msg),
+        | Error::BrokenChain { .. }
+        | Error::BlobBackupMismatch { .. } => BlobError::new_err(msg),
 
         // --- recipe mapping (issue 5) ---
         Error::Config(_) => ConfigError::new_err(msg),

@@ -200,5 +200,9 @@ def parse_alternative_restore_source(
 def parse_restore_date(text: str) -> str: ...
 def backup(config: BackupConfig, mode: str, now: float | None = None) -> None: ...
 def restore(
-    config: BackupConfig, mode: str, date: str | None = None, now: float | None = None
+    config: BackupConfig,
+    mode: str,
+    date: str | None = None,
+    now: float | None = None,
+    accept_blob_mismatch: bool = False,
 ) -> None: ...

@@ -2,8 +2,11 @@
 
 - Arguments: ``-q/--quiet`` (warnings only), ``-n/--no-prompt``,
   ``-h/--help``; restore scripts take one optional positional UTC date
-  ``yyyy-mm-dd[-hh[-mm[-ss]]]``, validated by the core. Short flags
-  combine (``-qn``). Backup scripts ignore positional arguments (6.0).
+  ``yyyy-mm-dd[-hh[-mm[-ss]]]``, validated by the core, and
+  ``--accept-blob-mismatch`` (restore an older blob backup when the one of
+  the filestorage backup's date is missing; the core decides and warns).
+  Short flags combine (``-qn``). Backup scripts ignore positional
+  arguments (6.0).
 - Logging: ``LEVEL: message`` on stderr; ``debug`` adds DEBUG and the time
   and the filestorage engine's lines (6.0: repozo ``--verbose``); ``-q``
   means WARNING and up. Rust log records arrive through the same logging
@@ -30,10 +33,11 @@ PROMPT_AGAIN = "Please explicitly answer yes/no in full (or accept the default)"
 class Arguments:
     """Parsed script arguments."""
 
-    def __init__(self, quiet, no_prompt, date):
+    def __init__(self, quiet, no_prompt, date, accept_blob_mismatch=False):
         self.quiet = quiet
         self.no_prompt = no_prompt
         self.date = date
+        self.accept_blob_mismatch = accept_blob_mismatch
 
 
 class _Parser(argparse.ArgumentParser):
@@ -75,10 +79,24 @@ def parse_args(argv, prog, restore):
                 "yyyy-mm-dd[-hh[-mm[-ss]]]; default: the newest backup"
             ),
         )
+        parser.add_argument(
+            "--accept-blob-mismatch",
+            action="store_true",
+            help=(
+                "when the blob backup of the filestorage backup's date is "
+                "missing or incomplete, restore the newest older one instead "
+                "of refusing"
+            ),
+        )
     else:
         parser.add_argument("ignored", nargs="*", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    return Arguments(args.quiet, args.no_prompt, getattr(args, "date", None))
+    return Arguments(
+        args.quiet,
+        args.no_prompt,
+        getattr(args, "date", None),
+        getattr(args, "accept_blob_mismatch", False),
+    )
 
 
 def setup_logging(quiet, debug):

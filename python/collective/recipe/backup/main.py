@@ -142,7 +142,15 @@ def _restore(mode, argv, kwargs):
             if not cli.confirm(filestorages, blobstorages):
                 logger.info("Not restoring.")
                 return 0
-        _call(lambda: _core.restore(config, mode, date, now=fixed_now()))
+        _call(
+            lambda: _core.restore(
+                config,
+                mode,
+                date,
+                now=fixed_now(),
+                accept_blob_mismatch=args.accept_blob_mismatch,
+            )
+        )
     except _Failed:
         return 1
     return 0

@@ -1,0 +1,150 @@
+"""A restore killed at any point of its renames, unlinks and flushes leaves
+a state the next run finishes, and never a storage without its Data.fs or
+blobstorage.
+
+The real ``bin/restore`` runs under ``strace``, which injects SIGKILL at the
+N-th call of one syscall (per thread), for N = 1, 2, ... until the restore
+completes; then the same for the next syscall. After each kill:
+
+- the live Data.fs is byte for byte the old state or the restored one, and
+  the blobstorage too (each one complete; the two may differ only while
+  the swap is under way, which the next run resolves);
+- the next run (``bin/backup`` or ``bin/restore -n``, alternately) exits 0,
+  leaves no ``.crb-restore-*`` temporary and no intent record, and the
+  live Data.fs, its index and the blobstorage belong together: the old
+  state when the restore was killed before recording its swap, the
+  restored one after (an intent record means every new copy was complete
+  and flushed, so the swap is rolled forward).
+
+A run on ext4 (RENAME_EXCHANGE available) made 63 trials: 56 kills
+(rename 1, renameat 2, renameat2 3, unlink 2, unlinkat 34, fsync 14,
+fdatasync 0) and 7 completed runs, one per syscall. Of the kills, 12 left
+the old state untouched (killed before the swap was recorded), 9 were
+rolled forward from an intent record by the next run, and 35 came after
+the swap (only the old copies were left to remove). The counts are
+printed (``-s``) as ``crash trials: ...``."""
+
+import os
+import shutil
+import signal
+import subprocess
+
+import pytest
+
+from test_scripts_e2e import Site
+from test_scripts_e2e import sha
+from test_scripts_e2e import stamps
+from blobhelpers import state
+
+
+STRACE = shutil.which("strace")
+SYSCALLS = ["rename", "renameat", "renameat2", "unlink", "unlinkat", "fsync", "fdatasync"]
+INTENT = ".crb-restore.intent"
+
+pytestmark = pytest.mark.skipif(STRACE is None, reason="strace is not installed")
+
+
+def live_state(site):
+    index = site.datafs + ".index"
+    datafs = sha(site.datafs) if os.path.exists(site.datafs) else None
+    blobs = (
+        state(site.blobdir, mtimes=False) if os.path.isdir(site.blobdir) else None
+    )
+    return datafs, sha(index) if os.path.exists(index) else None, blobs
+
+
+def leftovers(site):
+    return [
+        n
+        for n in os.listdir(site.fsdir)
+        if n.startswith(".crb-restore") or n.startswith("..crb-restore")
+    ]
+
+
+def traced(site, syscall, n, *args):
+    env = dict(os.environ, CRB_REPOZO_NOW=str(site.now + 1000))
+    env["PYTHONDONTWRITEBYTECODE"] = "1"
+    return subprocess.run(
+        [STRACE, "-f", "-qq", "-o", "/dev/null", "-e", f"trace={syscall}"]
+        + ["-e", f"inject={syscall}:signal=SIGKILL:when={n}"]
+        + [site.b.path("bin", "restore"), *args],
+        cwd=site.b.dir,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+
+
+def test_restore_killed_at_every_step(sample_buildout, tmp_path):
+    site = Site(sample_buildout)
+    site.change()
+    site.ok("backup")
+    site.change()
+    site.ok("backup")
+    assert len(stamps(site.path("backups"), ".deltafsz")) == 1
+    site.change()
+    old = live_state(site)
+    template = str(tmp_path / "var")
+    shutil.copytree(site.var, template, symlinks=True)
+
+    def reset():
+        shutil.rmtree(site.var)
+        shutil.copytree(template, site.var, symlinks=True)
+
+    site.ok("restore", "-n")
+    new = live_state(site)
+    assert new[0] != old[0] and new[2] != old[2]
+    assert not leftovers(site)
+
+    counts = {"old": 0, "forward": 0, "after swap": 0, "completed": 0}
+    kills = {}
+    trials = 0
+    for syscall in SYSCALLS:
+        n = 1
+        while True:
+            kills[syscall] = n - 1
+            reset()
+            trials += 1
+            p = traced(site, syscall, n, "-n")
+            if p.returncode == 0:
+                counts["completed"] += 1
+                assert live_state(site) == new, syscall
+                assert not leftovers(site)
+                break
+            where = f"{syscall} #{n}"
+            assert p.returncode in (-signal.SIGKILL, 128 + signal.SIGKILL), (
+                where,
+                p.returncode,
+                p.stderr,
+            )
+            after_kill = live_state(site)
+            # Each live name holds a complete copy, old or new.
+            assert after_kill[0] in (old[0], new[0]), where
+            assert after_kill[2] in (old[2], new[2]), where
+            recorded = os.path.exists(os.path.join(site.fsdir, INTENT))
+
+            follow = ("backup",) if n % 2 else ("restore", "-n")
+            q = site.run(*follow)
+            assert q.returncode == 0, (where, follow, q.stderr)
+            assert not leftovers(site), (where, leftovers(site))
+            final = live_state(site)
+            if follow[0] == "restore":
+                assert final == new, where
+            elif recorded:
+                assert final == new, where
+            else:
+                # No intent: nothing was swapped yet, or all of it was.
+                assert final == after_kill, where
+                assert final in (old, new), where
+            if recorded:
+                counts["forward"] += 1
+                assert any("rolled forward" in line for line in q.lines), q.lines
+            elif after_kill == old:
+                counts["old"] += 1
+            else:
+                counts["after swap"] += 1
+            n += 1
+    print(f"crash trials: {trials}, kills per syscall: {kills}, outcomes: {counts}")
+    assert counts["completed"] == len(SYSCALLS)
+    assert counts["forward"] > 0 and counts["old"] > 0
