@@ -37,8 +37,8 @@ impl BackupResult {
     fn __repr__(&self) -> String {
         format!(
             "BackupResult(action={}, reason={}, data_file={}, start={}, end={}, written={})",
-            super::repr_opt(Some(&self.action)),
-            super::repr_opt(Some(&self.reason)),
+            super::repr_opt(Some(self.action)),
+            super::repr_opt(Some(self.reason)),
             super::repr_opt(self.data_file.as_deref()),
             self.start,
             self.end,
