@@ -161,14 +161,17 @@ def test_two_parts_side_by_side(sample_buildout):
         """,
     )
     assert p.returncode == 0, p.output
+    # The parts are validated when buildout constructs them, and reading
+    # [buildout] parts for Zope parts makes buildout construct (and so
+    # install) `other` first, as 6.0 did.
     assert generated(p.output) == [
-        "backup",
-        "snapshotbackup",
-        "restore",
         "other",
         "other-snapshot",
         "other-restore",
         "other-snapshotrestore",
+        "backup",
+        "snapshotbackup",
+        "restore",
     ]
     _, kw = script_call(b.path("bin", "other"))
     assert kw["storage"]["datafs"] == b.path("var", "filestorage", "Other.fs")
@@ -345,6 +348,30 @@ def test_buildout_time_errors(sample_buildout, options, message):
     assert f"Error: {message}" in p.output, p.output
     assert "Traceback" not in p.output
     assert not os.path.exists(b.path("bin", "backup"))
+
+
+def test_bad_value_keeps_the_existing_scripts(sample_buildout):
+    """A typo in a re-run of buildout fails the run before buildout
+    uninstalls the part: bin/backup stays, and still backs up."""
+    b = sample_buildout
+    good = "[backup]\nrecipe = collective.recipe.backup\nbackup_blobs = false\n"
+    assert b.run("backup", good).returncode == 0
+    before = read_file(b.path("bin", "backup"))
+    p = b.run("backup", good + "keep = two\n")
+    assert p.returncode != 0
+    assert "Error: keep must be a whole number (0 or more), not 'two'." in p.output
+    assert read_file(b.path("bin", "backup")) == before
+    import zodbgen
+
+    zodbgen.generate(b.path("var", "filestorage"), transactions=3, size="10K", undos=0, blobs=False)
+    r = b.script("backup", "-q")
+    assert (r.returncode, r.stderr) == (0, "")
+    assert [n for n in os.listdir(b.path("var", "backups")) if n.endswith(".fsz")]
+
+
+def read_file(path):
+    with open(path) as f:
+        return f.read()
 
 
 def test_distinct_locations_after_resolution(sample_buildout):

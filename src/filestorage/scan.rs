@@ -164,15 +164,18 @@ fn load_usable_index(w: &mut Window<'_>, path: &Path, size: u64) -> Option<(u64,
     }
     let (pos, index) = match FsIndex::read(&index_path) {
         Ok(x) => x,
+        // An index we cannot use costs a scan, nothing else: not a
+        // warning for the admin (ZODB itself rejects ordinary indexes, e.g.
+        // one saved for a new, empty storage).
         Err(e) => {
-            log::warn!("loading index: {e}");
+            log::debug!("loading index: {e}");
             return None;
         }
     };
     match check_sanity(w, &index, pos, size) {
         Some(ltid) => Some((pos, index, ltid)),
         None => {
-            log::warn!("Ignoring index for {}", path.display());
+            log::debug!("Ignoring index for {}", path.display());
             None
         }
     }

@@ -56,6 +56,11 @@ class Recipe:
         self.name = name
         self.options = options
         self.logger = logging.getLogger(name)
+        # Validate here, not in install(): buildout constructs every part
+        # before it uninstalls any, so a bad value (``keep = two``) stops
+        # the run while the old scripts, and the cron job calling them,
+        # are still in place.
+        self.config = self._config()
 
     def _config(self):
         try:
@@ -84,8 +89,9 @@ class Recipe:
         )
 
     def install(self):
-        """Validate, then (re)generate the scripts; returns their paths."""
-        config = self._config()
+        """(Re)generate the scripts from the validated config; returns
+        their paths."""
+        config = self.config
         b = self.buildout["buildout"]
         bin_dir = b["bin-directory"]
         arguments = script_arguments(bin_dir, config)
