@@ -367,3 +367,228 @@ def test_repozo_backup_faults(op, family, fault, repozo_states, tmp_path, ledger
         return repozo_trial(state, flags, sc, f, n, work)
 
     run_sweep((op, family, fault), argv_for, trial, family, fault, tmp_path, ledger)
+
+
+# --- bin/backup and bin/snapshotbackup ---------------------------------------------
+
+
+#: op name -> (script, its repository, its blob backups)
+SITE_OPS = {
+    "bin-backup": ("backup", "backups", "blobstoragebackups"),
+    "bin-snapshotbackup": ("snapshotbackup", "snapshotbackups", "blobstoragesnapshots"),
+}
+SITE_PART = """\
+[backup]
+recipe = collective.recipe.backup
+blob_storage = ${buildout:directory}/var/filestorage/blobstorage
+keep = 2
+full = true
+"""
+
+
+class SiteState:
+    """A buildout with a ``keep = 2``, ``full = true`` backup part, a
+    Data.fs with blobs made by real ZODB, two backups and two snapshots of
+    earlier states, and new transactions since. Trials run copies of its
+    ``var`` with the scripts' paths pointed at the copy."""
+
+    def __init__(self, root, eggs):
+        from conftest import BuildoutRun
+
+        self.dir = str(root)
+        os.makedirs(os.path.join(self.dir, "var"))
+        b = BuildoutRun(self.dir, "6", str(eggs))
+        p = b.run("backup", SITE_PART)
+        assert p.returncode == 0, p.output
+        self.fsdir = os.path.join(self.dir, "var", "filestorage")
+        self.ends = []
+        self.blob_states = []
+        now = T0
+        for seed in (1, 2):
+            zodbgen.generate(self.fsdir, transactions=8, seed=seed, undos=1)
+            self.ends.append(fs_end(os.path.join(self.fsdir, "Data.fs")))
+            self.blob_states.append(blobs_of(self.fsdir))
+            for script in ("backup", "snapshotbackup"):
+                now += 1
+                r = faultlib.run([b.path("bin", script)], env=faultlib.clean_env(CRB_REPOZO_NOW=now))
+                assert r.returncode == 0, r.stderr
+        zodbgen.generate(self.fsdir, transactions=8, seed=3, undos=1)
+        self.live = committed(os.path.join(self.fsdir, "Data.fs"))
+        self.live_blobs = blobs_of(self.fsdir)
+        self.blob_states.append(self.live_blobs)
+        self.scripts = {n: faultlib.read(b.path("bin", n)).decode() for n in ("backup", "snapshotbackup")}
+
+    def copy(self, d, script):
+        """A copy of the site's ``var`` in ``d`` and the script pointed at
+        it; returns the script's path."""
+        shutil.copytree(os.path.join(self.dir, "var"), os.path.join(d, "var"), symlinks=True)
+        os.makedirs(os.path.join(d, "bin"), exist_ok=True)
+        path = os.path.join(d, "bin", script)
+        with open(path, "w") as f:
+            f.write(self.scripts[script].replace(self.dir + os.sep, d + os.sep))
+        os.chmod(path, 0o755)
+        return path
+
+
+def blobs_of(fsdir):
+    return tree_state(os.path.join(fsdir, "blobstorage"), mtimes=False)
+
+
+def blob_backups(location):
+    """``{name: tree state}`` of the blob backups under final names."""
+    if not os.path.isdir(location):
+        return {}
+    return {
+        n: tree_state(os.path.join(location, n, "blobstorage"), mtimes=False)
+        for n in sorted(os.listdir(location))
+        if n.startswith("blobstorage.") and not os.path.islink(os.path.join(location, n))
+    }
+
+
+@pytest.fixture(scope="module")
+def site_state(tmp_path_factory, egg_cache):
+    return SiteState(tmp_path_factory.mktemp("fault-site"), egg_cache / "6")
+
+
+def site_trial(state, op, syscall, fault, n, workdir):
+    script, repo_name, blob_name = SITE_OPS[op]
+    d = os.path.join(workdir, f"{syscall}-{fault}-{n}")
+    os.makedirs(d)
+    path = state.copy(d, script)
+    repo = os.path.join(d, "var", repo_name)
+    blobloc = os.path.join(d, "var", blob_name)
+    run = faultlib.inject([path], syscall, fault, n, env=faultlib.clean_env(CRB_REPOZO_NOW=T_TRIAL), cwd=d)
+    t = Trial(syscall, fault, n, run, root=d)
+    check_run(t, run)
+    live = state.live
+    tmp = os.path.join(d, "out")
+    os.mkdir(tmp)
+    mine = f"blobstorage.{stamp(T_TRIAL)}"
+    if run.returncode == 0:
+        check_recovered(t, repo, live, "after a run that exited 0", 2, tmp)
+        got = blob_backups(blobloc).get(mine)
+        if got != state.live_blobs:
+            t.violate(2, f"exit 0, but the blob backup {mine} is {'missing' if got is None else 'not the live blobs'}")
+    elif not run.fired:
+        t.violate(2, f"a run without any fault exits {run.returncode}: {run.stderr.strip()[-200:]}")
+    if not run.fired:
+        shutil.rmtree(d)
+        return t
+    valid = {e: live[:e] for e in state.ends + [len(live)]}
+    bad_after_trial = faultlib.unlisted_or_wrong(repo)
+    odd_blobs_after_trial = {n for n, s in blob_backups(blobloc).items() if s not in state.blob_states}
+    check_verify_agrees(t, repo, valid, tmp)
+    nxt = faultlib.run([path], env=faultlib.clean_env(CRB_REPOZO_NOW=T_NEXT), cwd=d)
+    after_next(t, nxt, repo, [repo, blobloc], bad_after_trial)
+    for name, s in blob_backups(blobloc).items():
+        if s not in state.blob_states:
+            left = " (left by the trial)" if name in odd_blobs_after_trial else ""
+            t.violate(3, f"after the next run: blob backup {name} holds no state the blobs ever had{left}")
+    if nxt.returncode == 0:
+        v = faultlib.ours("-V", "-r", repo)
+        if v.returncode != 0:
+            t.violate(4, "verify after the next run fails: " + v.stderr.strip()[-200:])
+        check_recovered(t, repo, live, "after the next run", 4, tmp)
+        backups = blob_backups(blobloc)
+        newest = f"blobstorage.{stamp(T_NEXT)}"
+        if backups.get(newest) != state.live_blobs:
+            t.violate(4, f"after the next run the blob backup {newest} is not the live blobs: {sorted(backups)}")
+        fulls = [n for n in faultlib.data_files(repo) if n.endswith((".fs", ".fsz"))]
+        if len(fulls) != 2 or len(backups) != 2:
+            t.violate(7, f"keep = 2, but after the next run: full backups {fulls}, blob backups {sorted(backups)}")
+    shutil.rmtree(d)
+    return t
+
+
+@pytest.mark.parametrize("op,family,fault", cases(SITE_OPS))
+def test_script_faults(op, family, fault, site_state, tmp_path, ledger):
+    def argv_for(workdir):
+        os.makedirs(workdir, exist_ok=True)
+        path = site_state.copy(workdir, SITE_OPS[op][0])
+        return [path], faultlib.clean_env(CRB_REPOZO_NOW=T_TRIAL), workdir
+
+    def trial(sc, f, n, work):
+        return site_trial(site_state, op, sc, f, n, work)
+
+    run_sweep((op, family, fault), argv_for, trial, family, fault, tmp_path, ledger)
+
+
+# --- overlapping backups -------------------------------------------------------
+
+
+ROUNDS = 4
+
+
+def one_clear_line(p):
+    lines = [ln for ln in p.stderr.strip().splitlines() if ln.strip()]
+    return len(lines) == 1 and not p.tracebacks()
+
+
+@pytest.mark.parametrize("clock", ["fixed", "real"])
+@pytest.mark.parametrize("mode", ["inc", "inc-quick"])
+def test_overlapping_backups(mode, clock, tmp_path, ledger):
+    """Two backups of one repository started at the same moment, a few
+    times over: whatever they do, the chain stays whole and recovers the
+    committed Data.fs, and a run that cannot go on says so in one line and
+    exits non-zero."""
+    case = ("overlap", mode, clock)
+    flags = ["-Q"] if mode == "inc-quick" else []
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    datafs = str(tmp_path / "Data.fs")
+    zodbgen.generate(str(tmp_path), transactions=30, blobs=False, seed=1, undos=0)
+    r = faultlib.ours("-B", "-F", "-r", repo, "-f", datafs, now=T0)
+    assert r.returncode == 0, r.stderr
+    violations = []
+    argv = [PYTHON, "-m", "collective.recipe.backup.repozo", "-B", "-r", str(repo), "-f", datafs, *flags]
+    for rnd in range(1, ROUNDS + 1):
+        # Enough new data that the two copies overlap in time.
+        zodbgen.generate(str(tmp_path), transactions=20, size="3M", blobs=False, seed=rnd + 1, undos=0)
+        live = committed(datafs)
+        if clock == "fixed":
+            envs = [faultlib.clean_env(CRB_REPOZO_NOW=T0 + 10 * rnd + k, CRB_LOCK_TIMEOUT=30) for k in (0, 1)]
+        else:
+            # Start early in a fresh second, so both runs share it.
+            time.sleep(1.02 - time.time() % 1)
+            envs = [faultlib.clean_env(CRB_LOCK_TIMEOUT=30) for _ in (0, 1)]
+        procs = [subprocess.Popen(argv, env=e, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for e in envs]
+        runs = []
+        for p in procs:
+            out, err = p.communicate(timeout=120)
+            runs.append(faultlib.Run(argv, p.returncode, out, err))
+        found = []
+        for k, p in enumerate(runs):
+            if p.tracebacks():
+                found.append(f"run {k} stderr has {p.tracebacks()}")
+            if p.returncode != 0 and not one_clear_line(p):
+                found.append(f"run {k} exits {p.returncode} without one clear line: {p.stderr.strip()[-300:]!r}")
+        gaps = faultlib.chain_gaps(str(repo))
+        if gaps:
+            ok = [k for k, p in enumerate(runs) if p.returncode == 0]
+            found.append(f"the chain has gaps {gaps} (runs exiting 0: {ok})")
+        for name, why in faultlib.unlisted_or_wrong(str(repo)).items():
+            found.append(why)
+        v = faultlib.ours("-V", "-r", repo)
+        if v.returncode != 0:
+            found.append(f"verify fails: {v.stderr.strip()[-200:]}")
+        for name, tool in (("ours", faultlib.ours), ("repozo", faultlib.theirs)):
+            p, data = faultlib.recovered(tool, str(repo), str(tmp_path / f"{name}.fs"))
+            if data is None:
+                found.append(f"{name} recover -w fails: {(p.stderr.strip().splitlines() or [''])[-1][:200]}")
+            elif data != live:
+                found.append(f"{name} recovers {len(data)} bytes, not the committed {len(live)}")
+        left = faultlib.temporaries(str(repo))
+        if left:
+            found.append(f"temporary files: {left}")
+        codes = "+".join(str(p.returncode) for p in runs)
+        outcome = f"exits-{codes}"
+        with ledger.lock:
+            ledger.outcomes[case][outcome] += 1
+            for f in found:
+                ledger.violations[case]["overlap"] += 1
+                ledger.examples.setdefault((case, f"overlap {len(ledger.examples)}"), f"round {rnd}, {outcome}: {f}")
+        violations += [f"round {rnd} ({outcome}): {f}" for f in found]
+        if found:
+            # A broken repository makes the later rounds meaningless.
+            break
+    assert not violations, "\n".join(violations)
