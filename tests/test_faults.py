@@ -13,11 +13,18 @@ ZODB, and a repository of earlier backups), and afterwards checks:
 3. no data file under a final name that its ``.dat`` does not list with
    the right size and md5, unless the next run cleans it up;
 4. the next normal run exits 0, and then verify passes and both tools
-   recover the committed Data.fs (and ``bin/backup``'s retention left its
-   ``keep`` chains and blob backups, the newest equal to the live blobs);
+   recover the committed Data.fs (for the scripts, the newest blob backup
+   is the live blobs);
 5. verify, right after the trial, fails exactly when recover fails or
    gives a state that is not one of the committed backups;
-6. no temporary file is left once the next run is done.
+6. no temporary file (``.*.tmp``, a blob backup's ``.*.partial``) is left
+   once the next run is done;
+7. (scripts) after the next run, ``keep = 2`` retention has left two full
+   backups and two blob backups: a failed run must not cost a restorable
+   pair.
+
+Trials run two at a time. ZODB's repozo runs in this process (see
+``faultlib.theirs``); everything under test runs as a subprocess.
 
 The sweep for one syscall goes N = 1, 2, ... until a run in which the
 injection no longer fires (interpreter start-up calls included). Outcomes
@@ -73,6 +80,7 @@ class Ledger:
         self.outcomes = defaultdict(Counter)
         self.violations = defaultdict(Counter)
         self.examples = {}
+        self.no_calls = set()
 
     def add(self, case, trial):
         with self.lock:
@@ -96,6 +104,8 @@ class Ledger:
                 + (("  VIOLATIONS " + " ".join(f"{k}x{v}" for k, v in sorted(bad.items()))) if bad else "")
             )
         out.append(f"  total {sum(total.values())} trials: " + " ".join(f"{k}={total[k]}" for k in sorted(total)))
+        for op, family in sorted(self.no_calls):
+            out.append(f"  {op} makes no {family} call (nothing to inject)")
         for (case, inv), example in sorted(self.examples.items()):
             out.append(f"  [{' '.join(case)}] {example}")
         return out
@@ -144,21 +154,21 @@ class Trial:
         inj = self.run.injected
         call = inj[0].split(None, 1)[-1] if inj else "?"
         if self.root:
-            call = call.replace(self.root + os.sep, "")
+            call = call.replace(self.root + os.sep, "").replace(self.root, ".")
         call = re.sub(r"\s+", " ", call)[:140]
         return f"{self.syscall}#{self.n} {self.fault} [{call}]"
 
     def violate(self, inv, what):
         if self.root:
-            what = what.replace(self.root + os.sep, "")
-        self.violations.append(f"({inv}): {self.where()}: {what}")
+            what = what.replace(self.root + os.sep, "").replace(self.root, ".")
+        self.violations.append(f"({inv}): {self.where()}: {what[:400]}")
 
 
 def clean_stderr(trial, run, label):
     marks = run.tracebacks()
     if marks:
         tail = run.stderr.strip().splitlines()[-1:] or [""]
-        trial.violate(1, f"{label} stderr has {marks}: {tail[0][:200]}")
+        trial.violate(1, f"{label} stderr has {marks}: {tail[0]}")
 
 
 # --- prepared states -----------------------------------------------------------
@@ -219,9 +229,47 @@ REPOZO_OPS = {
     "inc-z": (["-z"], "gz"),
 }
 
-#: Cases that fail on the current core (see the report in the session
-#: summary); xfail so that the suite stays runnable while they are fixed.
+#: Cases that fail on the current core, by what the trials showed; xfail
+#: (not strict) so that the suite stays runnable while the core is fixed.
+_FULL_ORPHAN = (
+    "a kill between naming the new full backup and putting its .dat in place leaves "
+    "a full backup no .dat lists, which no later run removes (3); a killed run's "
+    ".*.tmp files stay after the next run (6)"
+)
+_INC_ORPHAN = (
+    "a kill between naming the new increment and appending its .dat line leaves an "
+    "increment no .dat lists: verify passes while recover -w fails, and after the "
+    "next run our recover still fails and repozo's raises KeyError (3, 4, 5); a "
+    "killed run's .*.tmp files stay after the next run (6)"
+)
+_INC_DIR_FSYNC = (
+    "EIO on the directory fsync after the .dat append: the increment is removed but "
+    "its .dat line stays, so verify fails while recover gives the older backup, and "
+    "the next run does not repair it (4, 5)"
+)
+_SCRIPT_KILL = (
+    "as for full backups (3, 6), plus a blob backup .partial directory that stays (6) "
+    "and retention that, after a run without its blob backup, keeps 2 full backups "
+    "but 1 blob backup (7)"
+)
+_SCRIPT_EIO = (
+    "a failed blob backup step makes the next run's retention keep 2 full backups but "
+    "1 blob backup (7); EIO/ENOSPC on a log line to stderr prints a logging traceback "
+    "and exits 0 (1); EIO on the rename of the blob .partial directory leaves it (6)"
+)
 KNOWN = {}
+for _op in ("full", "full-z"):
+    for _fam in ("write", "fsync", "rename"):
+        KNOWN[(_op, _fam, "kill")] = _FULL_ORPHAN
+for _op in ("inc", "inc-z", "inc-quick", "inc-quick-z"):
+    for _fam in ("write", "fsync", "rename"):
+        KNOWN[(_op, _fam, "kill")] = _INC_ORPHAN
+    KNOWN[(_op, "fsync", "eio")] = _INC_DIR_FSYNC
+for _op in ("bin-backup", "bin-snapshotbackup"):
+    for _fam in ("write", "fsync", "rename"):
+        KNOWN[(_op, _fam, "kill")] = _SCRIPT_KILL
+    for _case in (("write", "eio"), ("write", "enospc"), ("fsync", "eio"), ("rename", "eio")):
+        KNOWN[(_op, *_case)] = _SCRIPT_EIO
 
 
 def cases(ops):
@@ -258,7 +306,7 @@ def check_recovered(trial, repo, live, label, inv, tmp):
         if name == "ours":
             clean_stderr(trial, p, f"{label} recover")
         if data is None:
-            last = (p.stderr.strip().splitlines() or [""])[-1][:200]
+            last = (p.stderr.strip().splitlines() or [""])[-1]
             trial.violate(inv, f"{label}: {name} recover -w fails: {last}")
         elif data != live:
             trial.violate(inv, f"{label}: {name} recovers {len(data)} bytes, not the committed {len(live)}")
@@ -274,12 +322,12 @@ def check_verify_agrees(trial, repo, valid, tmp):
     good = data is not None and len(data) in valid and data == valid[len(data)]
     if (v.returncode == 0) != good:
         if data is None:
-            got = "recover fails: " + (p.stderr.strip().splitlines() or [""])[-1][:160]
+            got = "recover fails: " + (p.stderr.strip().splitlines() or [""])[-1]
         elif good:
             got = f"recover gives the committed backup of {len(data)} bytes"
         else:
             got = f"recover gives {len(data)} bytes that are no committed backup"
-        verdict = "passes" if v.returncode == 0 else "fails (" + (v.stderr.strip().splitlines() or [""])[-1][:160] + ")"
+        verdict = "passes" if v.returncode == 0 else "fails (" + (v.stderr.strip().splitlines() or [""])[-1] + ")"
         trial.violate(5, f"verify {verdict} but {got}")
 
 
@@ -298,7 +346,7 @@ def repozo_trial(state, flags, syscall, fault, n, workdir):
     if run.returncode == 0:
         check_recovered(t, repo, live, "after a run that exited 0", 2, tmp)
     elif not run.fired:
-        t.violate(2, f"a run without any fault exits {run.returncode}: {run.stderr.strip()[-200:]}")
+        t.violate(2, f"a run without any fault exits {run.returncode}: {run.stderr.strip()}")
     if not run.fired:
         # The end of the sweep: a normal run, checked above.
         shutil.rmtree(d)
@@ -310,7 +358,7 @@ def repozo_trial(state, flags, syscall, fault, n, workdir):
     if nxt.returncode == 0:
         v = faultlib.ours("-V", "-r", repo)
         if v.returncode != 0:
-            t.violate(4, "verify after the next run fails: " + v.stderr.strip()[-200:])
+            t.violate(4, "verify after the next run fails: " + v.stderr.strip())
         check_recovered(t, repo, live, "after the next run", 4, tmp)
     shutil.rmtree(d)
     return t
@@ -325,7 +373,7 @@ def check_run(t, run):
 def after_next(t, nxt, repo, temp_roots, bad_after_trial):
     clean_stderr(t, nxt, "next run")
     if nxt.returncode != 0:
-        t.violate(4, f"the next normal run exits {nxt.returncode}: " + (nxt.stderr.strip().splitlines() or [""])[-1][:200])
+        t.violate(4, f"the next normal run exits {nxt.returncode}: " + (nxt.stderr.strip().splitlines() or [""])[-1])
     bad = faultlib.unlisted_or_wrong(repo)
     for name, why in sorted(bad.items()):
         left = " (left by the trial)" if name in bad_after_trial else ""
@@ -339,7 +387,8 @@ def run_sweep(case, argv_for, trial_fn, family, fault, tmp_path, ledger):
     calls = calls_of(case[0], argv_for, str(tmp_path / "count"))
     syscalls = [sc for sc in faultlib.FAMILIES[family] if calls.get(sc)]
     if not syscalls:
-        ledger.outcomes[case]["no-such-call"] += 0
+        with ledger.lock:
+            ledger.no_calls.add((case[0], family))
         pytest.skip(f"{case[0]} makes no {family} call: {calls}")
     violations = []
     for sc in syscalls:
@@ -470,7 +519,7 @@ def site_trial(state, op, syscall, fault, n, workdir):
         if got != state.live_blobs:
             t.violate(2, f"exit 0, but the blob backup {mine} is {'missing' if got is None else 'not the live blobs'}")
     elif not run.fired:
-        t.violate(2, f"a run without any fault exits {run.returncode}: {run.stderr.strip()[-200:]}")
+        t.violate(2, f"a run without any fault exits {run.returncode}: {run.stderr.strip()}")
     if not run.fired:
         shutil.rmtree(d)
         return t
@@ -487,7 +536,7 @@ def site_trial(state, op, syscall, fault, n, workdir):
     if nxt.returncode == 0:
         v = faultlib.ours("-V", "-r", repo)
         if v.returncode != 0:
-            t.violate(4, "verify after the next run fails: " + v.stderr.strip()[-200:])
+            t.violate(4, "verify after the next run fails: " + v.stderr.strip())
         check_recovered(t, repo, live, "after the next run", 4, tmp)
         backups = blob_backups(blobloc)
         newest = f"blobstorage.{stamp(T_NEXT)}"
@@ -524,7 +573,16 @@ def one_clear_line(p):
     return len(lines) == 1 and not p.tracebacks()
 
 
-@pytest.mark.parametrize("clock", ["fixed", "real"])
+_NO_LOCK = (
+    "no repository lock: two increments made from the same chain both exit 0 and "
+    "the .dat has a gap; our recover fails and repozo's recovers a Data.fs that is "
+    "no committed state"
+)
+
+
+@pytest.mark.parametrize(
+    "clock", [pytest.param("fixed", marks=pytest.mark.xfail(strict=False, reason=_NO_LOCK)), "real"]
+)
 @pytest.mark.parametrize("mode", ["inc", "inc-quick"])
 def test_overlapping_backups(mode, clock, tmp_path, ledger):
     """Two backups of one repository started at the same moment, a few
