@@ -219,14 +219,18 @@ def repozo_states(tmp_path_factory):
 # --- repozo backups ----------------------------------------------------------
 
 
-#: op name -> (repozo -B flags, prepared state)
+#: op name -> (repozo -B flags of the trial, of the next normal run,
+#: prepared state). The ``*-then-*`` ops are a full backup followed by the
+#: default run, which decides by itself between nothing, an incremental
+#: and a full backup (what ``bin/backup`` with ``full = false`` does).
 REPOZO_OPS = {
-    "full": (["-F"], "plain"),
-    "full-z": (["-F", "-z"], "gz"),
-    "inc-quick": (["-Q"], "plain"),
-    "inc-quick-z": (["-Q", "-z"], "gz"),
-    "inc": ([], "plain"),
-    "inc-z": (["-z"], "gz"),
+    "full": (["-F"], ["-F"], "plain"),
+    "full-then-inc": (["-F"], [], "plain"),
+    "full-z-then-quick": (["-F", "-z"], ["-Q", "-z"], "gz"),
+    "inc-quick": (["-Q"], ["-Q"], "plain"),
+    "inc-quick-z": (["-Q", "-z"], ["-Q", "-z"], "gz"),
+    "inc": ([], [], "plain"),
+    "inc-z": (["-z"], ["-z"], "gz"),
 }
 
 #: Cases that fail on the current core, by what the trials showed; xfail
@@ -257,10 +261,17 @@ _SCRIPT_EIO = (
     "1 blob backup (7); EIO/ENOSPC on a log line to stderr prints a logging traceback "
     "and exits 0 (1); EIO on the rename of the blob .partial directory leaves it (6)"
 )
+_FULL_ORPHAN_THEN_INC = (
+    _FULL_ORPHAN + "; and the next default run takes the unlisted full backup for the "
+    "repository, finds nothing to do and exits 0, so verify and both recovers fail "
+    "(no .dat) for good (4)"
+)
 KNOWN = {}
-for _op in ("full", "full-z"):
+for _op in ("full", "full-z-then-quick"):
     for _fam in ("write", "fsync", "rename"):
         KNOWN[(_op, _fam, "kill")] = _FULL_ORPHAN
+for _fam in ("write", "fsync", "rename"):
+    KNOWN[("full-then-inc", _fam, "kill")] = _FULL_ORPHAN_THEN_INC
 for _op in ("inc", "inc-z", "inc-quick", "inc-quick-z"):
     for _fam in ("write", "fsync", "rename"):
         KNOWN[(_op, _fam, "kill")] = _INC_ORPHAN
@@ -331,7 +342,7 @@ def check_verify_agrees(trial, repo, valid, tmp):
         trial.violate(5, f"verify {verdict} but {got}")
 
 
-def repozo_trial(state, flags, syscall, fault, n, workdir):
+def repozo_trial(state, flags, next_flags, syscall, fault, n, workdir):
     d = os.path.join(workdir, f"{syscall}-{fault}-{n}")
     shutil.copytree(state.dir, d)
     repo, datafs = os.path.join(d, "repo"), os.path.join(d, "Data.fs")
@@ -353,7 +364,7 @@ def repozo_trial(state, flags, syscall, fault, n, workdir):
         return t
     bad_after_trial = faultlib.unlisted_or_wrong(repo)
     check_verify_agrees(t, repo, valid, tmp)
-    nxt = faultlib.ours("-B", "-r", repo, "-f", datafs, *flags, now=T_NEXT)
+    nxt = faultlib.ours("-B", "-r", repo, "-f", datafs, *next_flags, now=T_NEXT)
     after_next(t, nxt, repo, [repo], bad_after_trial)
     if nxt.returncode == 0:
         v = faultlib.ours("-V", "-r", repo)
@@ -403,7 +414,7 @@ def run_sweep(case, argv_for, trial_fn, family, fault, tmp_path, ledger):
 
 @pytest.mark.parametrize("op,family,fault", cases(REPOZO_OPS))
 def test_repozo_backup_faults(op, family, fault, repozo_states, tmp_path, ledger):
-    flags, which = REPOZO_OPS[op]
+    flags, next_flags, which = REPOZO_OPS[op]
     state = repozo_states[which]
 
     def argv_for(workdir):
@@ -413,7 +424,7 @@ def test_repozo_backup_faults(op, family, fault, repozo_states, tmp_path, ledger
         return argv, faultlib.clean_env(CRB_REPOZO_NOW=T_TRIAL), None
 
     def trial(sc, f, n, work):
-        return repozo_trial(state, flags, sc, f, n, work)
+        return repozo_trial(state, flags, next_flags, sc, f, n, work)
 
     run_sweep((op, family, fault), argv_for, trial, family, fault, tmp_path, ledger)
 
