@@ -31,7 +31,6 @@ import threading
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 
-
 STRACE = shutil.which("strace")
 PYTHON = sys.executable
 REPOZO = os.path.join(os.path.dirname(sys.executable), "repozo")
@@ -115,9 +114,7 @@ class Run:
 
 
 def run(argv, env=None, cwd=None, timeout=120):
-    p = subprocess.run(
-        argv, env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout
-    )
+    p = subprocess.run(argv, env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout)
     return Run(argv, p.returncode, p.stdout, p.stderr)
 
 
@@ -141,9 +138,7 @@ def inject(argv, syscall, action, n, env=None, cwd=None, timeout=120):
             f"inject={syscall}:{ACTIONS[action]}:when={n}",
             *argv,
         ]
-        p = subprocess.run(
-            cmd, env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout
-        )
+        p = subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout)
         with open(log, errors="replace") as f:
             text = f.read()
     finally:
@@ -276,7 +271,9 @@ def chain_gaps(repo):
         if len(f) != 4:
             continue
         if prev is not None and int(f[1]) != prev:
-            gaps.append(f"{dats[-1]}: {f[0].rsplit('/', 1)[-1]} starts at {f[1]}, previous ends at {prev}")
+            gaps.append(
+                f"{dats[-1]}: {f[0].rsplit('/', 1)[-1]} starts at {f[1]}, previous ends at {prev}"
+            )
         prev = int(f[2])
     return gaps
 

@@ -51,7 +51,6 @@ from blobhelpers import state as tree_state
 from faultlib import PYTHON
 from repozo_util import stamp
 
-
 pytestmark = pytest.mark.skipif(faultlib.STRACE is None, reason="strace is not installed")
 
 T0 = 1_700_000_000
@@ -101,9 +100,16 @@ class Ledger:
             out.append(
                 f"  {' '.join(case):38} {n:4} trials  "
                 + " ".join(f"{k}={o[k]}" for k in sorted(o))
-                + (("  VIOLATIONS " + " ".join(f"{k}x{v}" for k, v in sorted(bad.items()))) if bad else "")
+                + (
+                    ("  VIOLATIONS " + " ".join(f"{k}x{v}" for k, v in sorted(bad.items())))
+                    if bad
+                    else ""
+                )
             )
-        out.append(f"  total {sum(total.values())} trials: " + " ".join(f"{k}={total[k]}" for k in sorted(total)))
+        out.append(
+            f"  total {sum(total.values())} trials: "
+            + " ".join(f"{k}={total[k]}" for k in sorted(total))
+        )
         for op, family in sorted(self.no_calls):
             out.append(f"  {op} makes no {family} call (nothing to inject)")
         for (case, inv), example in sorted(self.examples.items()):
@@ -167,8 +173,14 @@ class Trial:
 def clean_stderr(trial, run, label):
     marks = run.tracebacks()
     if marks:
-        tail = run.stderr.strip().splitlines()[-1:] or [""]
-        trial.violate(1, f"{label} stderr has {marks}: {tail[0]}")
+        # The lines that say what it was: a logging error, a panic, the
+        # exception.
+        said = [
+            ln.strip()
+            for ln in run.stderr.splitlines()
+            if "Logging error" in ln or "panicked" in ln or re.match(r"^\w+(Error|Exception)\b", ln)
+        ]
+        trial.violate(1, f"{label} stderr has {marks}: {' / '.join(said[:3])}")
 
 
 # --- prepared states -----------------------------------------------------------
@@ -187,7 +199,9 @@ class RepozoState:
         self.ends = []
         for seed, (txns, extra) in enumerate([(60, ["-F"]), (15, [])], start=1):
             zodbgen.generate(self.dir, transactions=txns, blobs=False, seed=seed, undos=1)
-            r = faultlib.ours("-B", "-r", self.repo, "-f", self.datafs, *extra, *flags, now=T0 + seed)
+            r = faultlib.ours(
+                "-B", "-r", self.repo, "-f", self.datafs, *extra, *flags, now=T0 + seed
+            )
             assert r.returncode == 0, r.stderr
             self.ends.append(fs_end(self.datafs))
         zodbgen.generate(self.dir, transactions=15, blobs=False, seed=9, undos=1)
@@ -290,7 +304,9 @@ def cases(ops):
             for fault in faults:
                 reason = KNOWN.get((op, family, fault))
                 marks = [pytest.mark.xfail(strict=False, reason=reason)] if reason else []
-                out.append(pytest.param(op, family, fault, marks=marks, id=f"{op}-{family}-{fault}"))
+                out.append(
+                    pytest.param(op, family, fault, marks=marks, id=f"{op}-{family}-{fault}")
+                )
     return out
 
 
@@ -320,7 +336,9 @@ def check_recovered(trial, repo, live, label, inv, tmp):
             last = (p.stderr.strip().splitlines() or [""])[-1]
             trial.violate(inv, f"{label}: {name} recover -w fails: {last}")
         elif data != live:
-            trial.violate(inv, f"{label}: {name} recovers {len(data)} bytes, not the committed {len(live)}")
+            trial.violate(
+                inv, f"{label}: {name} recovers {len(data)} bytes, not the committed {len(live)}"
+            )
 
 
 def check_verify_agrees(trial, repo, valid, tmp):
@@ -338,7 +356,11 @@ def check_verify_agrees(trial, repo, valid, tmp):
             got = f"recover gives the committed backup of {len(data)} bytes"
         else:
             got = f"recover gives {len(data)} bytes that are no committed backup"
-        verdict = "passes" if v.returncode == 0 else "fails (" + (v.stderr.strip().splitlines() or [""])[-1] + ")"
+        verdict = (
+            "passes"
+            if v.returncode == 0
+            else "fails (" + (v.stderr.strip().splitlines() or [""])[-1] + ")"
+        )
         trial.violate(5, f"verify {verdict} but {got}")
 
 
@@ -347,7 +369,9 @@ def repozo_trial(state, flags, next_flags, syscall, fault, n, workdir):
     shutil.copytree(state.dir, d)
     repo, datafs = os.path.join(d, "repo"), os.path.join(d, "Data.fs")
     argv = [PYTHON, "-m", "collective.recipe.backup.repozo", "-B", "-r", repo, "-f", datafs, *flags]
-    run = faultlib.inject(argv, syscall, fault, n, env=faultlib.clean_env(CRB_REPOZO_NOW=T_TRIAL), cwd=d)
+    run = faultlib.inject(
+        argv, syscall, fault, n, env=faultlib.clean_env(CRB_REPOZO_NOW=T_TRIAL), cwd=d
+    )
     t = Trial(syscall, fault, n, run, root=d)
     check_run(t, run)
     live = state.live
@@ -384,7 +408,11 @@ def check_run(t, run):
 def after_next(t, nxt, repo, temp_roots, bad_after_trial):
     clean_stderr(t, nxt, "next run")
     if nxt.returncode != 0:
-        t.violate(4, f"the next normal run exits {nxt.returncode}: " + (nxt.stderr.strip().splitlines() or [""])[-1])
+        t.violate(
+            4,
+            f"the next normal run exits {nxt.returncode}: "
+            + (nxt.stderr.strip().splitlines() or [""])[-1],
+        )
     bad = faultlib.unlisted_or_wrong(repo)
     for name, why in sorted(bad.items()):
         left = " (left by the trial)" if name in bad_after_trial else ""
@@ -405,7 +433,9 @@ def run_sweep(case, argv_for, trial_fn, family, fault, tmp_path, ledger):
     for sc in syscalls:
         work = tmp_path / sc
         work.mkdir()
-        results = faultlib.sweep(lambda n: trial_fn(sc, fault, n, str(work)), calls[sc], workers=WORKERS)
+        results = faultlib.sweep(
+            lambda n: trial_fn(sc, fault, n, str(work)), calls[sc], workers=WORKERS
+        )
         for t in results:
             ledger.add(case, t)
             violations += t.violations
@@ -420,7 +450,13 @@ def test_repozo_backup_faults(op, family, fault, repozo_states, tmp_path, ledger
     def argv_for(workdir):
         shutil.copytree(state.dir, workdir, dirs_exist_ok=True)
         argv = [PYTHON, "-m", "collective.recipe.backup.repozo", "-B"]
-        argv += ["-r", os.path.join(workdir, "repo"), "-f", os.path.join(workdir, "Data.fs"), *flags]
+        argv += [
+            "-r",
+            os.path.join(workdir, "repo"),
+            "-f",
+            os.path.join(workdir, "Data.fs"),
+            *flags,
+        ]
         return argv, faultlib.clean_env(CRB_REPOZO_NOW=T_TRIAL), None
 
     def trial(sc, f, n, work):
@@ -470,13 +506,17 @@ class SiteState:
             self.blob_states.append(blobs_of(self.fsdir))
             for script in ("backup", "snapshotbackup"):
                 now += 1
-                r = faultlib.run([b.path("bin", script)], env=faultlib.clean_env(CRB_REPOZO_NOW=now))
+                r = faultlib.run(
+                    [b.path("bin", script)], env=faultlib.clean_env(CRB_REPOZO_NOW=now)
+                )
                 assert r.returncode == 0, r.stderr
         zodbgen.generate(self.fsdir, transactions=8, seed=3, undos=1)
         self.live = committed(os.path.join(self.fsdir, "Data.fs"))
         self.live_blobs = blobs_of(self.fsdir)
         self.blob_states.append(self.live_blobs)
-        self.scripts = {n: faultlib.read(b.path("bin", n)).decode() for n in ("backup", "snapshotbackup")}
+        self.scripts = {
+            n: faultlib.read(b.path("bin", n)).decode() for n in ("backup", "snapshotbackup")
+        }
 
     def copy(self, d, script):
         """A copy of the site's ``var`` in ``d`` and the script pointed at
@@ -517,7 +557,9 @@ def site_trial(state, op, syscall, fault, n, workdir):
     path = state.copy(d, script)
     repo = os.path.join(d, "var", repo_name)
     blobloc = os.path.join(d, "var", blob_name)
-    run = faultlib.inject([path], syscall, fault, n, env=faultlib.clean_env(CRB_REPOZO_NOW=T_TRIAL), cwd=d)
+    run = faultlib.inject(
+        [path], syscall, fault, n, env=faultlib.clean_env(CRB_REPOZO_NOW=T_TRIAL), cwd=d
+    )
     t = Trial(syscall, fault, n, run, root=d)
     check_run(t, run)
     live = state.live
@@ -528,7 +570,10 @@ def site_trial(state, op, syscall, fault, n, workdir):
         check_recovered(t, repo, live, "after a run that exited 0", 2, tmp)
         got = blob_backups(blobloc).get(mine)
         if got != state.live_blobs:
-            t.violate(2, f"exit 0, but the blob backup {mine} is {'missing' if got is None else 'not the live blobs'}")
+            t.violate(
+                2,
+                f"exit 0, but the blob backup {mine} is {'missing' if got is None else 'not the live blobs'}",
+            )
     elif not run.fired:
         t.violate(2, f"a run without any fault exits {run.returncode}: {run.stderr.strip()}")
     if not run.fired:
@@ -536,14 +581,18 @@ def site_trial(state, op, syscall, fault, n, workdir):
         return t
     valid = {e: live[:e] for e in state.ends + [len(live)]}
     bad_after_trial = faultlib.unlisted_or_wrong(repo)
-    odd_blobs_after_trial = {n for n, s in blob_backups(blobloc).items() if s not in state.blob_states}
+    odd_blobs_after_trial = {
+        n for n, s in blob_backups(blobloc).items() if s not in state.blob_states
+    }
     check_verify_agrees(t, repo, valid, tmp)
     nxt = faultlib.run([path], env=faultlib.clean_env(CRB_REPOZO_NOW=T_NEXT), cwd=d)
     after_next(t, nxt, repo, [repo, blobloc], bad_after_trial)
     for name, s in blob_backups(blobloc).items():
         if s not in state.blob_states:
             left = " (left by the trial)" if name in odd_blobs_after_trial else ""
-            t.violate(3, f"after the next run: blob backup {name} holds no state the blobs ever had{left}")
+            t.violate(
+                3, f"after the next run: blob backup {name} holds no state the blobs ever had{left}"
+            )
     if nxt.returncode == 0:
         v = faultlib.ours("-V", "-r", repo)
         if v.returncode != 0:
@@ -552,10 +601,16 @@ def site_trial(state, op, syscall, fault, n, workdir):
         backups = blob_backups(blobloc)
         newest = f"blobstorage.{stamp(T_NEXT)}"
         if backups.get(newest) != state.live_blobs:
-            t.violate(4, f"after the next run the blob backup {newest} is not the live blobs: {sorted(backups)}")
+            t.violate(
+                4,
+                f"after the next run the blob backup {newest} is not the live blobs: {sorted(backups)}",
+            )
         fulls = [n for n in faultlib.data_files(repo) if n.endswith((".fs", ".fsz"))]
         if len(fulls) != 2 or len(backups) != 2:
-            t.violate(7, f"keep = 2, but after the next run: full backups {fulls}, blob backups {sorted(backups)}")
+            t.violate(
+                7,
+                f"keep = 2, but after the next run: full backups {fulls}, blob backups {sorted(backups)}",
+            )
     shutil.rmtree(d)
     return t
 
@@ -609,18 +664,36 @@ def test_overlapping_backups(mode, clock, tmp_path, ledger):
     r = faultlib.ours("-B", "-F", "-r", repo, "-f", datafs, now=T0)
     assert r.returncode == 0, r.stderr
     violations = []
-    argv = [PYTHON, "-m", "collective.recipe.backup.repozo", "-B", "-r", str(repo), "-f", datafs, *flags]
+    argv = [
+        PYTHON,
+        "-m",
+        "collective.recipe.backup.repozo",
+        "-B",
+        "-r",
+        str(repo),
+        "-f",
+        datafs,
+        *flags,
+    ]
     for rnd in range(1, ROUNDS + 1):
         # Enough new data that the two copies overlap in time.
-        zodbgen.generate(str(tmp_path), transactions=20, size="3M", blobs=False, seed=rnd + 1, undos=0)
+        zodbgen.generate(
+            str(tmp_path), transactions=20, size="3M", blobs=False, seed=rnd + 1, undos=0
+        )
         live = committed(datafs)
         if clock == "fixed":
-            envs = [faultlib.clean_env(CRB_REPOZO_NOW=T0 + 10 * rnd + k, CRB_LOCK_TIMEOUT=30) for k in (0, 1)]
+            envs = [
+                faultlib.clean_env(CRB_REPOZO_NOW=T0 + 10 * rnd + k, CRB_LOCK_TIMEOUT=30)
+                for k in (0, 1)
+            ]
         else:
             # Start early in a fresh second, so both runs share it.
             time.sleep(1.02 - time.time() % 1)
             envs = [faultlib.clean_env(CRB_LOCK_TIMEOUT=30) for _ in (0, 1)]
-        procs = [subprocess.Popen(argv, env=e, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for e in envs]
+        procs = [
+            subprocess.Popen(argv, env=e, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            for e in envs
+        ]
         runs = []
         for p in procs:
             out, err = p.communicate(timeout=120)
@@ -630,7 +703,9 @@ def test_overlapping_backups(mode, clock, tmp_path, ledger):
             if p.tracebacks():
                 found.append(f"run {k} stderr has {p.tracebacks()}")
             if p.returncode != 0 and not one_clear_line(p):
-                found.append(f"run {k} exits {p.returncode} without one clear line: {p.stderr.strip()[-300:]!r}")
+                found.append(
+                    f"run {k} exits {p.returncode} without one clear line: {p.stderr.strip()[-300:]!r}"
+                )
         gaps = faultlib.chain_gaps(str(repo))
         if gaps:
             ok = [k for k, p in enumerate(runs) if p.returncode == 0]
@@ -643,7 +718,9 @@ def test_overlapping_backups(mode, clock, tmp_path, ledger):
         for name, tool in (("ours", faultlib.ours), ("repozo", faultlib.theirs)):
             p, data = faultlib.recovered(tool, str(repo), str(tmp_path / f"{name}.fs"))
             if data is None:
-                found.append(f"{name} recover -w fails: {(p.stderr.strip().splitlines() or [''])[-1][:200]}")
+                found.append(
+                    f"{name} recover -w fails: {(p.stderr.strip().splitlines() or [''])[-1][:200]}"
+                )
             elif data != live:
                 found.append(f"{name} recovers {len(data)} bytes, not the committed {len(live)}")
         left = faultlib.temporaries(str(repo))
@@ -655,7 +732,9 @@ def test_overlapping_backups(mode, clock, tmp_path, ledger):
             ledger.outcomes[case][outcome] += 1
             for f in found:
                 ledger.violations[case]["overlap"] += 1
-                ledger.examples.setdefault((case, f"overlap {len(ledger.examples)}"), f"round {rnd}, {outcome}: {f}")
+                ledger.examples.setdefault(
+                    (case, f"overlap {len(ledger.examples)}"), f"round {rnd}, {outcome}: {f}"
+                )
         violations += [f"round {rnd} ({outcome}): {f}" for f in found]
         if found:
             # A broken repository makes the later rounds meaningless.
