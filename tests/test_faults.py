@@ -230,6 +230,44 @@ def repozo_states(tmp_path_factory):
     return {"plain": RepozoState(root / "plain", False), "gz": RepozoState(root / "gz", True)}
 
 
+# --- the checks themselves ------------------------------------------------------
+
+
+def test_checks_see_damage(repozo_states, tmp_path):
+    """The helpers the trials rely on report what they are there to report:
+    an injection that fired (error and kill), an unlisted or altered data
+    file, a gap in the chain, a temporary file."""
+    probe = [PYTHON, "-c", "import os; os.write(1, b'x'); os.write(1, b'y')"]
+    r = faultlib.inject(probe, "write", "eio", 2, env=faultlib.clean_env())
+    assert r.fired and not r.killed and r.returncode == 1 and "(INJECTED)" in r.injected[0]
+    r = faultlib.inject(probe, "write", "kill", 2, env=faultlib.clean_env())
+    assert r.fired and r.killed and r.returncode == -9 and r.injected
+    r = faultlib.inject(probe, "write", "kill", 3, env=faultlib.clean_env())
+    assert not r.fired and r.returncode == 0 and r.stdout == "xy"
+
+    d = str(tmp_path / "copy")
+    shutil.copytree(repozo_states["plain"].dir, d)
+    repo = os.path.join(d, "repo")
+    assert faultlib.unlisted_or_wrong(repo) == {}
+    assert faultlib.chain_gaps(repo) == []
+    assert faultlib.temporaries(repo) == []
+    full, delta = faultlib.data_files(repo)
+    with open(os.path.join(repo, delta), "ab") as f:
+        f.write(b"more")
+    shutil.copy(os.path.join(repo, full), os.path.join(repo, "2023-11-14-22-20-00.deltafs"))
+    open(os.path.join(repo, ".2023-11-14-22-20-00.fs.abc123.tmp"), "w").close()
+    bad = faultlib.unlisted_or_wrong(repo)
+    assert sorted(bad) == [delta, "2023-11-14-22-20-00.deltafs"], bad
+    assert faultlib.temporaries(repo) == [".2023-11-14-22-20-00.fs.abc123.tmp"]
+    (dat,) = [n for n in os.listdir(repo) if n.endswith(".dat")]
+    lines = faultlib.read(os.path.join(repo, dat)).decode().splitlines()
+    dest, start, end, md5 = lines[1].split()
+    lines[1] = f"{dest} {int(start) + 1} {end} {md5}"
+    with open(os.path.join(repo, dat), "w") as f:
+        f.write("\n".join(lines) + "\n")
+    assert len(faultlib.chain_gaps(repo)) == 1
+
+
 # --- repozo backups ----------------------------------------------------------
 
 
