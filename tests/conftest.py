@@ -11,7 +11,6 @@ import sys
 
 import pytest
 
-
 HERE = os.path.dirname(os.path.abspath(__file__))
 if HERE not in sys.path:
     sys.path.insert(0, HERE)
@@ -42,7 +41,6 @@ def make_storage(tmp_path):
 
 import subprocess  # noqa: E402
 import textwrap  # noqa: E402
-
 
 REPO = os.path.dirname(HERE)
 DIST = os.path.join(REPO, "dist")
@@ -91,8 +89,7 @@ class BuildoutRun:
         self.buildout = _buildout_executable(major)
 
     def write(self, parts, body, extra=""):
-        header = textwrap.dedent(
-            f"""\
+        header = textwrap.dedent(f"""\
             [buildout]
             parts = {parts}
             newest = false
@@ -103,8 +100,7 @@ class BuildoutRun:
             [versions]
             collective.recipe.backup = {RECIPE_VERSION}
 
-            """
-        )
+            """)
         with open(os.path.join(self.dir, "buildout.cfg"), "w") as f:
             f.write(header + textwrap.dedent(body))
 

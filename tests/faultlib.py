@@ -146,6 +146,23 @@ def inject(argv, syscall, action, n, env=None, cwd=None, timeout=120):
     return Run(argv, p.returncode, p.stdout, p.stderr, text)
 
 
+def stalled(argv, syscall, usecs):
+    """``argv`` under strace, held for ``usecs`` on entering its first
+    ``syscall`` (in any thread), otherwise untouched."""
+    return [
+        STRACE,
+        "-f",
+        "-qq",
+        "-o",
+        "/dev/null",
+        "-e",
+        f"trace={syscall}",
+        "-e",
+        f"inject={syscall}:delay_enter={usecs}:when=1",
+        *argv,
+    ]
+
+
 def count_calls(argv, env=None, cwd=None):
     """Calls of each traced syscall in one clean run (all tasks), and the
     run."""

@@ -8,7 +8,6 @@ import pytest
 
 from collective.recipe.backup import blobs
 
-
 T = ["2026-01-0%d-00-00-00" % d for d in range(1, 6)]
 NOW = "2026-02-01-00-00-00"
 DAY = 86400
@@ -35,7 +34,9 @@ def test_orphan_rule_follows_the_oldest_full_fs_backup(tmp_path):
     assert [n for n, _ in plan["remove"]] == [f"blobstorage.{T[1]}", f"blobstorage.{T[0]}"]
     assert plan["remove"][0][1] == f"older than the oldest full filestorage backup {T[2]}"
     assert plan["removed_backups"] == 2
-    assert sorted(os.listdir(loc)) == sorted(["blobstorage.x", "foo", *[f"blobstorage.{t}" for t in T[2:]], "latest"])
+    assert sorted(os.listdir(loc)) == sorted(
+        ["blobstorage.x", "foo", *[f"blobstorage.{t}" for t in T[2:]], "latest"]
+    )
     assert os.readlink(loc / "latest") == f"blobstorage.{T[4]}"
 
 

@@ -685,14 +685,25 @@ _NO_LOCK = (
 
 
 @pytest.mark.parametrize(
-    "clock", [pytest.param("fixed", marks=pytest.mark.xfail(strict=False, reason=_NO_LOCK)), "real"]
+    "clock",
+    [
+        pytest.param("fixed", marks=pytest.mark.xfail(strict=False, reason=_NO_LOCK)),
+        pytest.param("fixed-stalled", marks=pytest.mark.xfail(strict=False, reason=_NO_LOCK)),
+        "real",
+    ],
 )
 @pytest.mark.parametrize("mode", ["inc", "inc-quick"])
 def test_overlapping_backups(mode, clock, tmp_path, ledger):
     """Two backups of one repository started at the same moment, a few
     times over: whatever they do, the chain stays whole and recovers the
     committed Data.fs, and a run that cannot go on says so in one line and
-    exits non-zero."""
+    exits non-zero.
+
+    ``fixed``: clocks one second apart; ``real``: both on the real clock,
+    started early in the same second; ``fixed-stalled``: as ``fixed``, but
+    the first run is held for half a second on entering its first
+    ``renameat2`` (naming its data file), so that the two overlap every
+    time rather than when the scheduler happens to let them."""
     case = ("overlap", mode, clock)
     flags = ["-Q"] if mode == "inc-quick" else []
     repo = tmp_path / "repo"
@@ -719,7 +730,7 @@ def test_overlapping_backups(mode, clock, tmp_path, ledger):
             str(tmp_path), transactions=20, size="3M", blobs=False, seed=rnd + 1, undos=0
         )
         live = committed(datafs)
-        if clock == "fixed":
+        if clock.startswith("fixed"):
             envs = [
                 faultlib.clean_env(CRB_REPOZO_NOW=T0 + 10 * rnd + k, CRB_LOCK_TIMEOUT=30)
                 for k in (0, 1)
@@ -728,9 +739,12 @@ def test_overlapping_backups(mode, clock, tmp_path, ledger):
             # Start early in a fresh second, so both runs share it.
             time.sleep(1.02 - time.time() % 1)
             envs = [faultlib.clean_env(CRB_LOCK_TIMEOUT=30) for _ in (0, 1)]
+        argvs = [argv, argv]
+        if clock == "fixed-stalled":
+            argvs[0] = faultlib.stalled(argv, "renameat2", 500_000)
         procs = [
-            subprocess.Popen(argv, env=e, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-            for e in envs
+            subprocess.Popen(a, env=e, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            for a, e in zip(argvs, envs)
         ]
         runs = []
         for p in procs:

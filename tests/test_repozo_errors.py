@@ -37,7 +37,9 @@ def chain(db, tmp_path):
         z = ["-z"] if gz else []
         for i in range(3):
             if i:
-                zodbgen.generate(os.path.dirname(db["path"]), transactions=5, undos=0, blobs=False, seed=i)
+                zodbgen.generate(
+                    os.path.dirname(db["path"]), transactions=5, undos=0, blobs=False, seed=i
+                )
             ok(ours("-B", *z, "-r", "repo", "-f", db["path"], now=at(i), cwd=tmp_path))
         return repo
 
@@ -61,7 +63,13 @@ def same(*args, cwd, now=None, expected=None):
 
 @pytest.mark.parametrize("mode", [["-B", "-f", "db/Data.fs"], ["-R", "-o", "out.fs"], ["-V"]])
 def test_missing_repository(db, tmp_path, mode):
-    same(*mode, "-r", "nonexist", cwd=tmp_path, expected="[Errno 2] No such file or directory: 'nonexist'")
+    same(
+        *mode,
+        "-r",
+        "nonexist",
+        cwd=tmp_path,
+        expected="[Errno 2] No such file or directory: 'nonexist'",
+    )
 
 
 def test_missing_datafs(tmp_path):
@@ -73,7 +81,14 @@ def test_recover_no_files(tmp_path):
     (tmp_path / "repo").mkdir()
     same("-R", "-r", "repo", "-o", "out.fs", cwd=tmp_path, expected="No files in repository")
     same(
-        "-R", "-r", "repo", "-o", "out.fs", "-D", "2024-01-01", cwd=tmp_path,
+        "-R",
+        "-r",
+        "repo",
+        "-o",
+        "out.fs",
+        "-D",
+        "2024-01-01",
+        cwd=tmp_path,
         expected="No files in repository before 2024-01-01",
     )
     assert listing(tmp_path / "repo") == []
@@ -93,7 +108,15 @@ def test_would_overwrite(db, tmp_path, gz):
     before = {n: read(tmp_path / "repo" / n) for n in listing(tmp_path / "repo")}
     ext = ".fsz" if gz else ".fs"
     same(
-        "-B", "-F", *z, "-r", "repo", "-f", db["path"], cwd=tmp_path, now=at(0),
+        "-B",
+        "-F",
+        *z,
+        "-r",
+        "repo",
+        "-f",
+        db["path"],
+        cwd=tmp_path,
+        now=at(0),
         expected=f"Cannot overwrite existing file: repo/{stamp(at(0))}{ext}",
     )
     # Nothing written, nothing left behind (repozo rewrote the .index).
@@ -156,7 +179,10 @@ def test_verify_missing_dat_like_repozo(chain, tmp_path):
     repo = chain()
     (repo / f"{stamp(at(0))}.dat").unlink()
     same(
-        "-V", "-r", "repo", cwd=tmp_path,
+        "-V",
+        "-r",
+        "repo",
+        cwd=tmp_path,
         expected=f"[Errno 2] No such file or directory: 'repo/{stamp(at(0))}.dat'",
     )
 
@@ -168,7 +194,10 @@ def test_empty_datafs_is_one_line(tmp_path):
     (tmp_path / "repo").mkdir()
     (tmp_path / "Data.fs").write_bytes(b"")
     proc = ours("-B", "-r", "repo", "-f", "Data.fs", cwd=tmp_path, now=at(0))
-    assert (proc.returncode, proc.stderr) == (1, "Data.fs: file is empty (0 bytes), not a FileStorage\n")
+    assert (proc.returncode, proc.stderr) == (
+        1,
+        "Data.fs: file is empty (0 bytes), not a FileStorage\n",
+    )
     assert listing(tmp_path / "repo") == []
     # repozo: AssertionError traceback, and litter in the repository.
     t = theirs("-B", "-r", "repo", "-f", "Data.fs", cwd=tmp_path, now=at(0))
@@ -179,7 +208,11 @@ def test_bad_magic_is_one_line(tmp_path):
     (tmp_path / "repo").mkdir()
     (tmp_path / "Data.fs").write_bytes(b"FS21" + b"\0" * 100)
     proc = ours("-B", "-r", "repo", "-f", "Data.fs", cwd=tmp_path, now=at(0))
-    assert proc.returncode == 1 and proc.stderr.startswith("Data.fs: ") and proc.stderr.count("\n") == 1
+    assert (
+        proc.returncode == 1
+        and proc.stderr.startswith("Data.fs: ")
+        and proc.stderr.count("\n") == 1
+    )
     assert listing(tmp_path / "repo") == []
 
 
@@ -202,7 +235,10 @@ def test_truncated_gzip(chain, tmp_path, mode):
     (tmp_path / "out.fs").write_bytes(b"old database")
     args = ["-V"] if mode == "verify" else ["-R", "-o", "out.fs"]
     proc = ours(*args, "-r", "repo", cwd=tmp_path)
-    assert (proc.returncode, proc.stderr) == (1, f"repo/{victim.name} cannot be decompressed: truncated gzip file\n")
+    assert (proc.returncode, proc.stderr) == (
+        1,
+        f"repo/{victim.name} cannot be decompressed: truncated gzip file\n",
+    )
     assert read(tmp_path / "out.fs") == b"old database"
     assert not (tmp_path / "out.fs.part").exists()
     # repozo: EOFError traceback.
@@ -282,11 +318,18 @@ def test_no_temp_files_after_success_or_failure(db, tmp_path):
     (tmp_path / "repo").mkdir()
     ok(ours("-B", "-z", "-r", "repo", "-f", db["path"], now=at(0), cwd=tmp_path))
     # Refused before anything is written (same second).
-    assert ours("-B", "-F", "-z", "-r", "repo", "-f", db["path"], now=at(0), cwd=tmp_path).returncode == 1
+    assert (
+        ours("-B", "-F", "-z", "-r", "repo", "-f", db["path"], now=at(0), cwd=tmp_path).returncode
+        == 1
+    )
     # Failing late, after the data file and index were written under
     # temporary names: its .dat cannot be created (a directory has its name).
     os.mkdir(tmp_path / "repo" / f"{stamp(at(1))}.dat")
     p = ours("-B", "-F", "-z", "-r", "repo", "-f", db["path"], now=at(1), cwd=tmp_path)
     assert p.returncode == 1 and p.stderr.count("\n") == 1
     assert not [n for n in listing(tmp_path / "repo") if n.startswith(".") or n == "tmp.tmp"]
-    assert not [n for n in listing(tmp_path / "repo") if n.startswith(stamp(at(1))) and not n.endswith(".dat")]
+    assert not [
+        n
+        for n in listing(tmp_path / "repo")
+        if n.startswith(stamp(at(1))) and not n.endswith(".dat")
+    ]

@@ -24,7 +24,6 @@ from blobhelpers import shared
 from blobhelpers import state
 from seed_example import SEED_EXAMPLE_OPTIONS
 
-
 REPOZO = os.path.join(os.path.dirname(sys.executable), "repozo")
 REPOZO_AT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "repozo_at.py")
 #: 2026-01-01 00:00:00 UTC: the sites' clocks start here, in the past, so
@@ -143,8 +142,7 @@ def test_backup_change_backup_restore_first_date(site, tmp_path):
         f"INFO: Created {var}/backups",
         f"INFO: Please wait while backing up database file: {datafs} to {var}/backups",
         f"INFO: Created {var}/blobstoragebackups",
-        "INFO: Please wait while backing up blobs from "
-        f"{blobdir} to {var}/blobstoragebackups",
+        "INFO: Please wait while backing up blobs from " f"{blobdir} to {var}/blobstoragebackups",
         f"INFO: Creating symlink from latest to blobstorage.{ts1}",
     ]
     assert ls(site.path("backups")) == [f"{ts1}.dat", f"{ts1}.fsz", f"{ts1}.index"]
@@ -182,8 +180,7 @@ def test_backup_change_backup_restore_first_date(site, tmp_path):
     p = site.ok("restore", "-n", ts1)
     assert p.lines == [
         f"INFO: Date restriction: restoring state at {ts1}.",
-        "INFO: Please wait while restoring database file: "
-        f"{var}/backups to {datafs}",
+        "INFO: Please wait while restoring database file: " f"{var}/backups to {datafs}",
         f"INFO: Restoring blobs from {var}/blobstoragebackups to {blobdir}",
     ]
     assert read(datafs) == first_bytes
@@ -193,9 +190,7 @@ def test_backup_change_backup_restore_first_date(site, tmp_path):
     assert mode(blobdir) == mode(
         site.path("blobstoragebackups", f"blobstorage.{ts1}", "blobstorage")
     )
-    assert not shared(
-        blobdir, site.path("blobstoragebackups", f"blobstorage.{ts1}", "blobstorage")
-    )
+    assert not shared(blobdir, site.path("blobstoragebackups", f"blobstorage.{ts1}", "blobstorage"))
     ref = repozo_recover(site.path("backups"), str(tmp_path / "ref.fs"), ts1)
     assert ref == first_bytes
     assert read(datafs + ".index") == read(site.path("backups", f"{ts1}.index"))
@@ -217,7 +212,17 @@ def test_repozo_made_repository_restores_with_bin_restore(sample_buildout, tmp_p
 
     def repozo(*args):
         subprocess.run(
-            [sys.executable, REPOZO_AT, str(site.tick()), "-B", "-f", site.datafs, "-r", repo, *args],
+            [
+                sys.executable,
+                REPOZO_AT,
+                str(site.tick()),
+                "-B",
+                "-f",
+                site.datafs,
+                "-r",
+                repo,
+                *args,
+            ],
             check=True,
             capture_output=True,
         )
@@ -341,8 +346,7 @@ def test_additional_filestorages_end_to_end(sample_buildout):
     catalog = b.path("var", "catalog")
     site = Site(
         b,
-        "additional_filestorages =\n"
-        f"    catalog {catalog}/Data.fs {catalog}/blobstorage\n",
+        "additional_filestorages =\n" f"    catalog {catalog}/Data.fs {catalog}/blobstorage\n",
     )
     first = site.change()
     first_catalog = site.change(directory=catalog)
@@ -353,8 +357,7 @@ def test_additional_filestorages_end_to_end(sample_buildout):
     assert waits == [
         "INFO: Please wait while backing up database file: "
         f"{catalog}/Data.fs to {var}/backups_catalog",
-        "INFO: Please wait while backing up database file: "
-        f"{site.datafs} to {var}/backups",
+        "INFO: Please wait while backing up database file: " f"{site.datafs} to {var}/backups",
         "INFO: Please wait while backing up blobs from "
         f"{catalog}/blobstorage to {var}/blobstoragebackups_catalog",
         "INFO: Please wait while backing up blobs from "
@@ -374,8 +377,7 @@ def test_additional_filestorages_end_to_end(sample_buildout):
     assert restoring == [
         "INFO: Please wait while restoring database file: "
         f"{var}/backups_catalog to {catalog}/Data.fs",
-        "INFO: Please wait while restoring database file: "
-        f"{var}/backups to {site.datafs}",
+        "INFO: Please wait while restoring database file: " f"{var}/backups to {site.datafs}",
     ]
     assert site.state() == first
     assert site.state(catalog) == first_catalog
@@ -398,9 +400,7 @@ def test_failed_blob_check_changes_nothing(site):
     shutil.rmtree(site.path("blobstoragebackups"))
     p = site.run("restore", "-n")
     assert p.returncode == 1
-    assert p.lines[-1] == (
-        f"ERROR: There are no backups in {site.var}/blobstoragebackups."
-    )
+    assert p.lines[-1] == (f"ERROR: There are no backups in {site.var}/blobstoragebackups.")
     assert site.state() == now
 
 
@@ -473,16 +473,12 @@ def test_seed_example_configuration_end_to_end(sample_buildout, tmp_path):
     for _ in range(4):
         states.append(site.change(transactions=4))
         p = site.ok("backup")
-        assert p.stdout == (
-            "Can I have a backup?\nThanks a lot for the backup.\nWe are done.\n"
-        )
+        assert p.stdout == ("Can I have a backup?\nThanks a lot for the backup.\nWe are done.\n")
     # full = true and keep = 3: three plain full backups, no incrementals.
     fulls = stamps(repo, ".fs")
     assert len(fulls) == 3
     assert not [n for n in ls(repo) if n.endswith(("z", ".deltafs"))]
-    assert ls(site.path("blobstoragebackups")) == [
-        f"blobstorage.{ts}" for ts in fulls
-    ] + ["latest"]
+    assert ls(site.path("blobstoragebackups")) == [f"blobstorage.{ts}" for ts in fulls] + ["latest"]
     # debug: times on every record, and the engine's lines.
     records = [line for line in p.lines if " INFO: " in line]
     assert records and all(line[:4].isdigit() for line in records), p.lines
@@ -562,9 +558,7 @@ def test_only_blobs(sample_buildout):
 def test_numbered_copies_without_rsync(sample_buildout):
     """blob_timestamps = false and use_rsync = false: rotated .0/.1
     directories holding independent copies."""
-    site = Site(
-        sample_buildout, "blob_timestamps = false\nuse_rsync = false\n", real_clock=True
-    )
+    site = Site(sample_buildout, "blob_timestamps = false\nuse_rsync = false\n", real_clock=True)
     site.change()
     site.ok("backup")
     site.pause()
@@ -588,9 +582,7 @@ def test_first_copy_hard_linked_to_the_live_blobs(sample_buildout):
     site.change()
     site.ok("backup")
     (backup,) = [n for n in ls(site.path("blobstoragebackups")) if n != "latest"]
-    linked = shared(
-        site.blobdir, site.path("blobstoragebackups", backup, "blobstorage")
-    )
+    linked = shared(site.blobdir, site.path("blobstoragebackups", backup, "blobstorage"))
     assert linked and all(n.endswith(".blob") or n == ".layout" for n in linked)
 
 
@@ -660,9 +652,7 @@ def test_altrestore_to_a_future_date(sample_buildout):
     site.ok("backup")
     # Production's backups, copied to this machine.
     shutil.copytree(site.path("backups"), site.path("prod"))
-    shutil.copytree(
-        site.path("blobstoragebackups"), site.path("prod-blobs"), symlinks=True
-    )
+    shutil.copytree(site.path("blobstoragebackups"), site.path("prod-blobs"), symlinks=True)
     site.change()
     site.ok("backup")
     site.ok("altrestore", "-n", "2999-12-31")
