@@ -701,9 +701,9 @@ def test_overlapping_backups(mode, clock, tmp_path, ledger):
 
     ``fixed``: clocks one second apart; ``real``: both on the real clock,
     started early in the same second; ``fixed-stalled``: as ``fixed``, but
-    the first run is held for half a second on entering its first
-    ``renameat2`` (naming its data file), so that the two overlap every
-    time rather than when the scheduler happens to let them."""
+    each run is held for 0.7 s on entering its first ``renameat2`` (naming
+    its data file, after it has read the repository and decided), so that
+    the two overlap every time rather than when the scheduler lets them."""
     case = ("overlap", mode, clock)
     flags = ["-Q"] if mode == "inc-quick" else []
     repo = tmp_path / "repo"
@@ -741,7 +741,7 @@ def test_overlapping_backups(mode, clock, tmp_path, ledger):
             envs = [faultlib.clean_env(CRB_LOCK_TIMEOUT=30) for _ in (0, 1)]
         argvs = [argv, argv]
         if clock == "fixed-stalled":
-            argvs[0] = faultlib.stalled(argv, "renameat2", 500_000)
+            argvs = [faultlib.stalled(argv, "renameat2", 700_000)] * 2
         procs = [
             subprocess.Popen(a, env=e, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
             for a, e in zip(argvs, envs)
