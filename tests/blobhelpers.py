@@ -122,7 +122,13 @@ def rsync_backup(blobdir, dest, prev=None, exclude_transient=True):
 def rsync_restore(backup_dir, blobdir):
     """6.0's directory restore: mirror <backup>/<base> onto the parent."""
     base = os.path.basename(os.path.normpath(blobdir))
-    run("rsync", "-a", "--delete", os.path.join(backup_dir, base), os.path.dirname(os.path.normpath(blobdir)))
+    run(
+        "rsync",
+        "-a",
+        "--delete",
+        os.path.join(backup_dir, base),
+        os.path.dirname(os.path.normpath(blobdir)),
+    )
 
 
 def tar_backup(blobdir, dest, compress=False, snar=None):

@@ -11,7 +11,6 @@ import sys
 
 import pytest
 
-
 HERE = os.path.dirname(os.path.abspath(__file__))
 if HERE not in sys.path:
     sys.path.insert(0, HERE)
@@ -108,7 +107,6 @@ def chain(db, tmp_path):
 import subprocess  # noqa: E402
 import textwrap  # noqa: E402
 
-
 REPO = os.path.dirname(HERE)
 DIST = os.path.join(REPO, "dist")
 RECIPE_VERSION = "7.0.0a1"
@@ -156,8 +154,7 @@ class BuildoutRun:
         self.buildout = _buildout_executable(major)
 
     def write(self, parts, body, extra=""):
-        header = textwrap.dedent(
-            f"""\
+        header = textwrap.dedent(f"""\
             [buildout]
             parts = {parts}
             newest = false
@@ -168,8 +165,7 @@ class BuildoutRun:
             [versions]
             collective.recipe.backup = {RECIPE_VERSION}
 
-            """
-        )
+            """)
         with open(os.path.join(self.dir, "buildout.cfg"), "w") as f:
             f.write(header + textwrap.dedent(body))
 

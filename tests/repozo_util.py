@@ -12,7 +12,6 @@ import subprocess
 import sys
 import time
 
-
 HERE = os.path.dirname(os.path.abspath(__file__))
 PYTHON = sys.executable
 REPOZO = os.path.join(os.path.dirname(sys.executable), "repozo")

@@ -17,7 +17,6 @@ from blobhelpers import tar_restore
 from collective.recipe.backup import blobs
 from repozo_util import listing
 
-
 T1 = "2026-01-01-00-00-00"
 T2 = "2026-01-02-00-00-00"
 T3 = "2026-01-03-00-00-00"
@@ -36,8 +35,12 @@ def live(tmp_path):
 
 def step(live, n):
     """Change the tree: add blobs, delete a blob file and a whole oid dir."""
-    add_blob(live, 500 + n, 0x03E0000000010000 + n, f"blob {n}".encode() * 50, mtime=1_700_100_000 + n)
-    oid_dir = os.path.join(live, "0x00", "0x00", "0x00", "0x00", "0x00", "0x00", "0x00", f"0x{n + 1:02x}")
+    add_blob(
+        live, 500 + n, 0x03E0000000010000 + n, f"blob {n}".encode() * 50, mtime=1_700_100_000 + n
+    )
+    oid_dir = os.path.join(
+        live, "0x00", "0x00", "0x00", "0x00", "0x00", "0x00", "0x00", f"0x{n + 1:02x}"
+    )
     shutil.rmtree(oid_dir)
     age_dirs(live, 1_760_000_000 + n * 1000)
 
@@ -105,9 +108,17 @@ def test_incremental_chain_roundtrips_with_gnu_tar(tmp_path, live):
         f"blobstorage.{T3}.delta.tar",
     ]
     # A delta holds only the new files (and every directory).
-    delta_files = [n for n in run("tar", "tf", loc / f"blobstorage.{T3}.delta.tar").stdout.splitlines() if not n.endswith("/")]
+    delta_files = [
+        n
+        for n in run("tar", "tf", loc / f"blobstorage.{T3}.delta.tar").stdout.splitlines()
+        if not n.endswith("/")
+    ]
     assert delta_files == ["./0x00/0x00/0x00/0x00/0x00/0x00/0x01/0xf6/0x03e0000000010002.blob"]
-    chain = [loc / f"blobstorage.{T1}.tar", loc / f"blobstorage.{T2}.delta.tar", loc / f"blobstorage.{T3}.delta.tar"]
+    chain = [
+        loc / f"blobstorage.{T1}.tar",
+        loc / f"blobstorage.{T2}.delta.tar",
+        loc / f"blobstorage.{T3}.delta.tar",
+    ]
     # GNU tar applies our chain, deletions included.
     gnu = tmp_path / "gnu"
     tar_restore(chain, gnu)
@@ -122,7 +133,17 @@ def test_incremental_chain_roundtrips_with_gnu_tar(tmp_path, live):
     shutil.copyfile(loc / f"blobstorage.{T1}.snar", snar)
     add_blob(live, 777, 0x03E0000000020000, b"after our chain" * 10)
     nxt = tmp_path / "next.tar"
-    run("tar", "-cf", nxt, f"--listed-incremental={snar}", "--exclude=./tmp", "--exclude=./.removed", "-C", live, ".")
+    run(
+        "tar",
+        "-cf",
+        nxt,
+        f"--listed-incremental={snar}",
+        "--exclude=./tmp",
+        "--exclude=./.removed",
+        "-C",
+        live,
+        ".",
+    )
     gnu_files = [n for n in run("tar", "tf", nxt).stdout.splitlines() if not n.endswith("/")]
     assert gnu_files == ["./0x00/0x00/0x00/0x00/0x00/0x00/0x03/0x09/0x03e0000000020000.blob"]
     # And ours, to each date.
@@ -274,7 +295,9 @@ def test_incremental_chain_of_a_real_zodb_blob_tree(tmp_path, make_storage):
     after = state(live)
     assert set(before) - set(after), "the pack removed no blob file"
     fs_files(fsbk, f"{T2}.deltafsz")
-    r = blobs.backup(live, loc, archive=True, compress=True, incremental=True, fs_backup_location=fsbk)
+    r = blobs.backup(
+        live, loc, archive=True, compress=True, incremental=True, fs_backup_location=fsbk
+    )
     assert r["delta"] and r["backup"].name == f"blobstorage.{T2}.delta.tar.gz"
     chain = [loc / f"blobstorage.{T1}.tar.gz", loc / f"blobstorage.{T2}.delta.tar.gz"]
     gnu = tmp_path / "gnu"

@@ -22,7 +22,6 @@ from collective.recipe.backup import BackupError
 from collective.recipe.backup import blobs
 from repozo_util import listing
 
-
 T1 = "2026-01-01-00-00-00"
 T2 = "2026-01-02-00-00-00"
 T3 = "2026-01-03-00-00-00"
@@ -90,7 +89,9 @@ def test_restore_reproduces_the_tree(tmp_path, live):
     # A date is "at or before", compared as repozo compares names.
     blobs.restore(loc, target, date="2026-01-02")
     assert state(target) == before
-    with pytest.raises(blobs.NoBlobBackup, match="Could not find backup of '2025-12-31' or earlier."):
+    with pytest.raises(
+        blobs.NoBlobBackup, match="Could not find backup of '2025-12-31' or earlier."
+    ):
         blobs.restore(loc, target, date="2025-12-31")
     # The restored tree replaces the old one, leftovers included.
     assert not any(n.startswith(".blobstorage.") for n in os.listdir(target.parent))
@@ -160,8 +161,7 @@ def test_interrupted_backup_is_redone_not_trusted(tmp_path, live):
 def _limited_backup(live, loc, limit):
     """Run a backup in a child whose files may not grow past `limit` bytes
     (RLIMIT_FSIZE): a full disk, as a root test can make one."""
-    code = textwrap.dedent(
-        f"""
+    code = textwrap.dedent(f"""
         import resource, signal, sys
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
         resource.setrlimit(resource.RLIMIT_FSIZE, ({limit}, {limit}))
@@ -171,8 +171,7 @@ def _limited_backup(live, loc, limit):
         except BackupError as e:
             print(type(e).__name__, e)
             sys.exit(3)
-        """
-    )
+        """)
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
 
 

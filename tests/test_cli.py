@@ -21,6 +21,7 @@ def missing(path):
     """The one-line error for a missing Data.fs or backup directory."""
     return f"ERROR: [Errno 2] No such file or directory: '{path}'"
 
+
 PART = """\
     [backup]
     recipe = collective.recipe.backup
@@ -76,9 +77,7 @@ def test_prompt_y_asks_again(scripts):
     assert p.returncode == 0
     prompt = PROMPT.format(var=scripts.path("var"))
     assert p.stdout == (
-        prompt
-        + "Please explicitly answer yes/no in full (or accept the default)\n"
-        + prompt
+        prompt + "Please explicitly answer yes/no in full (or accept the default)\n" + prompt
     )
     assert p.stderr == "INFO: Not restoring.\n"
 
@@ -118,9 +117,7 @@ def test_bad_date_is_one_line_and_exit_1_before_anything(scripts, date):
 
 def test_good_date_is_logged_normalised(scripts):
     p = scripts.script("snapshotrestore", "-n", "2026-11-26-14-3")
-    assert (
-        "INFO: Date restriction: restoring state at 2026-11-26-14-03-00.\n" in p.stderr
-    )
+    assert "INFO: Date restriction: restoring state at 2026-11-26-14-03-00.\n" in p.stderr
     assert p.returncode == 1
 
 
@@ -246,9 +243,7 @@ def test_restore_refused_while_zope_has_the_storage_open(sample_buildout):
         "filestorage open. Stop it before restoring. Nothing was changed."
     )
     assert _sha(datafs) == before
-    assert not [
-        n for n in os.listdir(b.path("var", "filestorage")) if n.startswith(".crb")
-    ]
+    assert not [n for n in os.listdir(b.path("var", "filestorage")) if n.startswith(".crb")]
     # Once Zope is stopped, the restore gets past the lock (to the check of
     # the backups, of which there are none here).
     p = b.script("restore", "-n")
@@ -266,9 +261,10 @@ def test_confirm_in_process():
         return next(answers)
 
     assert cli.confirm(["/x/Data.fs"], [], ask=ask) is True
-    assert asked == [
-        "\nThis will replace the filestorage:\n    /x/Data.fs\nAre you sure? (yes/No)? "
-    ] * 2
+    assert (
+        asked
+        == ["\nThis will replace the filestorage:\n    /x/Data.fs\nAre you sure? (yes/No)? "] * 2
+    )
 
     def interrupted(question):
         raise KeyboardInterrupt

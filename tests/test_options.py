@@ -107,9 +107,7 @@ def test_zope_part_detection_in_part_order(tmp_path):
 
 
 def test_zope_part_without_blob_storage_gives_var_blobstorage(tmp_path):
-    kwargs, _ = typed(
-        tmp_path, {}, instance={"recipe": "plone.recipe.zope2instance", "var": "/v"}
-    )
+    kwargs, _ = typed(tmp_path, {}, instance={"recipe": "plone.recipe.zope2instance", "var": "/v"})
     assert kwargs["var_dir"] == "/v"
     assert kwargs["blob_storage"] == "/v/blobstorage"
     config = _core.BackupConfig(**kwargs)
@@ -136,9 +134,7 @@ def test_blob_storage_alias(tmp_path):
     config = _core.BackupConfig(**kwargs)
     assert config.storages[-1]["blobdir"] == str(tmp_path / "var" / "b")
     # Same directory in both spellings is fine.
-    kwargs, _ = typed(
-        tmp_path, {"blob-storage": "var/b", "blob_storage": f"{tmp_path}/var/b/"}
-    )
+    kwargs, _ = typed(tmp_path, {"blob-storage": "var/b", "blob_storage": f"{tmp_path}/var/b/"})
     _core.BackupConfig(**kwargs)
 
 
@@ -190,9 +186,7 @@ def test_additional_filestorages_bad_line_raises_config_error(tmp_path):
 
 
 def test_alternative_restore_source_paths_and_old_name(tmp_path):
-    kwargs, warnings = typed(
-        tmp_path, {"alternative_restore_sources": "Data alt/fs ~/alt-blobs"}
-    )
+    kwargs, warnings = typed(tmp_path, {"alternative_restore_sources": "Data alt/fs ~/alt-blobs"})
     assert kwargs["alternative_restore_source"] == (
         "Data",
         str(tmp_path / "alt" / "fs"),

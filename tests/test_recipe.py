@@ -12,9 +12,7 @@ from seed_example import SEED_EXAMPLE_OPTIONS
 
 def generated(output):
     """Script names in the order buildout reported them."""
-    return [
-        os.path.basename(p) for p in re.findall(r"Generated script '([^']+)'", output)
-    ]
+    return [os.path.basename(p) for p in re.findall(r"Generated script '([^']+)'", output)]
 
 
 def script_call(path):
@@ -27,9 +25,7 @@ def script_call(path):
             and isinstance(node.func, ast.Attribute)
             and node.func.attr.endswith("_main")
         ):
-            return node.func.attr, {
-                k.arg: ast.literal_eval(k.value) for k in node.keywords
-            }
+            return node.func.attr, {k.arg: ast.literal_eval(k.value) for k in node.keywords}
     raise AssertionError(f"no *_main call in {path}")
 
 
@@ -61,9 +57,7 @@ def test_default_part_scripts_and_egg_path(sample_buildout):
     # The script's sys.path holds only our egg, made from the wheel.
     path = script_sys_path(b.path("bin", "backup"))
     assert len(path) == 1, path
-    assert re.search(
-        r"/collective\.recipe\.backup-7\.0\.0a1-py3\.\d+-[^/]+\.egg$", path[0]
-    ), path
+    assert re.search(r"/collective\.recipe\.backup-7\.0\.0a1-py3\.\d+-[^/]+\.egg$", path[0]), path
     # No zc.recipe.egg anywhere.
     assert "zc.recipe.egg" not in p.output
     assert not [n for n in os.listdir(b.eggs) if n.startswith("zc.recipe.egg")]
@@ -203,9 +197,7 @@ def test_seed_example_configuration(sample_buildout):
     assert kw["verbose"] is True
     assert kw["gzip"] is False
     assert kw["pre_command"] == "echo 'Can I have a backup?'"
-    assert kw["post_command"] == (
-        "echo 'Thanks a lot for the backup.'\necho 'We are done.'"
-    )
+    assert kw["post_command"] == ("echo 'Thanks a lot for the backup.'\necho 'We are done.'")
     # No "unused option" complaint: every option was read.
     assert "unused option" not in p.output
 
@@ -413,10 +405,7 @@ def test_warnings_for_old_and_deprecated_options(sample_buildout):
         "backup: gzip_blob is deprecated: it is an alias of archive_blob. "
         "Please rename it to archive_blob." in p.output
     )
-    assert (
-        "backup: The option rsync_hard_links_inside_backups does not exist"
-        in p.output
-    )
+    assert "backup: The option rsync_hard_links_inside_backups does not exist" in p.output
     assert (
         "backup: alternative_restore_sources is deprecated: please rename it "
         "to alternative_restore_source." in p.output

@@ -39,8 +39,15 @@ def test_backup_results(db, tmp_path):
     assert r.md5 == __import__("hashlib").md5(committed(db["path"])[db["end"] :]).hexdigest()
     r = repozo.backup(db["path"], repo, full=True, kill_old=True, _now=T0 + 3)
     assert r.action == "full" and r.reason == "full backup requested"
-    assert sorted(os.path.basename(p) for p in r.removed) == [f"{stamp(T0)}.fsz", f"{stamp(T0 + 2)}.deltafs"]
-    assert listing(repo) == [f"{stamp(T0 + 3)}.dat", f"{stamp(T0 + 3)}.fsz", f"{stamp(T0 + 3)}.index"]
+    assert sorted(os.path.basename(p) for p in r.removed) == [
+        f"{stamp(T0)}.fsz",
+        f"{stamp(T0 + 2)}.deltafs",
+    ]
+    assert listing(repo) == [
+        f"{stamp(T0 + 3)}.dat",
+        f"{stamp(T0 + 3)}.fsz",
+        f"{stamp(T0 + 3)}.index",
+    ]
 
 
 def test_recover_and_verify_results(db, tmp_path):

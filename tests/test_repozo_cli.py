@@ -16,8 +16,18 @@ from repozo_util import theirs
 
 from collective.recipe.backup.repozo import cli
 
-
-FIELDS = ["mode", "file", "repository", "full", "date", "output", "quick", "gzip", "killold", "withverify"]
+FIELDS = [
+    "mode",
+    "file",
+    "repository",
+    "full",
+    "date",
+    "output",
+    "quick",
+    "gzip",
+    "killold",
+    "withverify",
+]
 
 
 def run_theirs(argv, monkeypatch):
@@ -86,14 +96,38 @@ CASES = [
     ["-v"],
     ["-B", "-F", "-k", "-r", "/tmp/nosuchdir", "-f", "/tmp/Data.fs"],
     ["-B"],
-    ["-B", "-v", "-r", "/tmp/nosuchdir", "-f", "/tmp/Data.fs", "-D", "2011-12-13", "-o", "/tmp/Data.fs", "-w"],
+    [
+        "-B",
+        "-v",
+        "-r",
+        "/tmp/nosuchdir",
+        "-f",
+        "/tmp/Data.fs",
+        "-D",
+        "2011-12-13",
+        "-o",
+        "/tmp/Data.fs",
+        "-w",
+    ],
     ["-B", "-r", "/tmp/nosuchdir"],
     ["-B", "-r", "/tmp/nosuchdir", "-f", ""],
     ["-B", "-v", "-r", "/tmp/nosuchdir", "-f", "/tmp/Data.fs"],
     ["-R", "-v", "-r", "/tmp/nosuchdir", "-f", "/tmp/Data.fs", "-k"],
     [
-        "-V", "-v", "-r", "/tmp/nosuchdir", "-D", "2011-12-13", "-o", "/tmp/Data.fs", "-F", "-z",
-        "-f", "/tmp/Data.fs", "-k", "-w",
+        "-V",
+        "-v",
+        "-r",
+        "/tmp/nosuchdir",
+        "-D",
+        "2011-12-13",
+        "-o",
+        "/tmp/Data.fs",
+        "-F",
+        "-z",
+        "-f",
+        "/tmp/Data.fs",
+        "-k",
+        "-w",
     ],
     # Parsing model (spec §1.1)
     ["-BQr", "repo", "-f", "x"],

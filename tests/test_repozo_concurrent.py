@@ -13,7 +13,6 @@ from repozo_util import read
 
 from collective.recipe.backup import repozo
 
-
 WRITER = r"""
 import os, random, sys, time
 import transaction, ZODB

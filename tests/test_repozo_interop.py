@@ -21,7 +21,6 @@ from repozo_util import read
 from repozo_util import stamp
 from repozo_util import theirs
 
-
 TOOLS = {"ours": ours, "theirs": theirs}
 
 

@@ -18,7 +18,6 @@ from repozo_util import stamp
 
 from collective.recipe.backup import repozo
 
-
 ROUNDS = 40
 MUTATIONS = 60
 

@@ -10,7 +10,6 @@ from test_scripts_e2e import Site
 from test_scripts_e2e import ls
 from test_scripts_e2e import read
 
-
 T0 = 1_767_225_600  # 2026-01-01 00:00:00 UTC: in the past, so "now" restores see it
 
 
@@ -49,7 +48,10 @@ def test_backups_one_second_apart_without_sleeping(sample_buildout):
     third = site.change()
     p = site.run("backup", env=at(T0 + 1))
     assert p.returncode == 1
-    assert f"ERROR: Cannot overwrite existing file: {site.path('backups')}/{stamp(T0 + 1)}.deltafsz" in p.lines
+    assert (
+        f"ERROR: Cannot overwrite existing file: {site.path('backups')}/{stamp(T0 + 1)}.deltafsz"
+        in p.lines
+    )
     assert third != second
     # Restore to the first second, with the clock later still.
     site.ok("restore", "-n", stamp(T0), env=at(T0 + 5))

@@ -21,7 +21,6 @@ import struct
 import sys
 import time
 
-
 _CORPUS = None
 
 
