@@ -9,8 +9,8 @@
 use std::path::Path;
 
 use super::{
-    BackupMode, BlobBackup, BlobEngine, BlobRetention, BlobSettings, FileStorageEngine, FsBackup,
-    FsRetention,
+    BackupMode, BlobBackup, BlobEngine, BlobRestore, BlobRetention, BlobSettings,
+    FileStorageEngine, FsBackup, FsRetention,
 };
 use crate::config::{BackupConfig, Storage};
 use crate::error::{IoContext, Result};
@@ -188,9 +188,31 @@ where
 
     if with_fs {
         for s in &cfg.storages {
+            let repository = fs_location(s, mode);
+            // With dated blob backups, `keep` counts the full backups that
+            // can be restored with their blobs: a full backup whose blob
+            // step failed does not push out an older complete pair.
+            let complete = match blob_jobs.iter().find(|(js, _, _)| std::ptr::eq(*js, s)) {
+                Some((_, blobdir, destination)) if plan.blobs.timestamps => {
+                    let request = BlobRestore {
+                        source: destination,
+                        blobdir,
+                        date: None,
+                        settings: &plan.blobs,
+                    };
+                    Some(
+                        fs.stamps(repository)?
+                            .into_iter()
+                            .filter(|stamp| blobs.plan_exact(&request, stamp).is_ok())
+                            .collect::<Vec<String>>(),
+                    )
+                }
+                _ => None,
+            };
             fs.retain(&FsRetention {
-                repository: fs_location(s, mode),
+                repository,
                 keep: plan.keep,
+                complete: complete.as_deref(),
             })?;
         }
     }

@@ -72,7 +72,7 @@ impl FileStorageEngine for RepozoEngine {
     }
 
     fn retain(&self, req: &FsRetention<'_>) -> Result<()> {
-        retention::apply(req.repository, req.keep).map(|_| ())
+        retention::apply(req.repository, req.keep, req.complete).map(|_| ())
     }
 
     fn plan_recover(&self, req: &FsRecover<'_>) -> Result<Chain> {

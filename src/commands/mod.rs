@@ -78,6 +78,9 @@ pub struct FsRetention<'a> {
     pub repository: &'a Path,
     /// Full backups to keep.
     pub keep: u32,
+    /// With dated blob backups: the stamps whose blob backup is complete.
+    /// Only full backups with one count towards `keep`.
+    pub complete: Option<&'a [String]>,
 }
 
 /// A filestorage restore to plan (what `repozo --recover` was given).

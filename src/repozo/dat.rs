@@ -131,7 +131,8 @@ pub fn create(path: &Path, line: &DatLine) -> Result<()> {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let mut tmp = crate::repozo::temp_in(dir, &name)?;
-    tmp.write_all(line.to_line().as_bytes())
+    tmp.as_file_mut()
+        .write_all(line.to_line().as_bytes())
         .and_then(|()| tmp.as_file().sync_all())
         .map_err(|e| io_err(path, e))?;
     tmp.persist(path).map_err(|e| io_err(path, e.error))?;

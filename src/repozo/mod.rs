@@ -74,7 +74,7 @@ pub(crate) fn temp_in(dir: &Path, name: &str) -> crate::Result<tempfile::NamedTe
 /// `[Errno 2] No such file or directory: 'nonexist'`.
 #[must_use]
 pub fn python_oserror(err: &io::Error, path: &Path) -> String {
-    let code = err.raw_os_error().or(match err.kind() {
+    let code = os_code(err).or(match err.kind() {
         io::ErrorKind::NotFound => Some(2),
         io::ErrorKind::PermissionDenied => Some(13),
         _ => None,
@@ -89,6 +89,17 @@ pub fn python_oserror(err: &io::Error, path: &Path) -> String {
         }
         None => format!("{err}: {name}"),
     }
+}
+
+/// The OS error number of `err`, also when a library wrapped it (tempfile
+/// adds the path to its errors, and keeps the number only in its text).
+fn os_code(err: &io::Error) -> Option<i32> {
+    err.raw_os_error().or_else(|| {
+        let text = err.to_string();
+        let start = text.find("(os error ")? + "(os error ".len();
+        let digits = &text[start..];
+        digits[..digits.find(')')?].parse().ok()
+    })
 }
 
 /// Python's `repr` of a plain string (enough for file names).
@@ -110,6 +121,19 @@ mod tests {
         assert_eq!(
             python_oserror(&e, Path::new("nonexist")),
             "[Errno 2] No such file or directory: 'nonexist'"
+        );
+    }
+
+    #[test]
+    fn python_oserror_unwraps_a_library_error() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let file = d.path().join("file");
+        std::fs::write(&file, "x").expect("write");
+        // ENOTDIR: not one of the kinds mapped without the OS number.
+        let e = tempfile::NamedTempFile::new_in(&file).expect_err("not a directory");
+        assert_eq!(
+            python_oserror(&e, &file),
+            format!("[Errno 20] Not a directory: '{}'", file.display())
         );
     }
 

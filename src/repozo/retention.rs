@@ -42,8 +42,12 @@ fn stamp_of(name: &str) -> Option<(&str, &str)> {
 /// `keep = 0` keeps everything. Otherwise the newest `keep` full backups
 /// (`.fs`/`.fsz`, by stamp) stay, with every file of a stamp at or after
 /// the oldest of them; every repozo file of an earlier stamp goes.
+///
+/// With `complete` (the stamps whose blob backup exists), only the full
+/// backups in it count towards `keep`: newer ones without their blobs are
+/// kept as well, but never make an older complete one go.
 #[must_use]
-pub fn plan_retention(names: &[String], keep: u32) -> FsCleanupPlan {
+pub fn plan_retention(names: &[String], keep: u32, complete: Option<&[String]>) -> FsCleanupPlan {
     let mut fulls: Vec<&str> = names
         .iter()
         .filter_map(|n| stamp_of(n))
@@ -53,14 +57,25 @@ pub fn plan_retention(names: &[String], keep: u32) -> FsCleanupPlan {
     fulls.sort_unstable();
     fulls.dedup();
     fulls.reverse();
+    let counted: Vec<&str> = match complete {
+        Some(c) => fulls
+            .iter()
+            .copied()
+            .filter(|f| c.iter().any(|s| s == f))
+            .collect(),
+        None => fulls.clone(),
+    };
     let keep = usize::try_from(keep).unwrap_or(usize::MAX);
-    if keep == 0 || fulls.len() <= keep {
+    // Nothing goes while fewer than `keep` full backups count, or when
+    // every full backup counts and there are no more than `keep`.
+    if keep == 0 || counted.len() < keep || fulls.len() <= keep {
         return FsCleanupPlan {
             kept_fulls: fulls.iter().map(|s| (*s).to_owned()).collect(),
             remove: Vec::new(),
         };
     }
-    let cutoff = fulls[keep - 1];
+    let cutoff = counted[keep - 1];
+    let fulls: Vec<&str> = fulls.into_iter().filter(|f| *f >= cutoff).collect();
     let mut remove: Vec<String> = names
         .iter()
         .filter(|n| stamp_of(n).is_some_and(|(root, _)| root < cutoff))
@@ -68,7 +83,7 @@ pub fn plan_retention(names: &[String], keep: u32) -> FsCleanupPlan {
         .collect();
     remove.sort();
     FsCleanupPlan {
-        kept_fulls: fulls[..keep].iter().map(|s| (*s).to_owned()).collect(),
+        kept_fulls: fulls.iter().map(|s| (*s).to_owned()).collect(),
         remove,
     }
 }
@@ -79,7 +94,7 @@ pub fn plan_retention(names: &[String], keep: u32) -> FsCleanupPlan {
 /// # Errors
 /// [`crate::Error::Io`] when the repository cannot be listed or a file
 /// cannot be removed.
-pub fn apply(repository: &Path, keep: u32) -> Result<FsCleanupPlan> {
+pub fn apply(repository: &Path, keep: u32, complete: Option<&[String]>) -> Result<FsCleanupPlan> {
     let mut names = Vec::new();
     for entry in std::fs::read_dir(repository).at(repository)? {
         let entry = entry.at(repository)?;
@@ -89,7 +104,7 @@ pub fn apply(repository: &Path, keep: u32) -> Result<FsCleanupPlan> {
             }
         }
     }
-    let plan = plan_retention(&names, keep);
+    let plan = plan_retention(&names, keep, complete);
     execute(repository, &plan)?;
     Ok(plan)
 }
@@ -146,7 +161,7 @@ mod tests {
 
     #[test]
     fn plan_retention_keeps_newest_chains() {
-        let p = plan_retention(&names(REPO), 2);
+        let p = plan_retention(&names(REPO), 2, None);
         assert_eq!(p.kept_fulls, ["2026-01-03-00-00-00", "2026-01-02-00-00-00"]);
         assert_eq!(
             p.remove,
@@ -162,7 +177,7 @@ mod tests {
 
     #[test]
     fn plan_retention_keep_one() {
-        let p = plan_retention(&names(REPO), 1);
+        let p = plan_retention(&names(REPO), 1, None);
         assert_eq!(p.kept_fulls, ["2026-01-03-00-00-00"]);
         assert_eq!(p.remove.len(), 8);
         assert!(!p.remove.iter().any(|n| n.starts_with("2026-01-03")));
@@ -173,10 +188,35 @@ mod tests {
     }
 
     #[test]
+    fn plan_retention_counts_only_fulls_with_their_blobs() {
+        // The full of the 2nd has no blob backup (its blob step failed):
+        // keep = 2 keeps the 1st and 3rd pairs, and the 2nd between them.
+        let complete = names(&["2026-01-01-00-00-00", "2026-01-03-00-00-00"]);
+        let p = plan_retention(&names(REPO), 2, Some(&complete));
+        assert_eq!(
+            p.kept_fulls,
+            [
+                "2026-01-03-00-00-00",
+                "2026-01-02-00-00-00",
+                "2026-01-01-00-00-00"
+            ]
+        );
+        assert!(p.remove.is_empty());
+        // With fewer complete pairs than keep, nothing goes.
+        let one = names(&["2026-01-03-00-00-00"]);
+        assert!(plan_retention(&names(REPO), 2, Some(&one))
+            .remove
+            .is_empty());
+        let p = plan_retention(&names(REPO), 1, Some(&one));
+        assert_eq!(p.kept_fulls, ["2026-01-03-00-00-00"]);
+        assert_eq!(p.remove.len(), 8);
+    }
+
+    #[test]
     fn plan_retention_keep_zero_or_enough() {
-        assert!(plan_retention(&names(REPO), 0).remove.is_empty());
-        assert!(plan_retention(&names(REPO), 3).remove.is_empty());
-        assert!(plan_retention(&[], 1).remove.is_empty());
+        assert!(plan_retention(&names(REPO), 0, None).remove.is_empty());
+        assert!(plan_retention(&names(REPO), 3, None).remove.is_empty());
+        assert!(plan_retention(&[], 1, None).remove.is_empty());
     }
 
     #[test]
@@ -186,7 +226,7 @@ mod tests {
             assert!(std::fs::write(d.path().join(n), b"x").is_ok());
         }
         assert!(std::fs::create_dir(d.path().join("2025-01-01-00-00-00.fs")).is_ok());
-        let plan = apply(d.path(), 2).ok();
+        let plan = apply(d.path(), 2, None).ok();
         assert_eq!(plan.map(|p| p.remove.len()), Some(5));
         let mut left: Vec<String> = std::fs::read_dir(d.path())
             .into_iter()

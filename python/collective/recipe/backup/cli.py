@@ -111,6 +111,10 @@ def setup_logging(quiet, debug):
     if level < logging.INFO:
         fmt = "%(asctime)s " + fmt
     logging.basicConfig(level=level, format=fmt, stream=sys.stderr, force=True)
+    # A log line that cannot be written (stderr on a full or failing disk)
+    # must not turn into a traceback on that same stderr: the backup itself
+    # does not depend on it.
+    logging.raiseExceptions = False
     # The filestorage engine's own lines are repozo's --verbose output: shown
     # with ``debug`` only, as 6.0 passed --verbose to repozo then.
     logging.getLogger(REPOZO_LOGGER).setLevel(
