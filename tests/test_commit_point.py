@@ -365,3 +365,46 @@ def test_damaged_first_transaction_is_not_a_backup(db, tmp_path):
     assert p.returncode == 1
     assert "the first transaction record is damaged or incomplete" in one_line(p)
     assert listing(tmp_path / "repo") == []
+
+
+# --- a repository without .dat files --------------------------------------------
+
+
+@pytest.mark.parametrize("gz", [False, True], ids=["plain", "gzip"])
+def test_recover_without_dat_files_by_names_and_structure(chain, db, tmp_path, gz):
+    """Copied without its .dat files: recovered by the file names, as
+    repozo does, with a warning, and checked by the FileStorage structure
+    of the result instead of the missing checksums."""
+    repo = chain(gz)
+    live = committed(db["path"])
+    for n in listing(repo):
+        if n.endswith(".dat"):
+            (repo / n).unlink()
+    proc, data = recovered(tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "has no .dat files: choosing the backup files by their names" in proc.stderr
+    assert data == live
+    assert recovered(tmp_path, tool=theirs, name="theirs.fs")[1] == live
+    # A missing increment in the middle: repozo silently writes a Data.fs
+    # that is no state the database ever had; we refuse.
+    (repo / f"{stamp(at(1))}.delta{'fsz' if gz else 'fs'}").unlink()
+    proc, _ = recovered(tmp_path)
+    assert proc.returncode == 1
+    assert "the backup files do not form one Data.fs" in proc.stderr.splitlines()[-1]
+    assert not (tmp_path / "out.fs").exists()
+    assert recovered(tmp_path, tool=theirs, name="theirs.fs")[1] != live
+    # verify has nothing to check against: it says so and fails.
+    v = ours("-V", "-r", "repo", cwd=tmp_path)
+    assert v.returncode == 1 and "has no .dat files" in v.stderr
+
+
+def test_recover_without_dat_files_refuses_a_truncated_increment(chain, tmp_path):
+    repo = chain()
+    for n in listing(repo):
+        if n.endswith(".dat"):
+            (repo / n).unlink()
+    last = repo / f"{stamp(at(2))}.deltafs"
+    last.write_bytes(read(last)[:-7])
+    proc, _ = recovered(tmp_path)
+    assert proc.returncode == 1
+    assert "the backup files do not form one Data.fs" in proc.stderr

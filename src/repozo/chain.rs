@@ -93,8 +93,13 @@ fn is_temporary(name: &str) -> bool {
 pub struct Chain {
     /// The data files, oldest first.
     pub files: Vec<PathBuf>,
-    /// Their `.dat` lines, in the same order.
+    /// Their `.dat` lines, in the same order. Without a `.dat`
+    /// ([`Chain::by_names`]), placeholders holding no size or checksum.
     pub lines: Vec<DatLine>,
+    /// The repository keeps no `.dat`: the chain was chosen by the file
+    /// names alone, and can only be checked by the FileStorage structure of
+    /// what it recovers (see `recover`).
+    pub by_names: bool,
 }
 
 impl Chain {
@@ -224,7 +229,11 @@ fn committed(repo: &Path, listing: &Listing, when: &str) -> Result<Option<Chain>
             ignored(repo, n, &dat_path);
         }
     }
-    Ok(Some(Chain { files, lines }))
+    Ok(Some(Chain {
+        files,
+        lines,
+        by_names: false,
+    }))
 }
 
 fn ignored(repo: &Path, name: &str, dat_path: &Path) {
@@ -236,26 +245,52 @@ fn ignored(repo: &Path, name: &str, dat_path: &Path) {
     );
 }
 
-/// A repository without `.dat` files: repozo's choice by names. The chain
-/// is then checked as repozo's `-R` would need it: it is refused as before
-/// (the sizes and checksums a restore checks live in the `.dat`).
+/// A repository without `.dat` files: repozo's choice by names (the newest
+/// full backup at or before `when` and the increments after it), with a
+/// warning. Sizes and checksums live in the `.dat`, so recover checks such a
+/// chain by the structure of the Data.fs it makes instead.
 fn by_names(repo: &Path, listing: &Listing, when: &str) -> Result<Option<Chain>> {
     let mut needed = Vec::new();
     for name in listing.data.iter().rev() {
         if splitext(name).0 <= when {
-            needed.push(join(repo, name));
+            needed.push(name.clone());
             if kind_of(name) == Some(Kind::Full) {
                 break;
             }
         }
     }
     needed.reverse();
-    let Some(first) = needed.first() else {
+    if needed.is_empty() {
         return Ok(None);
-    };
-    // Reading the missing `.dat` gives repozo's ENOENT error.
-    dat::read_required(&dat::dat_path_for(first))?;
-    Ok(None)
+    }
+    if kind_of(&needed[0]) != Some(Kind::Full) {
+        return Err(Error::VerificationFail(format!(
+            "{} has no full backup before {}",
+            repo.display(),
+            join(repo, &needed[0]).display()
+        )));
+    }
+    log::warn!(
+        target: LOG,
+        "{} has no .dat files: choosing the backup files by their names, as repozo does, \
+         and checking them by the structure of the recovered Data.fs",
+        if repo.as_os_str().is_empty() { Path::new(".") } else { repo }.display()
+    );
+    let files: Vec<PathBuf> = needed.iter().map(|n| join(repo, n)).collect();
+    let lines = files
+        .iter()
+        .map(|f| DatLine {
+            dest: f.to_string_lossy().into_owned(),
+            start: 0,
+            end: 0,
+            md5: String::new(),
+        })
+        .collect();
+    Ok(Some(Chain {
+        files,
+        lines,
+        by_names: true,
+    }))
 }
 
 /// What [`clean_interrupted`] removed.
@@ -371,6 +406,12 @@ pub fn vouch(repo: &Path, when: &str) -> Result<std::result::Result<Chain, Doubt
         }
         Err(e) => return Ok(Err(e.to_string())),
     };
+    if chain.by_names {
+        return Ok(Err(format!(
+            "{} has no .dat file for its newest chain",
+            repo.display()
+        )));
+    }
     for (path, line) in chain.files.iter().zip(&chain.lines) {
         let meta = match crate::fsutil::open_regular(path).and_then(|f| f.metadata()) {
             Ok(m) => m,

@@ -30,7 +30,6 @@ use crate::fsutil::{parent_dir, sync_dir};
 use crate::progress::Progress;
 use crate::repozo::backup::{read_data_file, Output};
 pub use crate::repozo::chain::{plan_chain, Chain};
-use crate::repozo::dat::DatLine;
 use crate::repozo::naming::{gen_filename, is_valid_date, with_ext};
 use crate::repozo::stream::hex;
 use crate::repozo::{io_err, temp_in, LOG};
@@ -89,15 +88,8 @@ pub fn recover(
         None => {
             log::info!(target: LOG, "Recovering file to stdout");
             let mut out = BufWriter::with_capacity(1 << 20, std::io::stdout());
-            let (bytes, md5) = concat_checked(
-                &chain.files,
-                &chain.lines,
-                opts.verify,
-                &mut out,
-                Path::new("<stdout>"),
-                chain.total(),
-                progress,
-            )?;
+            let (bytes, md5) =
+                concat_checked(&chain, opts.verify, &mut out, Path::new("<stdout>"), progress)?;
             out.flush().map_err(|e| io_err(Path::new("<stdout>"), e))?;
             Ok(RecoverReport {
                 files: chain.files,
@@ -121,24 +113,16 @@ pub fn recover_chain(
     verify: bool,
     progress: &dyn Progress,
 ) -> Result<RecoverReport> {
-    recover_to_file(
-        verify,
-        output,
-        chain.files.clone(),
-        &chain.lines,
-        chain.total(),
-        progress,
-    )
+    recover_to_file(verify, output, chain, progress)
 }
 
 fn recover_to_file(
     verify: bool,
     output: &Path,
-    files: Vec<PathBuf>,
-    plan: &[DatLine],
-    total: u64,
+    chain: &Chain,
     progress: &dyn Progress,
 ) -> Result<RecoverReport> {
+    let files = chain.files.clone();
     log::info!(target: LOG, "Recovering file to {}", output.display());
     let mut part_name = output.as_os_str().to_owned();
     part_name.push(".part");
@@ -150,10 +134,13 @@ fn recover_to_file(
     let f = File::create(&part_path).map_err(|e| io_err(&part_path, e))?;
     let (bytes, md5) = {
         let mut out = &f;
-        concat_checked(&files, plan, verify, &mut out, &part_path, total, progress)?
+        concat_checked(chain, verify, &mut out, &part_path, progress)?
     };
     f.sync_all().map_err(|e| io_err(&part_path, e))?;
     drop(f);
+    if chain.by_names {
+        check_structure(&part_path, bytes)?;
+    }
 
     let mut index_target = output.as_os_str().to_owned();
     index_target.push(".index");
@@ -246,6 +233,29 @@ fn index_for(
     Ok(tmp)
 }
 
+/// A chain chosen without a `.dat`: the recovered Data.fs must be one
+/// FileStorage from its header to its last byte, every file continuing
+/// where the one before it ended (the scan checks each transaction's
+/// lengths, that every data record points back at its own transaction, and
+/// stops at anything that is not a whole transaction).
+fn check_structure(part: &Path, bytes: u64) -> Result<()> {
+    let data = crate::fsutil::open_regular(part).map_err(|e| io_err(part, e))?;
+    let broken = |why: String| {
+        Error::VerificationFail(format!(
+            "the backup files do not form one Data.fs ({why}): a backup file is missing or damaged"
+        ))
+    };
+    let scan = scan_file(&data, part, &ScanOptions { use_index: false })
+        .map_err(|e| broken(e.to_string()))?;
+    if scan.end != bytes {
+        return Err(broken(format!(
+            "its transactions end at byte {} of {bytes}",
+            scan.end
+        )));
+    }
+    Ok(())
+}
+
 /// Removes the `.part` on failure.
 struct Part<'a> {
     path: &'a Path,
@@ -263,15 +273,16 @@ impl Drop for Part<'_> {
 /// Concatenate the chain into `out`, checking sizes (and md5s with
 /// `verify`). Returns the bytes written and their md5.
 fn concat_checked<W: Write + Send>(
-    files: &[PathBuf],
-    plan: &[DatLine],
+    chain: &Chain,
     verify: bool,
     out: &mut W,
     out_path: &Path,
-    total: u64,
     progress: &dyn Progress,
 ) -> Result<(u64, Option<String>)> {
-    progress.start("recovering", Some(total));
+    let (files, plan) = (&chain.files, &chain.lines);
+    // Without a `.dat` there is no size or md5 to check a file against.
+    let verify = verify && !chain.by_names;
+    progress.start("recovering", (!chain.by_names).then(|| chain.total()));
     let mut whole = Md5::new();
     let mut bytes = 0;
     for (f, line) in files.iter().zip(plan) {
@@ -289,7 +300,7 @@ fn concat_checked<W: Write + Send>(
         )?;
         progress.advance(n);
         let expected = line.end - line.start;
-        if n != expected {
+        if !chain.by_names && n != expected {
             return Err(Error::VerificationFail(format!(
                 "{} is {n} bytes, should be {expected} bytes",
                 f.display()

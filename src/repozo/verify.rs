@@ -55,6 +55,14 @@ pub fn verify(
     // would (a listed file missing, a gap, a full backup gone), and ignores
     // with the same warning what no `.dat` lists.
     let chain = plan_chain(repo, &gen_filename(clock.now(), ""), None)?;
+    if chain.by_names {
+        return Err(Error::VerificationFail(format!(
+            "{} has no .dat files: there are no sizes or checksums to verify \
+             (a recover checks such a chain by the structure of the Data.fs it makes)",
+            if repo.as_os_str().is_empty() { std::path::Path::new(".") } else { repo.as_path() }
+                .display()
+        )));
+    }
     let lines = chain.lines;
     let total = lines
         .iter()
