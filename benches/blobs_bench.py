@@ -10,7 +10,7 @@ times, in the same run and on the same trees:
 5. copy mode, first backup  ours (hard_links=False)  vs  cp -a
 
 The rsync commands are the ones collective.recipe.backup 6.0 ran
-(crb-features §3.3, §3.6). Each pair runs with a warm page cache; ours
+(see docs/blobs.rst). Each pair runs with a warm page cache; ours
 goes first in even rounds and second in odd ones, and `sync` runs (untimed)
 before every timed step so no step pays for the previous one's writeback.
 Ours flushes what it wrote (syncfs) before a backup gets its final name or

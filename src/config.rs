@@ -1,7 +1,7 @@
 //! `BackupConfig`: the typed, validated configuration of one buildout part.
 //!
 //! Owns every semantic rule about the recipe's options: defaults (those of
-//! collective.recipe.backup 6.0.0, crb-features §1.2), the buildout-time
+//! collective.recipe.backup 6.0.0, see README.rst (Options)), the buildout-time
 //! errors and warnings with their texts (§4.1), number validation, the
 //! seed's `additional_filestorages` (§1.3), the single-line
 //! `alternative_restore_source`, the restore date argument (§2.2), and which
@@ -353,7 +353,7 @@ pub fn parse_additional_filestorages(text: &str) -> Result<Vec<RawEntry>> {
 /// paths as written, or `None` when the option is empty.
 ///
 /// # Errors
-/// [`Error::Config`] with the texts of crb-features §4.1.
+/// [`Error::Config`] with the texts of README.rst (Options).
 pub fn parse_alternative_restore_source(
     text: &str,
 ) -> Result<Option<(String, String, Option<String>)>> {
@@ -397,7 +397,7 @@ impl BackupConfig {
     /// Validate `input` and derive every storage and location.
     ///
     /// # Errors
-    /// [`Error::Config`] with the buildout-time texts of crb-features §4.1.
+    /// [`Error::Config`] with the buildout-time texts of README.rst (Options).
     pub fn new(input: ConfigInput) -> Result<Self> {
         let ConfigInput {
             part_name,
@@ -480,7 +480,7 @@ impl BackupConfig {
             warnings.push("compress_blob has no effect without archive_blob = true.".to_owned());
         }
 
-        // Default directory names (crb-features §2.1).
+        // Default directory names (see docs/scripts.rst).
         let prefix = location_prefix.unwrap_or_else(|| var_dir.clone());
         let names: [&str; 6] = if part_name == "backup" {
             [
@@ -691,7 +691,7 @@ impl BackupConfig {
     }
 
     /// The scripts this part generates, in generation order, with their
-    /// names (crb-features §2.1; `fullbackup` from the seed).
+    /// names (see docs/scripts.rst; `fullbackup` from the seed).
     #[must_use]
     pub fn scripts(&self) -> Vec<(String, Entry)> {
         let p = self.part_name.as_str();

@@ -53,7 +53,7 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
-    // --- repozo (issue 3) ---
+    // --- repozo ---
     /// A backup data file of the same second already exists (repozo's
     /// `WouldOverwriteFiles`).
     #[error("Cannot overwrite existing file: {}", .path.display())]
@@ -98,7 +98,7 @@ pub enum Error {
         /// What the operating system said.
         source: io::Error,
     },
-    // --- blobs (issue 4) ---
+    // --- blobs ---
     /// Something other than a directory where the blob code needs one (the
     /// blob directory, a backup location, a restore target, or a directory
     /// inside a tree being copied).
@@ -153,10 +153,10 @@ pub enum Error {
         reason: String,
     },
 
-    // --- recipe (issue 5) ---
+    // --- recipe ---
     /// A buildout option, a script argument or a combination of them that
     /// cannot work. The text is the complete message for the admin (the
-    /// buildout-time texts of crb-features §4.1 where they exist).
+    /// buildout-time texts of 6.0 where they exist, listed in README.rst).
     #[error("{0}")]
     Config(String),
     /// `pre_command` or `post_command` exited non-zero or could not start.

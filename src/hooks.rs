@@ -3,7 +3,7 @@
 //! A command runs through `/bin/sh -c` (`cmd /C` on Windows), so multi-line
 //! commands and shell syntax work as in 6.0. The child inherits stdout and
 //! stderr: its output appears live and as text (6.0 printed it afterwards as
-//! a `b'...'` repr, crb-features §2.5), and the core prints nothing itself.
+//! a `b'...'` repr, see docs/scripts.rst), and the core prints nothing itself.
 //! `/bin/sh` is named by its absolute path so that an empty `PATH` (cron)
 //! still finds it.
 

@@ -33,14 +33,14 @@ pub mod filestorage;
 pub mod fsutil;
 pub mod lock;
 pub mod progress;
-// --- repozo (issue 3) ---
+// --- repozo ---
 pub mod repozo;
 
-// --- blobs (issue 4) ---
+// --- blobs ---
 pub mod blobs;
 pub mod retention;
 
-// --- recipe (issue 5) ---
+// --- recipe ---
 pub mod commands;
 pub mod config;
 pub mod hooks;

@@ -3,7 +3,7 @@
 //! [`plan_cleanup`] decides, from a listing and a policy, which entries of a
 //! blob backup location go and why, without touching the disk (restic's
 //! `ApplyPolicy`, rustic's `PrunePlan`); [`execute`] removes them and
-//! refreshes the `latest` symlink. The rules are 6.0's (crb-features §3.8):
+//! refreshes the `latest` symlink. The rules are 6.0's (see docs/blobs.rst):
 //!
 //! 1. **Orphan rule**, first: when the matching filestorage backup location
 //!    holds at least one full repozo backup, every blob backup older than

@@ -1,6 +1,6 @@
 """Helpers of the blob tests: synthetic blob trees, tree snapshots to
 compare, and the rsync/tar commands collective.recipe.backup 6.0 ran
-(crb-features §3.3-§3.6), run here as argument lists (no shell)."""
+(see docs/blobs.rst), run here as argument lists (no shell)."""
 
 import hashlib
 import os
@@ -10,7 +10,7 @@ import subprocess
 
 
 def oid_path(oid):
-    """The bushy-layout directory of an oid (repozo-format §5)."""
+    """The bushy-layout directory of an oid (see docs/blobs.rst)."""
     return os.path.join(*[f"0x{b:02x}" for b in oid.to_bytes(8, "big")])
 
 
@@ -109,7 +109,7 @@ def run(*cmd):
 
 
 def rsync_backup(blobdir, dest, prev=None, exclude_transient=True):
-    """6.0's rsync command for a directory backup (crb-features §3.3)."""
+    """6.0's rsync command for a directory backup (see docs/blobs.rst)."""
     base = os.path.basename(os.path.normpath(blobdir))
     cmd = ["rsync", "-a"]
     if exclude_transient:
@@ -132,7 +132,7 @@ def rsync_restore(backup_dir, blobdir):
 
 
 def tar_backup(blobdir, dest, compress=False, snar=None):
-    """6.0's tar command (crb-features §3.5)."""
+    """6.0's tar command (see docs/blobs.rst)."""
     cmd = ["tar", "czf" if compress else "cf", dest]
     if snar is not None:
         cmd.append(f"--listed-incremental={snar}")

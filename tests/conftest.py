@@ -99,10 +99,10 @@ def chain(db, tmp_path):
     return make
 
 
-# --- blobs (issue 4) ---
+# --- blobs ---
 
 
-# --- recipe (issue 5) ---
+# --- recipe ---
 
 import subprocess  # noqa: E402
 import textwrap  # noqa: E402

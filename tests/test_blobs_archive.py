@@ -62,7 +62,7 @@ def test_archive_restores_with_gnu_tar_and_ours(tmp_path, live, compress):
     assert secs(state(gnu)) == secs(state(live))
     target = tmp_path / "restored" / "blobstorage"
     # archive_blob=false still restores archives (6.0 failed, after the
-    # Data.fs had been replaced: crb-features §3.6 step 4).
+    # Data.fs had been replaced: see docs/blobs.rst).
     blobs.restore(loc, target, prefer_archives=False)
     assert secs(state(target)) == secs(state(live))
 
@@ -184,7 +184,7 @@ def test_gnu_tar_incremental_chain_restores_with_ours(tmp_path, live):
 
 
 def test_delta_without_its_full_archive_is_refused(tmp_path, live):
-    """6.0 extracted the deltas alone, silently (crb-features §7.2)."""
+    """6.0 extracted the deltas alone, silently (see CHANGES.rst)."""
     fsbk, loc = tmp_path / "backups", tmp_path / "bk"
     fs_files(fsbk, f"{T1}.fsz")
     blobs.backup(live, loc, archive=True, incremental=True, fs_backup_location=fsbk)

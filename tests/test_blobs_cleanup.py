@@ -1,4 +1,4 @@
-"""Blob retention (crb-features §3.8) on real directories: the orphan
+"""Blob retention (see docs/blobs.rst) on real directories: the orphan
 rule, keep, keep_blob_days, archive units, numbered legacy dirs, `latest`.
 The golden plans themselves are Rust unit tests in src/retention.rs."""
 

@@ -1,6 +1,6 @@
 """Directory blob backups (snapshots and copies) compared with what rsync
 -a --delete --link-dest and cp -a produce on the same trees, their restore,
-and the blob bugs of 6.0 (crb-features §7.2) pinned as fixed."""
+and the blob bugs of 6.0 (see CHANGES.rst) pinned as fixed."""
 
 import os
 import shutil
@@ -146,7 +146,7 @@ def test_already_exists_is_skipped_and_cleanup_still_runs(tmp_path, live):
 
 
 def test_interrupted_backup_is_redone_not_trusted(tmp_path, live):
-    """6.0 trusted a half-written <base>.TS forever (crb-features §3.2)."""
+    """6.0 trusted a half-written <base>.TS forever (see docs/blobs.rst)."""
     loc = tmp_path / "bk"
     loc.mkdir()
     stale = loc / f".blobstorage.{T1}.partial"
@@ -270,7 +270,7 @@ def test_numbered_rotation_and_restore_by_mtime(tmp_path, live):
 @pytest.mark.parametrize("name", ["blob.store", "blob store", "blöbstörage", "a.b c.ü"])
 def test_names_with_dots_spaces_unicode(tmp_path, name):
     """6.0 could not see backups of a blob dir with a dot in its name, and
-    its unquoted rsync broke on spaces (crb-features §3.1, §7.2)."""
+    its unquoted rsync broke on spaces (see docs/blobs.rst)."""
     live = make_blobtree(str(tmp_path / "var" / name), oids=range(1, 6))
     loc = tmp_path / "back ups"
     blobs.backup(live, loc, now=T1)
@@ -282,7 +282,7 @@ def test_names_with_dots_spaces_unicode(tmp_path, name):
 
 
 def test_restore_into_a_differently_named_target(tmp_path, live):
-    """6.0 needed <backup>/<basename of target> (crb-features §3.6)."""
+    """6.0 needed <backup>/<basename of target> (see docs/blobs.rst)."""
     loc = tmp_path / "bk"
     blobs.backup(live, loc, now=T1)
     target = tmp_path / "elsewhere" / "blobs-staging"

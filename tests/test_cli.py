@@ -1,5 +1,5 @@
 """The generated scripts' command line: options, the restore prompt, the
-date argument, logging, hooks, exit codes (crb-features §2.2-2.4), run as
+date argument, logging, hooks, exit codes (see docs/scripts.rst), run as
 real processes from a real buildout.
 
 The buildouts here have no Data.fs and no backups, so every run that

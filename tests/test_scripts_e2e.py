@@ -1,7 +1,7 @@
 """The generated scripts end to end: real zc.buildout, a Data.fs and
 blobstorage made by real ZODB, real backups and restores through
 ``bin/backup``, ``bin/restore`` and friends, and ZODB's own ``repozo`` as
-the reference for the filestorage repository (crb-features §2, §3.7, §5.4).
+the reference for the filestorage repository (see docs/scripts.rst).
 
 Backup names have one-second resolution, and repozo refuses to overwrite a
 file of the same second (so does ours). Instead of sleeping, every script

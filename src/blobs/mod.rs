@@ -1,6 +1,6 @@
 //! Blob storage backups: directory snapshots hard-linked to the previous
 //! backup, independent copies, tar archives (plain, gzip, GNU incremental),
-//! restore to a date, and listing (crb-features §3).
+//! restore to a date, and listing (see docs/blobs.rst).
 //!
 //! No external process is run: where 6.0 called `rsync -a --delete
 //! --link-dest` or GNU `tar`, this module walks, links, copies and archives
@@ -186,7 +186,7 @@ impl BackupOptions {
         }
     }
 
-    /// The zip backup's fixed settings (crb-features §2.7): one numbered
+    /// The zip backup's fixed settings (see docs/scripts.rst): one numbered
     /// archive `<base>.0.tar[.gz]`, full, keep 1.
     #[must_use]
     pub fn zip(blobdir: &Path, location: &Path, compress: bool) -> Self {
@@ -544,7 +544,7 @@ pub fn cleanup(
     if !dry_run {
         retention::execute(location, &plan)?;
         if plan.removed_backups > 0 {
-            // 6.0's messages, one per rule (crb-features §3.8).
+            // 6.0's messages, one per rule (see docs/blobs.rst).
             let n = plan.removed_backups;
             if fulls.is_some() {
                 log::info!(
@@ -650,7 +650,7 @@ fn archive_backup(
             }
         }
     }
-    // Which snapshot file, if any (crb-features §3.5).
+    // Which snapshot file, if any (see docs/blobs.rst).
     let snar: Option<(String, bool)> = if incremental {
         let full_stamp = match &opts.fs_backup_location {
             Some(d) => naming::repozo_full_stamps(d)?

@@ -1,4 +1,4 @@
-//! THE parser of names in a blob backup location (crb-features §3.1).
+//! THE parser of names in a blob backup location (see docs/blobs.rst).
 //!
 //! Every place that needs to know what an entry in a blob backup location
 //! is (backup, restore, retention, listing) goes through [`BackupName`].
@@ -7,14 +7,14 @@
 //! and `<suffix>` is nothing (a directory), `.tar`, `.tar.gz`,
 //! `.delta.tar`, `.delta.tar.gz` or `.snar`. The base may itself contain
 //! dots (6.0 rejected those, so a blobstorage called `blob.store` produced
-//! backups it could not see; crb-features §7.2).
+//! backups it could not see; CHANGES.rst).
 //!
 //! Names starting with a dot are never backups: the temporary names under
 //! which backups are built (`.<name>.partial`) start with one.
 //!
 //! This module also holds the few facts about repozo names the blob code
 //! needs (newest data file, full backups). They mirror repozo's regex
-//! `\d{4}(?:-\d\d){5}\.(?:delta)?fsz?$` (repozo-format §2.1); the repozo
+//! `\d{4}(?:-\d\d){5}\.(?:delta)?fsz?$` (see docs/repository.rst); the repozo
 //! engine has its own copy, to be merged.
 
 use std::cmp::Ordering;
@@ -238,7 +238,7 @@ pub fn parse_timestamp(s: &str) -> Option<DateTime<Utc>> {
 /// A restore date `yyyy-mm-dd[-hh[-mm[-ss]]]` (UTC), validated.
 ///
 /// Timestamped backups are selected by *string* comparison of their stamp
-/// with the date as given, the rule repozo uses (crb-features §3.6): so
+/// with the date as given, the rule repozo uses (see docs/blobs.rst): so
 /// `2026-11-26` means the start of that day. Numbered backups, which have
 /// no stamp, are selected by modification time against [`RestoreDate::time`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -333,7 +333,7 @@ pub fn repozo_data_files(dir: &Path) -> Result<Vec<(String, bool)>> {
 }
 
 /// The stamp of the newest repozo data file in `dir` (full or incremental):
-/// the name a blob backup made after it gets (crb-features §3.2).
+/// the name a blob backup made after it gets (see docs/blobs.rst).
 ///
 /// # Errors
 /// [`Error::Io`] when the directory cannot be read.

@@ -1,4 +1,4 @@
-//! Restoring a blob directory from a backup location (crb-features §3.6).
+//! Restoring a blob directory from a backup location (see docs/blobs.rst).
 //!
 //! [`find_backup`] picks what to restore: the newest backup, or the newest
 //! at or before a UTC date (timestamp names compared as strings, as repozo

@@ -5,7 +5,7 @@
 //! everything needed to reproduce it (mode, owner, symlink target). At the
 //! top of a blob directory, `tmp/` (uncommitted uploads, savepoints) and
 //! `.removed` (a pack's transient list) are left out; `.layout` is kept
-//! (repozo-format §5).
+//! (see docs/blobs.rst).
 
 use std::ffi::OsString;
 use std::fs;

@@ -1,6 +1,6 @@
 //! `bin/backup`, `bin/fullbackup`, `bin/snapshotbackup`, `bin/zipbackup`.
 //!
-//! Order (crb-features §2.5–2.7, seed order for additional storages):
+//! Order (see docs/scripts.rst, seed order for additional storages):
 //! `pre_command` → every filestorage backup (additional storages first,
 //! main last) → every blob backup (same order) → retention (filestorages,
 //! then blobs) → `post_command`. The first failure stops everything and
@@ -16,7 +16,7 @@ use crate::config::{BackupConfig, Storage};
 use crate::error::{IoContext, Result};
 use crate::hooks::Hooks;
 
-/// What a backup script does differently (crb-features §2.6, §2.7).
+/// What a backup script does differently (see docs/scripts.rst).
 struct Plan {
     full: bool,
     keep: u32,

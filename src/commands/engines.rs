@@ -1,6 +1,6 @@
 //! The real engines behind the scripts: [`RepozoEngine`] over
-//! [`crate::repozo`] (issue 3) and [`BlobsEngine`] over [`crate::blobs`]
-//! (issue 4), adapted to the orchestration's traits.
+//! [`crate::repozo`] and [`BlobsEngine`] over [`crate::blobs`], adapted to
+//! the orchestration's traits.
 //!
 //! Adapters only: they translate the orchestration's requests into the
 //! engines' options and keep the orchestration's contract. A plan is found

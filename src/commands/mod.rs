@@ -1,11 +1,11 @@
 //! Backup and restore orchestration: which storage, in which order, with
 //! which settings per script, and what happens on failure.
 //!
-//! Owns the order (crb-features §2.5–2.9, plus the seed's
-//! `additional_filestorages` order) and restore safety (issue 5 §5). It does
+//! Owns the order (see docs/scripts.rst, plus the seed's
+//! `additional_filestorages` order) and restore safety (docs/scripts.rst). It does
 //! not own the bytes: filestorage backups are done by a
-//! [`FileStorageEngine`] (repozo, issue 3) and blob backups by a
-//! [`BlobEngine`] (issue 4). Both are small traits: the tests here prove
+//! [`FileStorageEngine`] (repozo) and blob backups by a
+//! [`BlobEngine`]. Both are small traits: the tests here prove
 //! the order with fakes (`fake.rs`), and the scripts use the real engines
 //! through the adapters in `engines.rs` ([`RepozoEngine`], [`BlobsEngine`]).
 //!
@@ -149,7 +149,7 @@ pub struct BlobBackup<'a> {
     pub settings: &'a BlobSettings,
 }
 
-/// Blob retention after backups (crb-features §3.8).
+/// Blob retention after backups (see docs/blobs.rst).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BlobRetention<'a> {
     /// The blob backup location.
@@ -181,7 +181,7 @@ pub struct BlobRestore<'a> {
     pub settings: &'a BlobSettings,
 }
 
-/// Backs up and restores one FileStorage (issue 3 implements it).
+/// Backs up and restores one FileStorage.
 pub trait FileStorageEngine {
     /// Everything `recover` needs, found by `plan_recover` without writing.
     type Plan;
@@ -226,7 +226,7 @@ pub trait FileStorageEngine {
     fn recover(&self, plan: &Self::Plan, output: &Path) -> Result<()>;
 }
 
-/// Backs up and restores one blob directory (issue 4 implements it).
+/// Backs up and restores one blob directory.
 pub trait BlobEngine {
     /// Everything `restore` needs, found by `plan_restore` without writing.
     type Plan;

@@ -1,8 +1,8 @@
 //! `bin/restore`, `bin/snapshotrestore`, `bin/ziprestore`, `bin/altrestore`.
 //!
-//! Three phases, so that a failure changes nothing live (issue 5 §5; 6.0
+//! Three phases, so that a failure changes nothing live (6.0
 //! replaced the Data.fs before finding out that the blob restore would
-//! fail, crb-features §3.6):
+//! fail, see docs/blobs.rst):
 //!
 //! 1. **Check**, for every storage before any is touched: its lock (a
 //!    running Zope/ZEO refuses the restore), the filestorage backup chain

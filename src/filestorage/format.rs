@@ -1,6 +1,6 @@
 //! Record headers of a FileStorage, decoded from bytes. Decoding only: no I/O.
 //!
-//! All integers are big-endian. See repozo-format §3.2 (transaction record,
+//! All integers are big-endian. See docs/filestorage.rst (transaction record,
 //! 23 bytes) and §3.3 (data record, 42 bytes). Pickles are never decoded.
 
 use std::fmt;
@@ -35,7 +35,7 @@ pub struct Tid(pub [u8; 8]);
 pub struct Oid(pub [u8; 8]);
 
 impl Tid {
-    /// The commit time encoded in the tid (repozo-format §3.4): minutes
+    /// The commit time encoded in the tid (see docs/filestorage.rst): minutes
     /// since 1900 on a 31-day-month calendar, then seconds as a fraction of
     /// 2**32. `None` for a tid that is not a valid date (e.g. all zeros).
     #[must_use]
@@ -223,7 +223,7 @@ mod tests {
 
     #[test]
     fn tid_timestamp_decodes_spec_example() {
-        // repozo-format §3.4: 040d4644bde35833 is 2026-11-26 12:20:44.505015.
+        // see docs/filestorage.rst: 040d4644bde35833 is 2026-11-26 12:20:44.505015.
         let t = Tid(0x040d_4644_bde3_5833u64.to_be_bytes())
             .timestamp()
             .expect("valid date");

@@ -1,6 +1,6 @@
 //! The ZODB FileStorage (`Data.fs`) format.
 //!
-//! - [`format`]: decoding of transaction and data record headers (repozo-format §3.1–3.4).
+//! - [`format`]: decoding of transaction and data record headers (see docs/filestorage.rst).
 //! - [`scan`]: the walk that finds the end of the last committed transaction
 //!   exactly as ZODB's `read_index` does (§3.5), reusing a `Data.fs.index`
 //!   the way `_restore_index`/`_check_sanity` do (§3.7).

@@ -11,13 +11,13 @@ use pyo3::prelude::*;
 use crate::error::Error;
 
 mod filestorage;
-// --- repozo (issue 3) ---
+// --- repozo ---
 mod repozo;
 
-// --- blobs (issue 4) ---
+// --- blobs ---
 mod blobs;
 
-// --- recipe (issue 5) ---
+// --- recipe ---
 mod config;
 
 create_exception!(
@@ -32,7 +32,7 @@ create_exception!(
     BackupError,
     "A Data.fs or .index file that cannot be read as ZODB would read it."
 );
-// --- repozo exceptions (issue 3) ---
+// --- repozo exceptions ---
 create_exception!(
     collective.recipe.backup._core,
     RepozoError,
@@ -58,7 +58,7 @@ create_exception!(
     "A backup file differs from its .dat line, or the chain has a gap."
 );
 
-// --- blobs exceptions (issue 4) ---
+// --- blobs exceptions ---
 create_exception!(
     collective.recipe.backup._core,
     BlobError,
@@ -72,7 +72,7 @@ create_exception!(
     "No blob backup to restore (none at all, or none at or before the date)."
 );
 
-// --- recipe exceptions (issue 5) ---
+// --- recipe exceptions ---
 create_exception!(
     collective.recipe.backup._core,
     ConfigError,
@@ -93,7 +93,7 @@ pub(crate) fn to_py(e: Error) -> PyErr {
         Error::FileStorageFormat { .. } | Error::Corrupted { .. } | Error::Index { .. } => {
             FileStorageError::new_err(msg)
         }
-        // --- repozo mapping (issue 3) ---
+        // --- repozo mapping ---
         Error::WouldOverwriteFiles { .. } => WouldOverwriteFiles::new_err(msg),
         Error::NoFiles { .. } => NoFiles::new_err(msg),
         Error::VerificationFail(_) => VerificationFail::new_err(msg),
@@ -101,7 +101,7 @@ pub(crate) fn to_py(e: Error) -> PyErr {
             RepozoError::new_err(msg)
         }
 
-        // --- blobs mapping (issue 4) ---
+        // --- blobs mapping ---
         Error::NoBlobBackups { .. } | Error::NoBlobBackupAtDate { .. } => {
             NoBlobBackup::new_err(msg)
         }
@@ -111,7 +111,7 @@ pub(crate) fn to_py(e: Error) -> PyErr {
         | Error::BrokenChain { .. }
         | Error::BlobBackupMismatch { .. } => BlobError::new_err(msg),
 
-        // --- recipe mapping (issue 5) ---
+        // --- recipe mapping ---
         Error::Config(_) => ConfigError::new_err(msg),
         _ => BackupError::new_err(msg),
     }
@@ -130,27 +130,27 @@ fn core_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add("BackupError", py.get_type::<BackupError>())?;
     m.add("FileStorageError", py.get_type::<FileStorageError>())?;
-    // --- repozo exceptions registration (issue 3) ---
+    // --- repozo exceptions registration ---
     m.add("RepozoError", py.get_type::<RepozoError>())?;
     m.add("WouldOverwriteFiles", py.get_type::<WouldOverwriteFiles>())?;
     m.add("NoFiles", py.get_type::<NoFiles>())?;
     m.add("VerificationFail", py.get_type::<VerificationFail>())?;
 
-    // --- blobs exceptions registration (issue 4) ---
+    // --- blobs exceptions registration ---
     m.add("BlobError", py.get_type::<BlobError>())?;
     m.add("NoBlobBackup", py.get_type::<NoBlobBackup>())?;
 
-    // --- recipe exceptions registration (issue 5) ---
+    // --- recipe exceptions registration ---
     m.add("ConfigError", py.get_type::<ConfigError>())?;
 
     filestorage::register(m)?;
-    // --- repozo registration (issue 3) ---
+    // --- repozo registration ---
     repozo::register(m)?;
 
-    // --- blobs registration (issue 4) ---
+    // --- blobs registration ---
     blobs::register(m)?;
 
-    // --- recipe registration (issue 5) ---
+    // --- recipe registration ---
     config::register(m)?;
     Ok(())
 }

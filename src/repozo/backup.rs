@@ -2,7 +2,7 @@
 //! write it.
 //!
 //! Mirrors repozo's `do_backup`, `do_full_backup` and
-//! `do_incremental_backup` (repozo-format §2.6), with these deviations:
+//! `do_incremental_backup` (see docs/repository.rst), with these deviations:
 //!
 //! - Data.fs is opened **once**: the scan that finds `end` and every read
 //!   that follows (checksums, the copy) use that one file descriptor, so a

@@ -1,6 +1,6 @@
 //! Choosing the backup files for a point in time.
 //!
-//! Mirrors repozo's `find_files` (repozo-format §2.5): data files are sorted
+//! Mirrors repozo's `find_files` (see docs/repository.rst): data files are sorted
 //! by name, newest first; every one whose root (name without extension) is
 //! `<= when` as a plain string is taken, stopping at the first full backup;
 //! the result is returned oldest first. Also `delete_old_backups` (§2.7).

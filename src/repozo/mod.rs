@@ -1,7 +1,7 @@
 //! A repozo-compatible backup repository: backup, recover and verify.
 //!
 //! Writes and reads exactly the repository format of ZODB's `repozo` 6.4
-//! (repozo-format §2), so that any chain can be written and restored by
+//! (see docs/repository.rst), so that any chain can be written and restored by
 //! either tool. Modules, one concept each:
 //!
 //! - [`naming`]: file names (`gen_filename`, the data-file pattern, `-D`).

@@ -1,8 +1,7 @@
 //! Names in a repozo repository.
 //!
 //! Mirrors repozo's `gen_filename` and its data-file regex
-//! `\d{4}(?:-\d\d){5}\.(?:delta)?fsz?$` used with `re.match` (repozo-format
-//! §2.1), without a regex engine. Also `os.path.join` as repozo uses it to
+//! `\d{4}(?:-\d\d){5}\.(?:delta)?fsz?$` used with `re.match` (see docs/repository.rst//! §2.1), without a regex engine. Also `os.path.join` as repozo uses it to
 //! write paths into `.dat` files (§2.2), and the `-D` date check (§2.5).
 
 use std::ffi::OsString;

@@ -1,6 +1,6 @@
 //! `-R`: rebuild a Data.fs from a chain.
 //!
-//! Mirrors repozo's `do_recover` (repozo-format §2.8): pick the chain with
+//! Mirrors repozo's `do_recover` (see docs/repository.rst): pick the chain with
 //! `find_files`, concatenate it (decompressing by name), copy the `.index`
 //! of the last file to `<output>.index`. Deviations:
 //!
@@ -88,8 +88,13 @@ pub fn recover(
         None => {
             log::info!(target: LOG, "Recovering file to stdout");
             let mut out = BufWriter::with_capacity(1 << 20, std::io::stdout());
-            let (bytes, md5) =
-                concat_checked(&chain, opts.verify, &mut out, Path::new("<stdout>"), progress)?;
+            let (bytes, md5) = concat_checked(
+                &chain,
+                opts.verify,
+                &mut out,
+                Path::new("<stdout>"),
+                progress,
+            )?;
             out.flush().map_err(|e| io_err(Path::new("<stdout>"), e))?;
             Ok(RecoverReport {
                 files: chain.files,

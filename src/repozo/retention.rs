@@ -1,5 +1,5 @@
 //! Filestorage retention after a backup: keep the newest `keep` full
-//! backups with their chains (crb-features §3.7), as a pure plan and its
+//! backups with their chains (see README.rst (Retention)), as a pure plan and its
 //! execution (like [`crate::retention`] for blobs).
 //!
 //! This is the recipe's rule, not repozo's (`-k` keeps one chain and is
@@ -9,7 +9,7 @@
 //! repozo's own names count (`<stamp>.{fs,fsz,deltafs,deltafsz,dat,index}`),
 //! ordered by the stamp in the name, so a copied repository (new mtimes)
 //! keeps the right chains and nothing else in the directory is touched
-//! (crb-features §7.2).
+//! (see CHANGES.rst).
 
 use std::path::{Path, PathBuf};
 

@@ -1,6 +1,6 @@
 //! `-V`: check a chain against its `.dat`.
 //!
-//! Mirrors repozo's `do_verify` (repozo-format §2.9): for every line of the
+//! Mirrors repozo's `do_verify` (see docs/repository.rst): for every line of the
 //! `.dat` of the newest chain, the file's (uncompressed) size and, unless
 //! `quick`, its md5. What it does **not** check, like repozo: `.index`
 //! files, chain files missing from the `.dat`, and whether the chain still
@@ -59,8 +59,12 @@ pub fn verify(
         return Err(Error::VerificationFail(format!(
             "{} has no .dat files: there are no sizes or checksums to verify \
              (a recover checks such a chain by the structure of the Data.fs it makes)",
-            if repo.as_os_str().is_empty() { std::path::Path::new(".") } else { repo.as_path() }
-                .display()
+            if repo.as_os_str().is_empty() {
+                std::path::Path::new(".")
+            } else {
+                repo.as_path()
+            }
+            .display()
         )));
     }
     let lines = chain.lines;

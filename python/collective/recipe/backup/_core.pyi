@@ -34,7 +34,7 @@ def write_index(
     datafs_path: str | os.PathLike[str], index_path: str | os.PathLike[str]
 ) -> int: ...
 
-# --- blobs (issue 4) ---
+# --- blobs ---
 
 _Path = str | os.PathLike[str]
 
@@ -91,7 +91,7 @@ def blob_cleanup(
     now: str | None = None,
 ) -> dict[str, Any]: ...
 def blob_list_backups(location: _Path) -> list[dict[str, Any]]: ...
-# --- repozo (issue 3) ---
+# --- repozo ---
 
 _Progress = Callable[[str, int, int | None], object] | None
 
@@ -172,7 +172,7 @@ def repozo_verify(
     now: float | None = None,
 ) -> VerifyResult: ...
 
-# --- recipe (issue 5) ---
+# --- recipe ---
 
 @final
 class BackupConfig:

@@ -11,7 +11,7 @@
   and the filestorage engine's lines (6.0: repozo ``--verbose``); ``-q``
   means WARNING and up. Rust log records arrive through the same logging
   (pyo3-log).
-- The restore prompt of crb-features §2.3: only ``yes`` restores; empty,
+- The restore prompt of docs/scripts.rst: only ``yes`` restores; empty,
   ``no`` and end of input mean no; anything else asks again.
 """
 

@@ -4,7 +4,7 @@
 (:mod:`collective.recipe.backup.options`), validates them by building
 ``_core.BackupConfig`` (its errors become ``zc.buildout.UserError``, shown
 by buildout as ``Error: ...`` without a traceback), logs the warnings, and
-generates the part's scripts (crb-features §2.1) with
+generates the part's scripts (see docs/scripts.rst) with
 ``zc.buildout.easy_install``. There is no zc.recipe.egg dependency, and the
 scripts' ``sys.path`` holds only this distribution.
 
