@@ -792,9 +792,9 @@ impl RestoreDate {
         })
     }
 
-    /// The same grammar with two-digit fields only, for the places that
-    /// compare the date *as written* with backup names (repozo's `-D`, the
-    /// blob library's date): there `2026-1-5` would sort wrongly.
+    /// The same grammar with two-digit fields only, for repozo's `-D`,
+    /// which compares the date *as written* with backup names: there
+    /// `2026-1-5` would sort wrongly.
     #[must_use]
     pub fn parse_strict(text: &str) -> Option<Self> {
         Self::parse_fields(text, true)

@@ -86,11 +86,17 @@ def test_restore_reproduces_the_tree(tmp_path, live):
     assert state(target) == after
     blobs.restore(loc, target, date=T1)
     assert state(target) == before
-    # A date is "at or before", compared as repozo compares names.
+    # A date is "at or before", normalised as the scripts normalise it: a
+    # bare day is its midnight, which includes a backup made at midnight.
+    blobs.restore(loc, target, date="2026-01-01-23-59")
+    assert state(target) == before
     blobs.restore(loc, target, date="2026-01-02")
+    assert state(target) == after
+    blobs.restore(loc, target, date="2026-1-1-9")
     assert state(target) == before
     with pytest.raises(
-        blobs.NoBlobBackup, match="Could not find backup of '2025-12-31' or earlier."
+        blobs.NoBlobBackup,
+        match="Could not find backup of '2025-12-31-00-00-00' or earlier.",
     ):
         blobs.restore(loc, target, date="2025-12-31")
     # The restored tree replaces the old one, leftovers included.

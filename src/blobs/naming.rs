@@ -237,9 +237,11 @@ pub fn parse_timestamp(s: &str) -> Option<DateTime<Utc>> {
 
 /// A restore date `yyyy-mm-dd[-hh[-mm[-ss]]]` (UTC), validated.
 ///
-/// Timestamped backups are selected by *string* comparison of their stamp
-/// with the date as given, the rule repozo uses (see docs/blobs.rst): so
-/// `2026-11-26` means the start of that day. Numbered backups, which have
+/// The scripts' rule, also for the library: the date is normalised to
+/// `YYYY-MM-DD-HH-MM-SS` (missing parts zero, so `2026-11-26` means the start
+/// of that day, a backup made at that very second included), and timestamped
+/// backups are selected by string comparison of their stamp with it, as
+/// repozo compares its names (see docs/blobs.rst). Numbered backups, which have
 /// no stamp, are selected by modification time against [`RestoreDate::time`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RestoreDate {
@@ -254,17 +256,13 @@ impl RestoreDate {
     /// [`Error::BadBlobDate`] when it is not `yyyy-mm-dd[-hh[-mm[-ss]]]` or not
     /// a real calendar date and time.
     pub fn parse(text: &str) -> Result<Self> {
-        let d =
-            crate::config::RestoreDate::parse_strict(text).ok_or_else(|| Error::BadBlobDate {
-                date: text.to_owned(),
-            })?;
-        Ok(RestoreDate {
-            text: text.to_owned(),
-            time: d.0.and_utc(),
-        })
+        let d = crate::config::RestoreDate::parse(text).map_err(|_| Error::BadBlobDate {
+            date: text.to_owned(),
+        })?;
+        Ok(RestoreDate::from(&d))
     }
 
-    /// The date as given.
+    /// The date, normalised to `YYYY-MM-DD-HH-MM-SS`.
     #[must_use]
     pub fn as_str(&self) -> &str {
         &self.text
@@ -472,20 +470,18 @@ mod tests {
 
     #[test]
     fn restore_date_parse_and_compare() {
+        // The scripts' rule: a bare day is its midnight, inclusive.
         let d = RestoreDate::parse("2026-11-26").unwrap_or_else(|e| panic!("{e}"));
-        assert!(!d.admits_stamp("2026-11-26-00-00-00"));
+        assert_eq!(d.as_str(), "2026-11-26-00-00-00");
+        assert!(d.admits_stamp("2026-11-26-00-00-00"));
+        assert!(!d.admits_stamp("2026-11-26-00-00-01"));
         assert!(d.admits_stamp("2026-11-25-23-59-59"));
+        let d = RestoreDate::parse("2026-1-5-9").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(d.as_str(), "2026-01-05-09-00-00");
         let d = RestoreDate::parse("2026-11-26-10-00-00").unwrap_or_else(|e| panic!("{e}"));
         assert!(d.admits_stamp("2026-11-26-10-00-00"));
         assert!(!d.admits_stamp("2026-11-26-10-00-01"));
-        for bad in [
-            "2026-13-45",
-            "2026-11",
-            "-qn",
-            "2026-1-5",
-            "2026-11-26-25",
-            "x",
-        ] {
+        for bad in ["2026-13-45", "2026-11", "-qn", "2026-11-26-25", "x"] {
             assert!(RestoreDate::parse(bad).is_err(), "{bad}");
         }
     }

@@ -367,13 +367,32 @@ fn build(
     target: &Path,
     progress: &dyn Progress,
 ) -> Result<CopyStats> {
+    if let Selected::Directory { tree, .. } = source {
+        log::info!(
+            "Restoring blobs from {} to {}",
+            tree.display(),
+            target.display()
+        );
+    }
+    write_tree(source, partial, target, progress)
+}
+
+/// Write the tree of the selected backup into `partial` (which must not
+/// exist yet), logging the archives as extracted to `shown` (the blob
+/// directory the tree will become). Used by [`restore`] and by the scripts'
+/// restore, which swaps the result in itself.
+///
+/// # Errors
+/// Any I/O or archive error; `partial` is then left for the caller to
+/// remove.
+pub(crate) fn write_tree(
+    source: &Selected,
+    partial: &Path,
+    shown: &Path,
+    progress: &dyn Progress,
+) -> Result<CopyStats> {
     match source {
         Selected::Directory { tree, .. } => {
-            log::info!(
-                "Restoring blobs from {} to {}",
-                tree.display(),
-                target.display()
-            );
             let t = tree::walk(tree, &WalkOptions::default())?;
             materialize(&t, partial, None, progress)
         }
@@ -381,9 +400,14 @@ fn build(
             if chain.len() > 1 {
                 log::info!("Found {} incremental backups to restore.", chain.len());
             }
-            fs::create_dir(partial).at(partial)?;
+            // ZODB wants its blob directory private (0700); the archive's
+            // own entry for it, if any, sets the mode it was backed up with.
+            let mut dir = fs::DirBuilder::new();
+            #[cfg(unix)]
+            std::os::unix::fs::DirBuilderExt::mode(&mut dir, 0o700);
+            dir.create(partial).at(partial)?;
             for a in chain {
-                log::info!("Extracting {} to {}", a.display(), target.display());
+                log::info!("Extracting {} to {}", a.display(), shown.display());
             }
             archive::extract(chain, partial, true, progress)?;
             Ok(CopyStats::default())

@@ -21,11 +21,9 @@ use super::{
     BlobBackup, BlobEngine, BlobRestore, BlobRetention, BlobSettings, FileStorageEngine, FsBackup,
     FsRecover, FsRetention,
 };
-use crate::blobs::copy::materialize;
 use crate::blobs::naming::{parse_repozo_data_file, repozo_data_files, BackupName};
-use crate::blobs::restore::{find_backup, find_exact, RestoreOptions, Selected};
-use crate::blobs::tree::{self, WalkOptions};
-use crate::blobs::{self, archive, BackupOptions, Format, RsyncOptions};
+use crate::blobs::restore::{find_backup, find_exact, write_tree, RestoreOptions, Selected};
+use crate::blobs::{self, BackupOptions, Format, RsyncOptions};
 use chrono::{DateTime, Utc};
 
 use crate::clock::{Clock, SteppingClock, SystemClock};
@@ -224,25 +222,10 @@ impl BlobEngine for BlobsEngine {
     }
 
     fn restore(&self, plan: &BlobPlan, target: &Path) -> Result<()> {
-        match &plan.selected {
-            Selected::Directory { tree: source, .. } => {
-                log::debug!("Copying {} to {}", source.display(), target.display());
-                let t = tree::walk(source, &WalkOptions::default())?;
-                // materialize makes the directory itself (with the backup's
-                // mode); the orchestration gave an empty one.
-                fs::remove_dir(target).at(target)?;
-                materialize(&t, target, None, &NoProgress).map(|_| ())
-            }
-            Selected::Archives { chain } => {
-                if chain.len() > 1 {
-                    log::info!("Found {} incremental backups to restore.", chain.len());
-                }
-                for a in chain {
-                    log::info!("Extracting {} to {}", a.display(), plan.blobdir.display());
-                }
-                archive::extract(chain, target, true, &NoProgress)
-            }
-        }
+        // The tree is written whole, with the backup's mode on its root; the
+        // orchestration gave an empty directory to hold its place.
+        fs::remove_dir(target).at(target)?;
+        write_tree(&plan.selected, target, &plan.blobdir, &NoProgress).map(|_| ())
     }
 }
 
