@@ -249,6 +249,8 @@ def test_quick_start_buildout(tmp_path, states, egg_cache):
     assert p.returncode == 0, p.stdout + p.stderr
     for script in ("backup", "snapshotbackup", "restore", "snapshotrestore"):
         assert (d / "bin" / script).exists(), script
+    p = subprocess.run([buildout, "bootstrap"], cwd=d, capture_output=True, text=True, env=env, timeout=300)
+    assert p.returncode == 0 and (d / "bin" / "buildout").exists(), p.stdout + p.stderr
 
     def run(*args, shell=False):
         argv = args[0] if shell else args
