@@ -11,7 +11,8 @@ The examples are taken out of README.rst and run verbatim:
   like that;
 - the Quick start: its first ``buildout.cfg`` with real zc.buildout, then
   ``bin/backup`` (its output compared with the README's), the cron command,
-  a second backup (the ``ls`` listing compared) and the wrong-date example.
+  a second backup (the ``ls`` listing compared), the restore prompt and the
+  wrong-date example.
 
 What the test does not run itself is the making of the wheel and of the
 zc.buildout venv: ``scripts/test`` builds the wheel with maturin (what
@@ -252,9 +253,9 @@ def test_quick_start_buildout(tmp_path, states, egg_cache):
     p = subprocess.run([buildout, "bootstrap"], cwd=d, capture_output=True, text=True, env=env, timeout=300)
     assert p.returncode == 0 and (d / "bin" / "buildout").exists(), p.stdout + p.stderr
 
-    def run(*args, shell=False):
+    def run(*args, shell=False, input=None):
         argv = args[0] if shell else args
-        return subprocess.run(argv, cwd=d, shell=shell, capture_output=True, text=True, timeout=120)
+        return subprocess.run(argv, cwd=d, shell=shell, input=input, capture_output=True, text=True, timeout=120)
 
     # bin/backup prints what the README shows.
     p = run("bin/backup")
@@ -287,6 +288,11 @@ def test_quick_start_buildout(tmp_path, states, egg_cache):
         else:
             group += line.split()
     assert listed == {loc: sorted(names) for loc, names in expected.items()}
+
+    # The restore prompt as the README shows it; end of input means no.
+    p = run("bin/restore", input="")
+    assert (p.returncode, p.stderr) == (0, "INFO: Not restoring.\n")
+    assert [x.rstrip() for x in normalized(p.stdout, str(d), {}).splitlines()] == transcript("bin/restore")
 
     # A wrong date is refused as the README shows.
     p = run("bin/restore", "2026-13-01")
