@@ -152,3 +152,12 @@ def test_whitespace_in_the_repository_path_refused_before_writing(db, tmp_path):
     with pytest.raises(crb.BackupError, match="contains whitespace"):
         repozo.backup(db["path"], repo, _now=T0)
     assert listing(repo) == []
+
+
+def test_backup_creates_a_missing_repository(db, tmp_path):
+    # Like blobs.backup with its location; the repozo command line keeps
+    # repozo's error for a missing -r directory (test_repozo_errors).
+    repo = tmp_path / "var" / "backups"
+    r = repozo.backup(db["path"], repo, _now=T0)
+    assert r.action == "full"
+    assert r.data_file == f"{repo}/{stamp(T0)}.fsz"

@@ -58,7 +58,9 @@ def backup(
     progress=None,
     _now=None,
 ):
-    """Back up ``datafs`` into the existing directory ``repository``.
+    """Back up ``datafs`` into the directory ``repository``, created when
+    missing (as :func:`collective.recipe.backup.blobs.backup` creates its
+    location; the repozo command line, like ZODB's, refuses a missing one).
 
     A full backup when ``full``, when the repository has none, or when the
     Data.fs no longer continues the chain (after a pack); else an
@@ -69,6 +71,7 @@ def backup(
     then. Returns a :class:`BackupResult` (``action`` is ``"full"``,
     ``"incremental"`` or ``"nothing"``).
     """
+    os.makedirs(repository, exist_ok=True)
     return repozo_backup(
         os.fspath(datafs),
         os.fspath(repository),
