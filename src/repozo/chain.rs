@@ -330,6 +330,16 @@ pub fn clean_interrupted(repo: &Path) -> Result<Cleaned> {
     if listing.dats.is_empty() {
         return Ok(cleaned);
     }
+    for root in &listing.dats {
+        let p = join(repo, &format!("{root}.dat"));
+        if dat::repair(&p)? {
+            log::warn!(
+                target: LOG,
+                "{}: repaired its last line, which an interrupted backup left without its end",
+                p.display()
+            );
+        }
+    }
     let mut listed = BTreeSet::new();
     for root in &listing.dats {
         match dat::read(&join(repo, &format!("{root}.dat"))) {
@@ -560,6 +570,43 @@ mod tests {
             .expect("listed")
             .expect_err("doubt");
         assert!(doubt.contains("is 1 bytes, should be 2 bytes"), "{doubt}");
+    }
+
+    #[test]
+    fn torn_last_dat_line_is_not_committed_and_is_repaired() {
+        let d = repo();
+        let p = d.path();
+        let dat = p.join("2024-01-01-00-00-00.dat");
+        let whole = std::fs::read_to_string(&dat).expect("read");
+        // An append cut off in the md5 of a third line.
+        put(p, "2024-01-03-00-00-00.deltafs", "67");
+        let torn = line(p, "2024-01-03-00-00-00.deltafs", 6, 8).replace(" x\n", " 0123abc");
+        std::fs::write(&dat, whole.clone() + &torn).expect("write");
+        let c = plan_chain(p, "2024-12-31", None).expect("chain");
+        assert_eq!(c.files.len(), 2);
+        clean_interrupted(p).expect("clean");
+        assert_eq!(std::fs::read_to_string(&dat).expect("read"), whole);
+        assert!(!p.join("2024-01-03-00-00-00.deltafs").exists());
+        // A whole last line that only lacks its newline is kept, and gets one.
+        let md5 = "0123456789abcdef0123456789abcdef";
+        let last = format!(
+            "{} 6 8 {md5}",
+            p.join("2024-01-03-00-00-00.deltafs").display()
+        );
+        put(p, "2024-01-03-00-00-00.deltafs", "67");
+        std::fs::write(&dat, whole.clone() + &last).expect("write");
+        assert_eq!(
+            plan_chain(p, "2024-12-31", None)
+                .expect("chain")
+                .files
+                .len(),
+            3
+        );
+        clean_interrupted(p).expect("clean");
+        assert_eq!(
+            std::fs::read_to_string(&dat).expect("read"),
+            whole + &last + "\n"
+        );
     }
 
     #[test]

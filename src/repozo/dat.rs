@@ -84,7 +84,7 @@ fn parse_line(path: &Path, lineno: usize, line: &str) -> Result<DatLine> {
 /// [`Error::RepozoIo`] when it cannot be read, [`Error::BadDat`] for a
 /// malformed line (an empty last line included, as in repozo).
 pub fn read(path: &Path) -> Result<Option<Vec<DatLine>>> {
-    let text = match crate::fsutil::open_regular(path).and_then(|mut f| {
+    let bytes = match crate::fsutil::open_regular(path).and_then(|mut f| {
         let mut v = Vec::new();
         io::Read::read_to_end(&mut f, &mut v).map(|_| v)
     }) {
@@ -92,13 +92,77 @@ pub fn read(path: &Path) -> Result<Option<Vec<DatLine>>> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(io_err(path, e)),
     };
-    let text = String::from_utf8_lossy(&text);
+    parse(path, &bytes).map(Some)
+}
+
+/// Parse the content of a `.dat` file; `path` only names it in errors.
+/// This is what [`read`] does once it has the bytes.
+///
+/// A last line cut off by an interrupted append (no newline, and not a
+/// whole line with a 32-digit md5) was never committed: it is left out,
+/// with a warning (see `chain` for what happens to its data file).
+///
+/// # Errors
+/// [`Error::BadDat`] for a malformed line.
+pub fn parse(path: &Path, bytes: &[u8]) -> Result<Vec<DatLine>> {
+    let text = String::from_utf8_lossy(bytes);
     let mut lines = Vec::new();
-    for (i, line) in text.split_inclusive('\n').enumerate() {
+    let (whole, torn) = split_torn(&text);
+    for (i, line) in whole.split_inclusive('\n').enumerate() {
         let line = line.strip_suffix('\n').unwrap_or(line);
         lines.push(parse_line(path, i + 1, line)?);
     }
-    Ok(Some(lines))
+    if let Some(torn) = torn {
+        log::warn!(
+            target: crate::repozo::LOG,
+            "{}: its last line {} is incomplete (a backup was interrupted while writing it), ignored",
+            path.display(),
+            crate::repozo::py_repr(torn)
+        );
+    }
+    Ok(lines)
+}
+
+/// `(whole lines, torn last line)` of a `.dat`'s text.
+fn split_torn(text: &str) -> (&str, Option<&str>) {
+    if text.is_empty() || text.ends_with('\n') {
+        return (text, None);
+    }
+    let cut = text.rfind('\n').map_or(0, |i| i + 1);
+    let last = &text[cut..];
+    let complete = parse_line(Path::new(""), 0, last)
+        .is_ok_and(|l| l.md5.len() == 32 && l.md5.bytes().all(|b| b.is_ascii_hexdigit()));
+    if complete {
+        (text, None)
+    } else {
+        (&text[..cut], Some(last))
+    }
+}
+
+/// Make a `.dat` end in a newline again, so that an append starts a line of
+/// its own: a torn last line is cut off, a whole one without its newline
+/// gets one. Returns whether the file was changed. Call under the
+/// repository lock.
+///
+/// # Errors
+/// [`Error::RepozoIo`] / [`Error::Io`] naming the file.
+pub fn repair(path: &Path) -> Result<bool> {
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(io_err(path, e)),
+    };
+    if bytes.is_empty() || bytes.ends_with(b"\n") {
+        return Ok(false);
+    }
+    let text = String::from_utf8_lossy(&bytes).into_owned();
+    let (whole, torn) = split_torn(&text);
+    let fixed = match torn {
+        Some(_) => whole.to_owned(),
+        None => format!("{whole}\n"),
+    };
+    crate::fsutil::write_atomically(path, |f| f.write_all(fixed.as_bytes()))?;
+    Ok(true)
 }
 
 /// Like [`read`], but a missing file is an error (verify, recover).

@@ -210,22 +210,39 @@ fn index_for(
     dir: &Path,
 ) -> Result<tempfile::NamedTempFile> {
     let data = crate::fsutil::open_regular(part).map_err(|e| io_err(part, e))?;
-    let scan = scan_file(&data, part, &ScanOptions { use_index: false })?;
-    let mut ours = Vec::new();
-    scan.index
-        .write_to(scan.end, &mut ours)
-        .map_err(|e| io_err(target, e))?;
     let theirs = crate::fsutil::open_regular(src).and_then(|mut f| {
         let mut v = Vec::new();
         std::io::Read::read_to_end(&mut f, &mut v).map(|_| v)
     });
-    if theirs.map_or(true, |t| t != ours) {
-        log::warn!(
-            target: LOG,
-            "{} does not describe the recovered data: wrote a new index from the data instead",
-            src.display()
-        );
-    }
+    let ours = match scan_file(&data, part, &ScanOptions { use_index: false }) {
+        Ok(scan) => {
+            let mut ours = Vec::new();
+            scan.index
+                .write_to(scan.end, &mut ours)
+                .map_err(|e| io_err(target, e))?;
+            if theirs.as_ref().map_or(true, |t| *t != ours) {
+                log::warn!(
+                    target: LOG,
+                    "{} does not describe the recovered data: wrote a new index from the data instead",
+                    src.display()
+                );
+            }
+            ours
+        }
+        // The bytes are the backed-up ones (sizes, and md5s with -w, were
+        // checked): the damage was in the Data.fs when it was backed up,
+        // where ZODB only got past it with its index. Keep that index.
+        Err(e) => {
+            let theirs = theirs.map_err(|e| io_err(src, e))?;
+            log::warn!(
+                target: LOG,
+                "the recovered data is damaged as the backed-up Data.fs was ({e}); \
+                 ZODB opens it only with its index, so {} was restored as it is",
+                src.display()
+            );
+            theirs
+        }
+    };
     let name = target
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
