@@ -9,12 +9,14 @@
 //! skips and which lets [`GzReader`] decompress our members in parallel.
 //! Reading: any gzip stream, one or many members, with or without a file
 //! name in the header, with sync-flush blocks (what repozo writes); members
-//! without our extra field are read one after the other.
+//! without our extra field are read one after the other. Zero bytes after a
+//! member are padding and skipped, as Python's `gzip` module and GNU gzip
+//! do (so repozo reads such a file); anything else after a member must be
+//! another member.
 
 use std::cell::RefCell;
-use std::io::{self, Read, Write};
+use std::io::{self, BufRead, BufReader, Read, Write};
 
-use flate2::read::MultiGzDecoder;
 use flate2::{Compress, Compression, Crc, Decompress, FlushCompress, FlushDecompress, Status};
 use md5::{Digest, Md5};
 use rayon::prelude::*;
@@ -126,7 +128,9 @@ fn inflate_member(member: &[u8], out: &mut Vec<u8>) -> io::Result<()> {
     let crc = u32::from_le_bytes([t[0], t[1], t[2], t[3]]);
     let isize = u32::from_le_bytes([t[4], t[5], t[6], t[7]]) as usize;
     out.clear();
-    out.reserve(isize.min(64 << 20));
+    // ISIZE is only a hint (it may be damaged): none of our members holds
+    // more than MEMBER_SIZE bytes, and the loop below grows `out` as needed.
+    out.reserve(isize.min(MEMBER_SIZE));
     let mut d = Decompress::new(false);
     loop {
         let done = usize::try_from(d.total_in())
@@ -161,11 +165,15 @@ fn inflate_member(member: &[u8], out: &mut Vec<u8>) -> io::Result<()> {
 }
 
 /// Reads a gzip file: our members in parallel batches, anything else
-/// (repozo's single member, members of other tools) with
-/// [`MultiGzDecoder`] from the first such member on.
+/// (repozo's single member, members of other tools) with [`Members`] from
+/// the first such member on.
 pub struct GzReader<R: Read + Send> {
     src: Option<R>,
-    fallback: Option<MultiGzDecoder<io::Chain<io::Cursor<Vec<u8>>, R>>>,
+    fallback: Option<Members<io::Chain<io::Cursor<Vec<u8>>, R>>>,
+    /// Whether a member (of ours) was read: zero bytes after it are padding.
+    after_member: bool,
+    /// A read failed: every later read fails too.
+    failed: bool,
     /// Raw bytes read past the last of our members (a foreign header).
     leftover: Option<Vec<u8>>,
     raw: Vec<Vec<u8>>,
@@ -182,6 +190,8 @@ impl<R: Read + Send> GzReader<R> {
         GzReader {
             src: Some(src),
             fallback: None,
+            after_member: false,
+            failed: false,
             leftover: None,
             raw: (0..slots).map(|_| Vec::new()).collect(),
             decoded: (0..slots).map(|_| Vec::new()).collect(),
@@ -225,10 +235,12 @@ impl<R: Read + Send> GzReader<R> {
         self.ready = n;
         self.cur = 0;
         self.pos = 0;
+        let after_member = self.after_member || n > 0;
+        self.after_member = after_member;
         if n < self.raw.len() {
             // End of our members: the rest (if any) is read sequentially.
             if let (Some(src), Some(left)) = (self.src.take(), self.leftover.take()) {
-                self.fallback = Some(MultiGzDecoder::new(io::Cursor::new(left).chain(src)));
+                self.fallback = Some(Members::new(io::Cursor::new(left).chain(src), after_member));
             }
         }
         Ok(n > 0)
@@ -237,6 +249,26 @@ impl<R: Read + Send> GzReader<R> {
 
 impl<R: Read + Send> Read for GzReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.failed {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "gzip stream already failed",
+            ));
+        }
+        let r = self.read_inner(buf);
+        // After an error the position in the stream is unknown: never go on
+        // reading as if nothing happened.
+        if r.as_ref()
+            .is_err_and(|e| e.kind() != io::ErrorKind::Interrupted)
+        {
+            self.failed = true;
+        }
+        r
+    }
+}
+
+impl<R: Read + Send> GzReader<R> {
+    fn read_inner(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         loop {
             while self.cur < self.ready {
                 let d = &self.decoded[self.cur];
@@ -256,6 +288,79 @@ impl<R: Read + Send> Read for GzReader<R> {
                 Some(f) => f.read(buf),
                 None => Ok(0),
             };
+        }
+    }
+}
+
+/// Reads gzip members one after the other, like Python's `gzip` module:
+/// each member's CRC32 and size are checked, zero bytes after a member are
+/// skipped, and whatever else follows must be the next member ("invalid gzip
+/// header" otherwise). An empty input is an empty stream.
+pub struct Members<R: Read> {
+    /// The member being read; `None` between members.
+    cur: Option<flate2::bufread::GzDecoder<BufReader<R>>>,
+    /// The input between members; `None` at the end.
+    rest: Option<BufReader<R>>,
+    /// Whether the input is positioned after a member (where zero padding
+    /// may follow), not at the start of the stream.
+    after_member: bool,
+}
+
+impl<R: Read> Members<R> {
+    /// Read the members of `src`. `after_member`: `src` continues a stream
+    /// after a complete member, so it may start with zero padding.
+    pub fn new(src: R, after_member: bool) -> Self {
+        Members {
+            cur: None,
+            rest: Some(BufReader::with_capacity(1 << 16, src)),
+            after_member,
+        }
+    }
+
+    /// Position at the next member: skip padding, start its decoder.
+    /// Returns false at the end of the input.
+    fn next_member(&mut self) -> io::Result<bool> {
+        let Some(mut r) = self.rest.take() else {
+            return Ok(false);
+        };
+        loop {
+            let buf = r.fill_buf()?;
+            if buf.is_empty() {
+                return Ok(false);
+            }
+            if !self.after_member {
+                break;
+            }
+            let zeros = buf.iter().take_while(|&&b| b == 0).count();
+            let stop = zeros < buf.len();
+            r.consume(zeros);
+            if stop {
+                break;
+            }
+        }
+        self.cur = Some(flate2::bufread::GzDecoder::new(r));
+        Ok(true)
+    }
+}
+
+impl<R: Read> Read for Members<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        loop {
+            if let Some(d) = self.cur.as_mut() {
+                let n = d.read(buf)?;
+                if n > 0 {
+                    return Ok(n);
+                }
+                // The member ended and its trailer checked out.
+                self.rest = self.cur.take().map(flate2::bufread::GzDecoder::into_inner);
+                self.after_member = true;
+            }
+            if !self.next_member()? {
+                return Ok(0);
+            }
         }
     }
 }
