@@ -84,18 +84,27 @@ fn parse_line(path: &Path, lineno: usize, line: &str) -> Result<DatLine> {
 /// [`Error::RepozoIo`] when it cannot be read, [`Error::BadDat`] for a
 /// malformed line (an empty last line included, as in repozo).
 pub fn read(path: &Path) -> Result<Option<Vec<DatLine>>> {
-    let text = match std::fs::read(path) {
+    let bytes = match std::fs::read(path) {
         Ok(b) => b,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(io_err(path, e)),
     };
-    let text = String::from_utf8_lossy(&text);
+    parse(path, &bytes).map(Some)
+}
+
+/// Parse the content of a `.dat` file; `path` only names it in errors.
+/// This is what [`read`] does once it has the bytes.
+///
+/// # Errors
+/// [`Error::BadDat`] for a malformed line.
+pub fn parse(path: &Path, bytes: &[u8]) -> Result<Vec<DatLine>> {
+    let text = String::from_utf8_lossy(bytes);
     let mut lines = Vec::new();
     for (i, line) in text.split_inclusive('\n').enumerate() {
         let line = line.strip_suffix('\n').unwrap_or(line);
         lines.push(parse_line(path, i + 1, line)?);
     }
-    Ok(Some(lines))
+    Ok(lines)
 }
 
 /// Like [`read`], but a missing file is an error (verify, recover).
