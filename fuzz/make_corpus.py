@@ -66,15 +66,15 @@ def main():
         # ZODB's repozo (gzip).
         db2 = os.path.join(tmp, "db2")
         fs2 = zodbgen.generate(db2, transactions=3, undos=0, blobs=False, seed=8)["path"]
-        for name, tool, z in [("ours-gz", ours, ["-z"]), ("ours", ours, []), ("repozo-gz", theirs, ["-z"])]:
-            repo = os.path.join(tmp, name)
-            os.mkdir(repo)
+        tools = [("ours-gz", ours, ["-z"]), ("ours", ours, []), ("repozo-gz", theirs, ["-z"])]
+        for name, _, _ in tools:
+            os.mkdir(os.path.join(tmp, name))
         for i in range(2):
             if i:
                 zodbgen.generate(db2, transactions=2, undos=0, blobs=False, seed=9)
-            for name, tool, z in [("ours-gz", ours, ["-z"]), ("ours", ours, []), ("repozo-gz", theirs, ["-z"])]:
+            for name, tool, z in tools:
                 ok(tool("-B", *z, "-r", os.path.join(tmp, name), "-f", fs2, now=at(i)))
-        for name in ["ours-gz", "ours", "repozo-gz"]:
+        for name, _, _ in tools:
             repo = os.path.join(tmp, name)
             for f in sorted(os.listdir(repo)):
                 if f.endswith("z"):
