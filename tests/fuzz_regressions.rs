@@ -41,9 +41,22 @@ fn dat() {
 
 #[test]
 fn gzip() {
-    for (_, data) in inputs("gzip") {
+    for (name, data) in inputs("gzip") {
+        // The parallel reader reads exactly what the sequential one reads.
         let mut out = Vec::new();
-        let _ = gzip::decoder(&data[..]).read_to_end(&mut out);
+        let ours = gzip::decoder(&data[..]).read_to_end(&mut out).map(|_| out);
+        let mut seq = Vec::new();
+        let reference = gzip::Members::new(&data[..], false)
+            .read_to_end(&mut seq)
+            .map(|_| seq);
+        assert_eq!(
+            ours.as_ref().ok(),
+            reference.as_ref().ok(),
+            "{}: {:?} vs {:?}",
+            name.display(),
+            ours.as_ref().err(),
+            reference.as_ref().err()
+        );
     }
 }
 

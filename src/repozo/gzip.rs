@@ -208,6 +208,8 @@ impl<R: Read + Send> GzReader<R> {
             return Ok(false);
         };
         let mut n = 0;
+        // The last member read is shorter than its header says.
+        let mut short = false;
         while n < self.raw.len() {
             let buf = &mut self.raw[n];
             buf.resize(OUR_HEADER, 0);
@@ -220,30 +222,44 @@ impl<R: Read + Send> GzReader<R> {
                 break;
             };
             buf.resize(len, 0);
-            if fill(src, &mut buf[OUR_HEADER..])? < len - OUR_HEADER {
-                return Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "truncated gzip file",
-                ));
-            }
+            let got = fill(src, &mut buf[OUR_HEADER..])?;
             n += 1;
+            if got < len - OUR_HEADER {
+                buf.truncate(OUR_HEADER + got);
+                short = true;
+                break;
+            }
         }
-        self.raw[..n]
+        let whole = if short { n - 1 } else { n };
+        let decoded: Vec<bool> = self.raw[..whole]
             .par_iter()
-            .zip(self.decoded[..n].par_iter_mut())
-            .try_for_each(|(m, o)| inflate_member(m, o))?;
-        self.ready = n;
+            .zip(self.decoded[..whole].par_iter_mut())
+            .map(|(m, o)| inflate_member(m, o).is_ok())
+            .collect();
+        // The member length in our header is not covered by any checksum:
+        // a member that does not decode with it (a damaged length, a
+        // truncated file, damaged data) and everything after it is read
+        // sequentially, as any gzip reader reads it, which also gives the
+        // error if there is one.
+        let good = decoded.iter().position(|ok| !ok).unwrap_or(whole);
+        self.ready = good;
         self.cur = 0;
         self.pos = 0;
-        let after_member = self.after_member || n > 0;
+        let after_member = self.after_member || good > 0;
         self.after_member = after_member;
-        if n < self.raw.len() {
-            // End of our members: the rest (if any) is read sequentially.
-            if let (Some(src), Some(left)) = (self.src.take(), self.leftover.take()) {
-                self.fallback = Some(Members::new(io::Cursor::new(left).chain(src), after_member));
+        if good < n || n < self.raw.len() {
+            let mut rest: Vec<u8> = self.raw[good..n].concat();
+            if let Some(left) = self.leftover.take() {
+                rest.extend_from_slice(&left);
+            }
+            if let Some(src) = self.src.take() {
+                if !rest.is_empty() {
+                    self.fallback =
+                        Some(Members::new(io::Cursor::new(rest).chain(src), after_member));
+                }
             }
         }
-        Ok(n > 0)
+        Ok(good > 0)
     }
 }
 
@@ -543,6 +559,46 @@ mod tests {
         let mut back = Vec::new();
         decoder(&b""[..]).read_to_end(&mut back).expect("decode");
         assert!(back.is_empty());
+    }
+
+    /// Our file of `data` with the member length in the header of member
+    /// `k` changed by `delta`.
+    fn with_member_len_off(data: &[u8], k: usize, delta: i64) -> Vec<u8> {
+        let mut out = Vec::new();
+        compress(&mut &data[..], &mut out, 1, 0, &NoProgress).expect("compress");
+        let mut at = 0;
+        for _ in 0..k {
+            at += our_member_len(&out[at..]).expect("our member");
+        }
+        let len = our_member_len(&out[at..]).expect("our member") as i64 + delta;
+        out[at + 16..at + 20].copy_from_slice(&u32::try_from(len).expect("len").to_le_bytes());
+        out
+    }
+
+    #[test]
+    fn a_damaged_member_length_reads_like_any_gzip_reader() {
+        // The length in our extra field has no checksum; standard readers
+        // ignore it, so a wrong one must not make a good file unreadable.
+        let data = sample(MEMBER_SIZE * 3 + 777);
+        for (k, delta) in [(0, 1), (0, -1), (1, 100), (1, -3), (3, 5), (3, -8)] {
+            let bytes = with_member_len_off(&data, k, delta);
+            let mut back = Vec::new();
+            decoder(&bytes[..])
+                .read_to_end(&mut back)
+                .unwrap_or_else(|e| panic!("member {k}, length {delta:+}: {e}"));
+            assert!(back == data, "member {k}, length {delta:+}");
+        }
+    }
+
+    #[test]
+    fn a_damaged_member_after_good_ones_is_an_error() {
+        let data = sample(MEMBER_SIZE * 3);
+        let mut out = Vec::new();
+        compress(&mut &data[..], &mut out, 1, 0, &NoProgress).expect("compress");
+        let second = our_member_len(&out).expect("our member");
+        out[second + 100] ^= 0x10;
+        let mut back = Vec::new();
+        assert!(decoder(&out[..]).read_to_end(&mut back).is_err());
     }
 
     #[test]
