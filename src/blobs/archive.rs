@@ -78,7 +78,12 @@ impl Snapshot {
         })
     }
 
-    fn parse(bytes: &[u8]) -> std::result::Result<Self, String> {
+    /// Parse the bytes of a snapshot file (what [`Snapshot::read`] does once
+    /// it has them).
+    ///
+    /// # Errors
+    /// The reason the bytes are not a format-2 snapshot file.
+    pub fn parse(bytes: &[u8]) -> std::result::Result<Self, String> {
         let nl = bytes
             .iter()
             .position(|b| *b == b'\n')
@@ -484,15 +489,26 @@ pub fn extract(
     let mut dirs: Vec<(PathBuf, Entry)> = dir_meta.into_iter().collect();
     dirs.sort_by_key(|(p, _)| std::cmp::Reverse(p.components().count()));
     for (rel, e) in dirs {
-        let path = dest.join(&rel);
-        if fs::symlink_metadata(&path)
-            .map(|m| m.is_dir())
-            .unwrap_or(false)
-        {
-            set_dir_meta(&path, &e, None)?;
+        // A later member may have replaced the directory, or one above it,
+        // by a file or a symlink: never follow one out of `dest`.
+        if real_dirs(dest, &rel) {
+            set_dir_meta(&dest.join(&rel), &e, None)?;
         }
     }
     Ok(())
+}
+
+/// Whether `dest/rel` and every directory between it and `dest` is a real
+/// directory, not a symlink.
+fn real_dirs(dest: &Path, rel: &Path) -> bool {
+    let mut cur = dest.to_path_buf();
+    for c in rel.components() {
+        cur.push(c);
+        if !fs::symlink_metadata(&cur).is_ok_and(|m| m.is_dir()) {
+            return false;
+        }
+    }
+    true
 }
 
 fn extract_one(
@@ -531,10 +547,30 @@ fn extract_one(
         };
         let etype = h.entry_type();
         let path = dest.join(&rel);
-        if !rel.as_os_str().is_empty() {
+        let dumpdir = etype.as_byte() == b'D';
+        let makes_entry = matches!(
+            etype,
+            tar::EntryType::Regular
+                | tar::EntryType::Continuous
+                | tar::EntryType::Symlink
+                | tar::EntryType::Link
+        );
+        if rel.as_os_str().is_empty() {
+            // `./` is the target directory itself: only a directory member
+            // may name it (a file or a link there would replace it).
+            if makes_entry {
+                return Err(Error::BrokenArchive {
+                    path: archive.to_path_buf(),
+                    reason: format!(
+                        "member {} of type {:?} names the target directory",
+                        raw.display(),
+                        etype
+                    ),
+                });
+            }
+        } else {
             ensure_parent(dest, &rel)?;
         }
-        let dumpdir = etype.as_byte() == b'D';
         match etype {
             _ if dumpdir || etype == tar::EntryType::Directory => {
                 ensure_dir(&path)?;
@@ -589,7 +625,24 @@ fn extract_one(
                     .map_err(broken)?
                     .ok_or_else(|| broken(io::Error::other("hard link without target")))?
                     .into_owned();
-                let target = dest.join(safe_rel(archive, &target)?);
+                let target_rel = safe_rel(archive, &target)?;
+                // Only a file extracted below `dest` may be linked: not one
+                // reached through a symlink, nor a directory.
+                let inside = target_rel
+                    .parent()
+                    .is_some_and(|parent| real_dirs(dest, parent))
+                    && fs::symlink_metadata(dest.join(&target_rel)).is_ok_and(|m| m.is_file());
+                if target_rel.as_os_str().is_empty() || !inside {
+                    return Err(Error::BrokenArchive {
+                        path: archive.to_path_buf(),
+                        reason: format!(
+                            "hard link {} to {}, which is not a file extracted here",
+                            raw.display(),
+                            target.display()
+                        ),
+                    });
+                }
+                let target = dest.join(target_rel);
                 remove_existing(&path)?;
                 fs::hard_link(&target, &path).at(&path)?;
             }
@@ -729,6 +782,125 @@ mod tests {
         assert!(bytes.starts_with(b"GNU tar-1.35-2\n1795726740\0877535771\0"));
         let back = Snapshot::parse(&bytes).expect("parse");
         assert_eq!(back, snap);
+    }
+
+    /// A tar of the given members: (name, type, link target, data, mode).
+    fn tar_of(members: &[(&str, tar::EntryType, &str, &[u8], u32)]) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        for (name, etype, link, data, mode) in members {
+            let mut h = tar::Header::new_gnu();
+            set_raw(&mut h.as_old_mut().name, name);
+            set_raw(&mut h.as_old_mut().linkname, link);
+            h.set_entry_type(*etype);
+            h.set_mode(*mode);
+            h.set_uid(0);
+            h.set_gid(0);
+            h.set_mtime(1_700_000_000);
+            h.set_size(data.len() as u64);
+            h.set_cksum();
+            b.append(&h, *data).expect("append");
+        }
+        b.into_inner().expect("tar")
+    }
+
+    /// A sandbox with `outside/f` and `outside/d` (0755) beside `dest/`;
+    /// extracts `bytes` into `dest` and returns the sandbox and the result.
+    fn extract_in_sandbox(bytes: &[u8]) -> (tempfile::TempDir, Result<()>) {
+        let root = tempfile::tempdir().expect("tempdir");
+        let outside = root.path().join("outside");
+        fs::create_dir_all(outside.join("d")).expect("mkdir");
+        fs::set_permissions(outside.join("d"), fs::Permissions::from_mode(0o755)).expect("chmod");
+        fs::write(outside.join("f"), b"x").expect("write");
+        fs::create_dir(root.path().join("dest")).expect("mkdir");
+        let ar = root.path().join("a.tar");
+        fs::write(&ar, bytes).expect("write");
+        let r = extract(
+            &[ar],
+            &root.path().join("dest"),
+            false,
+            &crate::progress::NoProgress,
+        );
+        (root, r)
+    }
+
+    fn outside_untouched(root: &Path) {
+        use std::os::unix::fs::MetadataExt;
+        let outside = root.join("outside");
+        let mut names: Vec<_> = fs::read_dir(&outside)
+            .expect("read_dir")
+            .map(|e| e.expect("entry").file_name())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["d", "f"]);
+        assert_eq!(fs::read(outside.join("f")).expect("read"), b"x");
+        assert_eq!(fs::metadata(outside.join("f")).expect("stat").nlink(), 1);
+        let d = fs::metadata(outside.join("d")).expect("stat");
+        assert_eq!(d.permissions().mode() & 0o7777, 0o755);
+        assert_eq!(
+            fs::read_dir(outside.join("d")).expect("read_dir").count(),
+            0
+        );
+        assert!(fs::symlink_metadata(root.join("dest"))
+            .expect("stat")
+            .is_dir());
+    }
+
+    #[test]
+    fn a_symlink_cannot_replace_the_target_directory() {
+        use tar::EntryType as T;
+        let bytes = tar_of(&[
+            ("./", T::Symlink, "../outside", b"", 0o777),
+            ("./x", T::Regular, "", b"y", 0o644),
+        ]);
+        let (root, r) = extract_in_sandbox(&bytes);
+        assert!(matches!(r, Err(Error::BrokenArchive { .. })), "{r:?}");
+        outside_untouched(root.path());
+    }
+
+    #[test]
+    fn a_file_cannot_replace_the_target_directory() {
+        use tar::EntryType as T;
+        let bytes = tar_of(&[("./", T::Regular, "", b"y", 0o644)]);
+        let (root, r) = extract_in_sandbox(&bytes);
+        assert!(matches!(r, Err(Error::BrokenArchive { .. })), "{r:?}");
+        outside_untouched(root.path());
+    }
+
+    #[test]
+    fn directory_modes_are_not_set_through_a_later_symlink() {
+        use tar::EntryType as T;
+        let bytes = tar_of(&[
+            ("./a/d/", T::Directory, "", b"", 0o700),
+            ("./a", T::Symlink, "../outside", b"", 0o777),
+        ]);
+        let (root, r) = extract_in_sandbox(&bytes);
+        r.expect("extracts");
+        outside_untouched(root.path());
+    }
+
+    #[test]
+    fn hard_links_only_to_files_extracted_inside() {
+        use tar::EntryType as T;
+        for target in ["./l/f", "l/f", "./l/d", "./", "./missing"] {
+            let bytes = tar_of(&[
+                ("./l", T::Symlink, "../outside", b"", 0o777),
+                ("./h", T::Link, target, b"", 0o644),
+            ]);
+            let (root, r) = extract_in_sandbox(&bytes);
+            assert!(
+                matches!(r, Err(Error::BrokenArchive { .. })),
+                "{target}: {r:?}"
+            );
+            outside_untouched(root.path());
+        }
+        // A link to a file of the archive still works.
+        let bytes = tar_of(&[
+            ("./f", T::Regular, "", b"z", 0o644),
+            ("./h", T::Link, "./f", b"", 0o644),
+        ]);
+        let (root, r) = extract_in_sandbox(&bytes);
+        r.expect("extracts");
+        assert_eq!(fs::read(root.path().join("dest/h")).expect("read"), b"z");
     }
 
     #[test]

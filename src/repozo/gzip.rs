@@ -9,12 +9,14 @@
 //! skips and which lets [`GzReader`] decompress our members in parallel.
 //! Reading: any gzip stream, one or many members, with or without a file
 //! name in the header, with sync-flush blocks (what repozo writes); members
-//! without our extra field are read one after the other.
+//! without our extra field are read one after the other. Zero bytes after a
+//! member are padding and skipped, as Python's `gzip` module and GNU gzip
+//! do (so repozo reads such a file); anything else after a member must be
+//! another member.
 
 use std::cell::RefCell;
-use std::io::{self, Read, Write};
+use std::io::{self, BufRead, BufReader, Read, Write};
 
-use flate2::read::MultiGzDecoder;
 use flate2::{Compress, Compression, Crc, Decompress, FlushCompress, FlushDecompress, Status};
 use md5::{Digest, Md5};
 use rayon::prelude::*;
@@ -126,7 +128,9 @@ fn inflate_member(member: &[u8], out: &mut Vec<u8>) -> io::Result<()> {
     let crc = u32::from_le_bytes([t[0], t[1], t[2], t[3]]);
     let isize = u32::from_le_bytes([t[4], t[5], t[6], t[7]]) as usize;
     out.clear();
-    out.reserve(isize.min(64 << 20));
+    // ISIZE is only a hint (it may be damaged): none of our members holds
+    // more than MEMBER_SIZE bytes, and the loop below grows `out` as needed.
+    out.reserve(isize.min(MEMBER_SIZE));
     let mut d = Decompress::new(false);
     loop {
         let done = usize::try_from(d.total_in())
@@ -161,11 +165,15 @@ fn inflate_member(member: &[u8], out: &mut Vec<u8>) -> io::Result<()> {
 }
 
 /// Reads a gzip file: our members in parallel batches, anything else
-/// (repozo's single member, members of other tools) with
-/// [`MultiGzDecoder`] from the first such member on.
+/// (repozo's single member, members of other tools) with [`Members`] from
+/// the first such member on.
 pub struct GzReader<R: Read + Send> {
     src: Option<R>,
-    fallback: Option<MultiGzDecoder<io::Chain<io::Cursor<Vec<u8>>, R>>>,
+    fallback: Option<Members<io::Chain<io::Cursor<Vec<u8>>, R>>>,
+    /// Whether a member (of ours) was read: zero bytes after it are padding.
+    after_member: bool,
+    /// A read failed: every later read fails too.
+    failed: bool,
     /// Raw bytes read past the last of our members (a foreign header).
     leftover: Option<Vec<u8>>,
     raw: Vec<Vec<u8>>,
@@ -182,6 +190,8 @@ impl<R: Read + Send> GzReader<R> {
         GzReader {
             src: Some(src),
             fallback: None,
+            after_member: false,
+            failed: false,
             leftover: None,
             raw: (0..slots).map(|_| Vec::new()).collect(),
             decoded: (0..slots).map(|_| Vec::new()).collect(),
@@ -198,6 +208,8 @@ impl<R: Read + Send> GzReader<R> {
             return Ok(false);
         };
         let mut n = 0;
+        // The last member read is shorter than its header says.
+        let mut short = false;
         while n < self.raw.len() {
             let buf = &mut self.raw[n];
             buf.resize(OUR_HEADER, 0);
@@ -210,33 +222,69 @@ impl<R: Read + Send> GzReader<R> {
                 break;
             };
             buf.resize(len, 0);
-            if fill(src, &mut buf[OUR_HEADER..])? < len - OUR_HEADER {
-                return Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "truncated gzip file",
-                ));
-            }
+            let got = fill(src, &mut buf[OUR_HEADER..])?;
             n += 1;
+            if got < len - OUR_HEADER {
+                buf.truncate(OUR_HEADER + got);
+                short = true;
+                break;
+            }
         }
-        self.raw[..n]
+        let whole = if short { n - 1 } else { n };
+        let decoded: Vec<bool> = self.raw[..whole]
             .par_iter()
-            .zip(self.decoded[..n].par_iter_mut())
-            .try_for_each(|(m, o)| inflate_member(m, o))?;
-        self.ready = n;
+            .zip(self.decoded[..whole].par_iter_mut())
+            .map(|(m, o)| inflate_member(m, o).is_ok())
+            .collect();
+        // The member length in our header is not covered by any checksum:
+        // a member that does not decode with it (a damaged length, a
+        // truncated file, damaged data) and everything after it is read
+        // sequentially, as any gzip reader reads it, which also gives the
+        // error if there is one.
+        let good = decoded.iter().position(|ok| !ok).unwrap_or(whole);
+        self.ready = good;
         self.cur = 0;
         self.pos = 0;
-        if n < self.raw.len() {
-            // End of our members: the rest (if any) is read sequentially.
-            if let (Some(src), Some(left)) = (self.src.take(), self.leftover.take()) {
-                self.fallback = Some(MultiGzDecoder::new(io::Cursor::new(left).chain(src)));
+        let after_member = self.after_member || good > 0;
+        self.after_member = after_member;
+        if good < n || n < self.raw.len() {
+            let mut rest: Vec<u8> = self.raw[good..n].concat();
+            if let Some(left) = self.leftover.take() {
+                rest.extend_from_slice(&left);
+            }
+            if let Some(src) = self.src.take() {
+                if !rest.is_empty() {
+                    self.fallback =
+                        Some(Members::new(io::Cursor::new(rest).chain(src), after_member));
+                }
             }
         }
-        Ok(n > 0)
+        Ok(good > 0)
     }
 }
 
 impl<R: Read + Send> Read for GzReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.failed {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "gzip stream already failed",
+            ));
+        }
+        let r = self.read_inner(buf);
+        // After an error the position in the stream is unknown: never go on
+        // reading as if nothing happened.
+        if r.as_ref()
+            .is_err_and(|e| e.kind() != io::ErrorKind::Interrupted)
+        {
+            self.failed = true;
+        }
+        r
+    }
+}
+
+impl<R: Read + Send> GzReader<R> {
+    fn read_inner(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         loop {
             while self.cur < self.ready {
                 let d = &self.decoded[self.cur];
@@ -256,6 +304,79 @@ impl<R: Read + Send> Read for GzReader<R> {
                 Some(f) => f.read(buf),
                 None => Ok(0),
             };
+        }
+    }
+}
+
+/// Reads gzip members one after the other, like Python's `gzip` module:
+/// each member's CRC32 and size are checked, zero bytes after a member are
+/// skipped, and whatever else follows must be the next member ("invalid gzip
+/// header" otherwise). An empty input is an empty stream.
+pub struct Members<R: Read> {
+    /// The member being read; `None` between members.
+    cur: Option<flate2::bufread::GzDecoder<BufReader<R>>>,
+    /// The input between members; `None` at the end.
+    rest: Option<BufReader<R>>,
+    /// Whether the input is positioned after a member (where zero padding
+    /// may follow), not at the start of the stream.
+    after_member: bool,
+}
+
+impl<R: Read> Members<R> {
+    /// Read the members of `src`. `after_member`: `src` continues a stream
+    /// after a complete member, so it may start with zero padding.
+    pub fn new(src: R, after_member: bool) -> Self {
+        Members {
+            cur: None,
+            rest: Some(BufReader::with_capacity(1 << 16, src)),
+            after_member,
+        }
+    }
+
+    /// Position at the next member: skip padding, start its decoder.
+    /// Returns false at the end of the input.
+    fn next_member(&mut self) -> io::Result<bool> {
+        let Some(mut r) = self.rest.take() else {
+            return Ok(false);
+        };
+        loop {
+            let buf = r.fill_buf()?;
+            if buf.is_empty() {
+                return Ok(false);
+            }
+            if !self.after_member {
+                break;
+            }
+            let zeros = buf.iter().take_while(|&&b| b == 0).count();
+            let stop = zeros < buf.len();
+            r.consume(zeros);
+            if stop {
+                break;
+            }
+        }
+        self.cur = Some(flate2::bufread::GzDecoder::new(r));
+        Ok(true)
+    }
+}
+
+impl<R: Read> Read for Members<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        loop {
+            if let Some(d) = self.cur.as_mut() {
+                let n = d.read(buf)?;
+                if n > 0 {
+                    return Ok(n);
+                }
+                // The member ended and its trailer checked out.
+                self.rest = self.cur.take().map(flate2::bufread::GzDecoder::into_inner);
+                self.after_member = true;
+            }
+            if !self.next_member()? {
+                return Ok(0);
+            }
         }
     }
 }
@@ -438,6 +559,46 @@ mod tests {
         let mut back = Vec::new();
         decoder(&b""[..]).read_to_end(&mut back).expect("decode");
         assert!(back.is_empty());
+    }
+
+    /// Our file of `data` with the member length in the header of member
+    /// `k` changed by `delta`.
+    fn with_member_len_off(data: &[u8], k: usize, delta: i64) -> Vec<u8> {
+        let mut out = Vec::new();
+        compress(&mut &data[..], &mut out, 1, 0, &NoProgress).expect("compress");
+        let mut at = 0;
+        for _ in 0..k {
+            at += our_member_len(&out[at..]).expect("our member");
+        }
+        let len = our_member_len(&out[at..]).expect("our member") as i64 + delta;
+        out[at + 16..at + 20].copy_from_slice(&u32::try_from(len).expect("len").to_le_bytes());
+        out
+    }
+
+    #[test]
+    fn a_damaged_member_length_reads_like_any_gzip_reader() {
+        // The length in our extra field has no checksum; standard readers
+        // ignore it, so a wrong one must not make a good file unreadable.
+        let data = sample(MEMBER_SIZE * 3 + 777);
+        for (k, delta) in [(0, 1), (0, -1), (1, 100), (1, -3), (3, 5), (3, -8)] {
+            let bytes = with_member_len_off(&data, k, delta);
+            let mut back = Vec::new();
+            decoder(&bytes[..])
+                .read_to_end(&mut back)
+                .unwrap_or_else(|e| panic!("member {k}, length {delta:+}: {e}"));
+            assert!(back == data, "member {k}, length {delta:+}");
+        }
+    }
+
+    #[test]
+    fn a_damaged_member_after_good_ones_is_an_error() {
+        let data = sample(MEMBER_SIZE * 3);
+        let mut out = Vec::new();
+        compress(&mut &data[..], &mut out, 1, 0, &NoProgress).expect("compress");
+        let second = our_member_len(&out).expect("our member");
+        out[second + 100] ^= 0x10;
+        let mut back = Vec::new();
+        assert!(decoder(&out[..]).read_to_end(&mut back).is_err());
     }
 
     #[test]
