@@ -1,7 +1,7 @@
 //! The fsIndex: oid → offset of the object's latest data record, and its
 //! `.index` file (`Data.fs.index`, and one per repozo backup).
 //!
-//! In memory the map has ZODB's two-level shape (repozo-format §4.1): a sorted
+//! In memory the map has ZODB's two-level shape (see docs/filestorage.rst): a sorted
 //! map from the 6-byte oid prefix to a bucket holding the 2-byte suffixes and
 //! the 6-byte offsets in two parallel sorted vectors. That is 8 bytes per
 //! object plus vector slack, and it is also exactly the shape of the file, so
@@ -492,13 +492,13 @@ mod tests {
 
     #[test]
     fn empty_storage_index_bytes() {
-        // repozo-format §4.4: the index of a magic-only Data.fs.
+        // The index of a magic-only Data.fs (docs/filestorage.rst).
         assert_eq!(bytes_for(4, &[]), b"\x80\x03K\x04.\x80\x03N.");
     }
 
     #[test]
     fn two_oid_example_bytes() {
-        // repozo-format §4.4, the 476-byte storage.
+        // The 476-byte storage of docs/filestorage.rst.
         let want: Vec<u8> = [
             &b"\x80\x03M\xdc\x01."[..],
             b"\x80\x03C\x06\0\0\0\0\0\0C\x10\0\0\0\x01\0\0\0\0\0\xbd\0\0\0\0\x01\x5a\x86.",
@@ -510,7 +510,7 @@ mod tests {
 
     #[test]
     fn long1_pos_two_prefixes() {
-        // repozo-format §4.4 synthetic example, pos 3000000123 (66 bytes).
+        // A synthetic example, pos 3000000123 (66 bytes).
         let got = bytes_for(
             3_000_000_123,
             &[(0, 52), (1, 472), (0x1_0002, 3_000_000_000)],

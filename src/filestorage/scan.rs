@@ -1,6 +1,6 @@
 //! Finding the end of the last committed transaction, as ZODB does.
 //!
-//! Mirrors `read_index` in ZODB's `FileStorage.py` (repozo-format §3.5) in a
+//! Mirrors `read_index` in ZODB's `FileStorage.py` (see docs/filestorage.rst) in a
 //! read-only open: the scan **stops silently** at a torn header, a `'c'`
 //! (checkpoint) transaction, a transaction that runs past the end of the
 //! file, or a garbage tail; it **refuses** interior corruption (bad tloc,

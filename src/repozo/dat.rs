@@ -1,5 +1,5 @@
 //! The `.dat` chain file: one line `<dest> <start> <end> <md5>` per backup
-//! file of a chain (repozo-format §2.2).
+//! file of a chain (see docs/repository.rst).
 //!
 //! Mirrors repozo's `scandat` and the `.dat` readers of verify and `-w`:
 //! fields are split on any whitespace, exactly four of them, the offsets are

@@ -1,4 +1,4 @@
-//! gzip for backup files (repozo-format §2.4).
+//! gzip for backup files (see docs/repository.rst).
 //!
 //! Writing: the input is cut into independent chunks, each compressed on
 //! its own core into a complete gzip member (rayon), and the members are
