@@ -498,7 +498,7 @@ mod tests {
 
     #[test]
     fn two_oid_example_bytes() {
-        // The 476-byte storage of docs/filestorage.rst.
+        // A small real storage of 476 bytes.
         let want: Vec<u8> = [
             &b"\x80\x03M\xdc\x01."[..],
             b"\x80\x03C\x06\0\0\0\0\0\0C\x10\0\0\0\x01\0\0\0\0\0\xbd\0\0\0\0\x01\x5a\x86.",
