@@ -409,8 +409,23 @@ fn read_intent(path: &Path) -> Result<Intent> {
 /// that are no longer live). Failing to remove a temporary is a warning:
 /// the next run removes it.
 fn finish(intent_path: &Path, intent: &Intent) -> Result<()> {
-    fs::remove_file(intent_path).at(intent_path)?;
-    sync_dir(parent_dir(intent_path))?;
+    if let Err(e) = fs::remove_file(intent_path) {
+        // Every item is swapped and flushed: the restore stands. The intent
+        // and the old copies stay together for the next run, which finds
+        // the swap done and removes them.
+        log::warn!(
+            "The restore is complete, but {} could not be removed ({}); the next backup or restore removes it",
+            intent_path.display(),
+            crate::repozo::python_oserror(&e, intent_path)
+        );
+        return Ok(());
+    }
+    // The swap is done and flushed; should the intent's removal not reach
+    // the disk, the next run finds every item already swapped and only
+    // removes the old copies.
+    if let Err(e) = sync_dir(parent_dir(intent_path)) {
+        log::warn!("The restore is complete, but {e}");
+    }
     for t in &intent.temporaries {
         if let Err(e) = remove_tree(t) {
             log::warn!("Could not remove {}: {e}", t.display());
@@ -477,9 +492,18 @@ fn swap_in_with(
         write_intent(intent_path, &intent)
     })();
     if let Err(e) = recorded {
-        // Nothing is swapped yet: the temporaries hold new copies only.
-        for t in &intent.temporaries {
-            let _ = remove_tree(t);
+        // Nothing is swapped yet: the temporaries hold new copies only. The
+        // intent may have got its name before the failure (a failed flush
+        // after the rename): it goes first, or its copies stay for the next
+        // run to decide with.
+        let intent_gone = match fs::remove_file(intent_path) {
+            Err(r) if r.kind() != io::ErrorKind::NotFound => false,
+            _ => sync_dir(parent_dir(intent_path)).is_ok(),
+        };
+        if intent_gone {
+            for t in &intent.temporaries {
+                let _ = remove_tree(t);
+            }
         }
         return Err(e);
     }
