@@ -32,7 +32,7 @@ use tempfile::TempDir;
 use super::lock::lock_storage;
 use super::swap::{self, Item};
 use super::{BlobEngine, BlobRestore, BlobSettings, FileStorageEngine, FsRecover, RestoreMode};
-use crate::config::{BackupConfig, RestoreDate, Storage};
+use crate::config::{blob_storage_parent, BackupConfig, RestoreDate, Storage};
 use crate::error::{Error, IoContext, Result};
 use crate::hooks::Hooks;
 
@@ -132,6 +132,20 @@ where
     hooks.run(&cfg.pre_command)?;
 
     // 1. Check.
+    // A missing blob directory is created, but only in a directory that
+    // exists (the var/ of a fresh server): a misspelt blob_storage is
+    // refused here, before anything is created or locked.
+    for blobdir in cfg.storages.iter().filter_map(|s| s.blobdir.as_deref()) {
+        let parent = blob_storage_parent(&real_target(blobdir)).to_path_buf();
+        if !parent.is_dir() {
+            return Err(Error::Config(format!(
+                "Cannot restore blobs to {}: its directory {} does not exist. Check blob_storage, or create {} first. Nothing was changed.",
+                blobdir.display(),
+                parent.display(),
+                parent.display()
+            )));
+        }
+    }
     let with_fs = !cfg.only_blobs;
     // Locks are checked with only_blobs too: swapping the blobs of a
     // running Zope is as bad as swapping its Data.fs.
@@ -253,11 +267,8 @@ where
         };
         let blobdir = match (&c.blobs, c.storage.blobdir.as_deref()) {
             (Some((source, plan)), Some(blobdir)) => {
+                // Its parent exists (checked above).
                 let target = real_target(blobdir);
-                let parent = parent_of(&target);
-                if !parent.is_dir() {
-                    fs::create_dir_all(parent).at(parent)?;
-                }
                 let tmp = temp_beside(&target)?;
                 let new = tmp.path().join("new");
                 create_private_dir(&new)?;
