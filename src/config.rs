@@ -671,7 +671,7 @@ impl BackupConfig {
     ///
     /// - each blob directory to back up: one that does not exist is a
     ///   warning, not an error, because buildout often runs before Zope or
-    ///   ZEO has ever created it (see [`blob_storage_warning`]);
+    ///   ZEO has ever created it (see [`Storage::missing_blob_parent`]);
     /// - the locations `bin/backup` and `bin/snapshotbackup` write to (6.0's
     ///   `try_create_folder`; the zip locations are not probed): a missing
     ///   one is created and removed again.
@@ -680,8 +680,7 @@ impl BackupConfig {
         let mut warnings: Vec<String> = self
             .storages
             .iter()
-            .filter_map(|s| s.blobdir.as_deref())
-            .filter_map(blob_storage_warning)
+            .filter_map(|s| blob_storage_warning(s, !self.only_blobs))
             .collect();
         let mut dirs: Vec<&Path> = Vec::new();
         for s in &self.storages {
@@ -759,41 +758,56 @@ impl BackupConfig {
     }
 }
 
-/// The directory a blob directory is created in: `bin/restore` creates a
-/// missing blob directory only when this one exists (the `var/` of a fresh
-/// server), so that a misspelt path is refused instead of created.
-#[must_use]
-pub fn blob_storage_parent(blobdir: &Path) -> &Path {
+fn blob_storage_parent(blobdir: &Path) -> &Path {
     match blobdir.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     }
 }
 
-/// The buildout-time warning about a blob directory that is not a
-/// directory, or None when it is one. It names what `bin/backup` and
-/// `bin/restore` will do about it (`commands::backup`, `commands::restore`).
-#[must_use]
-pub fn blob_storage_warning(blobdir: &Path) -> Option<String> {
+impl Storage {
+    /// The rule for a blob directory that does not exist: `bin/restore`
+    /// creates it inside a directory that exists (the `var/` of a fresh
+    /// server) or beside its Data.fs (whose directory a restore of the
+    /// filestorage creates), and refuses anything else as a misspelt path.
+    /// Returns the missing directory that makes it refuse; None when the
+    /// blob directory exists, can be created, or is not restored.
+    #[must_use]
+    pub fn missing_blob_parent(&self, with_datafs: bool) -> Option<&Path> {
+        let blobdir = self.blobdir.as_deref()?;
+        let parent = blob_storage_parent(blobdir);
+        if blobdir.exists()
+            || parent.is_dir()
+            || (with_datafs && self.datafs.parent() == Some(parent))
+        {
+            None
+        } else {
+            Some(parent)
+        }
+    }
+}
+
+/// The buildout-time warning about a storage's blob directory that is not
+/// a directory, or None when it is one (or blobs are not backed up). It
+/// says what `bin/backup` and `bin/restore` will do about it
+/// (`commands::backup`, `commands::restore`).
+fn blob_storage_warning(s: &Storage, with_datafs: bool) -> Option<String> {
+    let blobdir = s.blobdir.as_deref()?;
     match std::fs::metadata(blobdir) {
         Ok(m) if m.is_dir() => None,
         Ok(_) => Some(format!("{} is a file, not a directory.", blobdir.display())),
-        Err(_) => {
-            let parent = blob_storage_parent(blobdir);
-            Some(if parent.is_dir() {
-                format!(
-                    "Blob storage {} does not exist yet. bin/backup fails until Zope or ZEO has created it; bin/restore creates it.",
-                    blobdir.display()
-                )
-            } else {
-                format!(
-                    "Blob storage {} does not exist, nor does {}. Check the path: bin/backup fails until the blob storage exists, and bin/restore until {} does.",
-                    blobdir.display(),
-                    parent.display(),
-                    parent.display()
-                )
-            })
-        }
+        Err(_) => Some(match s.missing_blob_parent(with_datafs) {
+            None => format!(
+                "Blob storage {} does not exist yet. bin/backup fails until Zope or ZEO has created it; bin/restore creates it.",
+                blobdir.display()
+            ),
+            Some(parent) => format!(
+                "Blob storage {} does not exist, nor does {}. Check the path: bin/backup fails until the blob storage exists, and bin/restore until {} does.",
+                blobdir.display(),
+                parent.display(),
+                parent.display()
+            ),
+        }),
     }
 }
 

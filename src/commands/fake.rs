@@ -677,6 +677,32 @@ mod restore_tests {
     }
 
     #[test]
+    fn restore_creates_a_blob_storage_beside_its_missing_datafs() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let d = dir.path();
+        let fsdir = d.join("var/filestorage");
+        let cfg = config(d, |i| {
+            i.additional_filestorages.clear();
+            i.blob_storage = Some(fsdir.join("blobstorage"));
+        });
+        let rec = Recorder::default();
+        assert!(run(&cfg, RestoreMode::Standard, None, &rec).is_ok());
+        assert_eq!(read(&fsdir.join("Data.fs")), "restored from backups");
+        assert!(fsdir.join("blobstorage/restored.txt").is_file());
+        // Without the filestorage restore nothing creates that directory.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cfg = config(dir.path(), |i| {
+            i.additional_filestorages.clear();
+            i.blob_storage = Some(dir.path().join("var/filestorage/blobstorage"));
+            i.only_blobs = true;
+        });
+        let rec = Recorder::default();
+        let e = run(&cfg, RestoreMode::Standard, None, &rec);
+        assert!(e.is_err_and(|e| e.to_string().starts_with("Cannot restore blobs to ")));
+        assert!(!dir.path().join("var").exists());
+    }
+
+    #[test]
     fn restore_only_blobs_leaves_filestorage_alone() {
         let dir = tempfile::tempdir().expect("tempdir");
         live(dir.path());

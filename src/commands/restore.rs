@@ -32,7 +32,7 @@ use tempfile::TempDir;
 use super::lock::lock_storage;
 use super::swap::{self, Item};
 use super::{BlobEngine, BlobRestore, BlobSettings, FileStorageEngine, FsRecover, RestoreMode};
-use crate::config::{blob_storage_parent, BackupConfig, RestoreDate, Storage};
+use crate::config::{BackupConfig, RestoreDate, Storage};
 use crate::error::{Error, IoContext, Result};
 use crate::hooks::Hooks;
 
@@ -133,11 +133,13 @@ where
 
     // 1. Check.
     // A missing blob directory is created, but only in a directory that
-    // exists (the var/ of a fresh server): a misspelt blob_storage is
-    // refused here, before anything is created or locked.
-    for blobdir in cfg.storages.iter().filter_map(|s| s.blobdir.as_deref()) {
-        let parent = blob_storage_parent(&real_target(blobdir)).to_path_buf();
-        if !parent.is_dir() {
+    // exists or beside its Data.fs (Storage::missing_blob_parent): a
+    // misspelt blob_storage is refused here, before anything is created or
+    // locked.
+    for s in &cfg.storages {
+        if let (Some(blobdir), Some(parent)) =
+            (s.blobdir.as_deref(), s.missing_blob_parent(!cfg.only_blobs))
+        {
             return Err(Error::Config(format!(
                 "Cannot restore blobs to {}: its directory {} does not exist. Check blob_storage, or create {} first. Nothing was changed.",
                 blobdir.display(),
@@ -267,7 +269,8 @@ where
         };
         let blobdir = match (&c.blobs, c.storage.blobdir.as_deref()) {
             (Some((source, plan)), Some(blobdir)) => {
-                // Its parent exists (checked above).
+                // Its parent exists: checked above, or just created for
+                // the Data.fs beside it.
                 let target = real_target(blobdir);
                 let tmp = temp_beside(&target)?;
                 let new = tmp.path().join("new");
