@@ -164,8 +164,8 @@ def _part_blob_storage(section, base):
 
     plone.recipe.zeoserver joins a relative ``blob-storage`` to the part's
     var directory; plone.recipe.zope2instance (9.x) joins it to the buildout
-    directory, and plone.recipe.zope2zeoserver writes it into zeo.conf as
-    given, which the server resolves from the buildout directory it runs in.
+    directory. plone.recipe.zope2zeoserver writes it into zeo.conf as given;
+    a relative one is taken from the buildout directory, as 6.0 did.
     """
     value = _text(section, "blob-storage")
     if not value:
