@@ -666,12 +666,22 @@ impl BackupConfig {
         })
     }
 
-    /// Buildout-time permission probe of the locations `bin/backup` and
-    /// `bin/snapshotbackup` write to (6.0's `try_create_folder`; the zip
-    /// locations are not probed): a missing one is created and removed
-    /// again. Returns warnings; leaves nothing behind.
+    /// Buildout-time probe of the file system, returning warnings and
+    /// leaving nothing behind:
+    ///
+    /// - each blob directory to back up: one that does not exist is a
+    ///   warning, not an error, because buildout often runs before Zope or
+    ///   ZEO has ever created it (see [`Storage::missing_blob_parent`]);
+    /// - the locations `bin/backup` and `bin/snapshotbackup` write to (6.0's
+    ///   `try_create_folder`; the zip locations are not probed): a missing
+    ///   one is created and removed again.
     #[must_use]
     pub fn probe_locations(&self) -> Vec<String> {
+        let mut warnings: Vec<String> = self
+            .storages
+            .iter()
+            .filter_map(|s| blob_storage_warning(s, !self.only_blobs))
+            .collect();
         let mut dirs: Vec<&Path> = Vec::new();
         for s in &self.storages {
             if !self.only_blobs {
@@ -681,7 +691,8 @@ impl BackupConfig {
             dirs.extend(s.blob_backup_location.as_deref());
             dirs.extend(s.blob_snapshot_location.as_deref());
         }
-        dirs.into_iter().filter_map(probe_dir).collect()
+        warnings.extend(dirs.into_iter().filter_map(probe_dir));
+        warnings
     }
 
     /// The main storage (always the last one).
@@ -744,6 +755,59 @@ impl BackupConfig {
             .filter_map(|s| s.blobdir.as_deref())
             .collect();
         (fs, blobs)
+    }
+}
+
+fn blob_storage_parent(blobdir: &Path) -> &Path {
+    match blobdir.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
+}
+
+impl Storage {
+    /// The rule for a blob directory that does not exist: `bin/restore`
+    /// creates it inside a directory that exists (the `var/` of a fresh
+    /// server) or beside its Data.fs (whose directory a restore of the
+    /// filestorage creates), and refuses anything else as a misspelt path.
+    /// Returns the missing directory that makes it refuse; None when the
+    /// blob directory exists, can be created, or is not restored.
+    #[must_use]
+    pub fn missing_blob_parent(&self, with_datafs: bool) -> Option<&Path> {
+        let blobdir = self.blobdir.as_deref()?;
+        let parent = blob_storage_parent(blobdir);
+        if blobdir.exists()
+            || parent.is_dir()
+            || (with_datafs && self.datafs.parent() == Some(parent))
+        {
+            None
+        } else {
+            Some(parent)
+        }
+    }
+}
+
+/// The buildout-time warning about a storage's blob directory that is not
+/// a directory, or None when it is one (or blobs are not backed up). It
+/// says what `bin/backup` and `bin/restore` will do about it
+/// (`commands::backup`, `commands::restore`).
+fn blob_storage_warning(s: &Storage, with_datafs: bool) -> Option<String> {
+    let blobdir = s.blobdir.as_deref()?;
+    match std::fs::metadata(blobdir) {
+        Ok(m) if m.is_dir() => None,
+        Ok(_) => Some(format!("{} is a file, not a directory.", blobdir.display())),
+        Err(_) => Some(match s.missing_blob_parent(with_datafs) {
+            None => format!(
+                "Blob storage {} does not exist yet. bin/backup fails until Zope or ZEO has created it; bin/restore creates it.",
+                blobdir.display()
+            ),
+            Some(parent) => format!(
+                "Blob storage {} does not exist, nor does {}. Check the path: bin/backup fails until the blob storage exists, and bin/restore until {} does.",
+                blobdir.display(),
+                parent.display(),
+                parent.display()
+            ),
+        }),
     }
 }
 
@@ -1122,12 +1186,56 @@ mod tests {
         assert_eq!(
             c.probe_locations(),
             [
+                format!(
+                    "Blob storage {} does not exist, nor does {}. Check the path: bin/backup fails until the blob storage exists, and bin/restore until {} does.",
+                    d.join("var/blobstorage").display(),
+                    d.join("var").display(),
+                    d.join("var").display()
+                ),
                 format!("Not able to create {}", d.join("afile/sub").display()),
                 format!("{} is a file, not a directory.", d.join("afile").display()),
             ]
         );
         assert!(!d.join("new").exists());
         assert!(!d.join("var").exists());
+    }
+
+    #[test]
+    fn probe_warns_about_a_missing_blob_storage() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let d = dir.path();
+        let blobs = d.join("var/blobstorage");
+        let c = ok(ConfigInput {
+            var_dir: d.join("var"),
+            blob_storage: Some(blobs.clone()),
+            location_prefix: Some(d.to_path_buf()),
+            ..ConfigInput::default()
+        });
+        let blob_warnings = |c: &BackupConfig| -> Vec<String> {
+            c.probe_locations()
+                .into_iter()
+                .filter(|w| w.contains("blobstorage "))
+                .collect()
+        };
+        // The var/ of a fresh server: restore creates the blob storage.
+        assert!(std::fs::create_dir(d.join("var")).is_ok());
+        assert_eq!(
+            blob_warnings(&c),
+            [format!(
+                "Blob storage {} does not exist yet. bin/backup fails until Zope or ZEO has created it; bin/restore creates it.",
+                blobs.display()
+            )]
+        );
+        assert!(std::fs::create_dir(&blobs).is_ok());
+        assert!(c.probe_locations().is_empty());
+        // Not asked for without backup_blobs.
+        let off = ok(ConfigInput {
+            var_dir: d.join("nowhere"),
+            backup_blobs: false,
+            location_prefix: Some(d.to_path_buf()),
+            ..ConfigInput::default()
+        });
+        assert!(off.probe_locations().is_empty());
     }
 
     #[test]

@@ -114,6 +114,101 @@ def test_zope_part_without_blob_storage_gives_var_blobstorage(tmp_path):
     assert config.storages[-1]["blob_backup_location"] == "/v/blobstoragebackups"
 
 
+@pytest.mark.parametrize("recipe", ["plone.recipe.zope2instance", "plone.recipe.zeoserver"])
+def test_zope_part_relative_file_storage_is_in_its_var(tmp_path, recipe):
+    """Both recipes join a relative file-storage to the part's var
+    directory, which defaults to var/ in the buildout directory."""
+    kwargs, _ = typed(tmp_path, {}, db={"recipe": recipe, "file-storage": "fs/Main.fs"})
+    assert kwargs["datafs"] == str(tmp_path / "var" / "fs" / "Main.fs")
+    kwargs, _ = typed(
+        tmp_path,
+        {},
+        db={"recipe": recipe, "var": "/srv/zvar", "file-storage": "fs/Main.fs"},
+    )
+    assert kwargs["datafs"] == "/srv/zvar/fs/Main.fs"
+    # A relative var is relative to the buildout directory.
+    kwargs, _ = typed(
+        tmp_path,
+        {},
+        db={"recipe": recipe, "var": "data", "file-storage": "Main.fs"},
+    )
+    assert kwargs["datafs"] == str(tmp_path / "data" / "Main.fs")
+    # An absolute file-storage ignores var.
+    kwargs, _ = typed(
+        tmp_path,
+        {},
+        db={"recipe": recipe, "var": "/srv/zvar", "file-storage": "/data/Main.fs"},
+    )
+    assert kwargs["datafs"] == "/data/Main.fs"
+    config = _core.BackupConfig(**kwargs)
+    assert config.storages[-1]["datafs"] == "/data/Main.fs"
+
+
+def test_zeoserver_relative_blob_storage_is_in_its_var(tmp_path):
+    kwargs, _ = typed(
+        tmp_path, {}, zeo={"recipe": "plone.recipe.zeoserver", "blob-storage": "blobs"}
+    )
+    assert kwargs["blob_storage"] == str(tmp_path / "var" / "blobs")
+    kwargs, _ = typed(
+        tmp_path,
+        {},
+        zeo={"recipe": "plone.recipe.zeoserver", "var": "/srv/zvar", "blob-storage": "blobs"},
+    )
+    assert kwargs["blob_storage"] == "/srv/zvar/blobs"
+    config = _core.BackupConfig(**kwargs)
+    assert config.storages[-1]["blobdir"] == "/srv/zvar/blobs"
+    kwargs, _ = typed(
+        tmp_path,
+        {},
+        zeo={"recipe": "plone.recipe.zeoserver", "var": "/srv/zvar", "blob-storage": "/b/blobs"},
+    )
+    assert kwargs["blob_storage"] == "/b/blobs"
+
+
+def test_zope2instance_relative_blob_storage_is_in_the_buildout_directory(tmp_path):
+    """plone.recipe.zope2instance joins blob-storage to ${buildout:directory},
+    not to its var (and not to the bin/ parent when they differ)."""
+    b = make_buildout(
+        tmp_path,
+        instance={
+            "recipe": "plone.recipe.zope2instance",
+            "var": "/srv/zvar",
+            "blob-storage": "blobs",
+        },
+    )
+    b["buildout"]["directory"] = str(tmp_path / "site")
+    kwargs, _ = opts.typed_options(b, "backup", {})
+    assert kwargs["blob_storage"] == str(tmp_path / "site" / "blobs")
+    b["instance"]["blob-storage"] = "/b/blobs"
+    kwargs, _ = opts.typed_options(b, "backup", {})
+    assert kwargs["blob_storage"] == "/b/blobs"
+
+
+def test_zope_part_defaults_use_its_var_not_zeo_var(tmp_path):
+    """zeo-var is where a ZEO client keeps its cache; the recipes put the
+    default Data.fs and blobstorage in the part's var."""
+    kwargs, _ = typed(
+        tmp_path,
+        {},
+        instance={
+            "recipe": "plone.recipe.zope2instance",
+            "var": "/srv/zvar",
+            "zeo-var": "/tmp/zeocache",
+        },
+    )
+    assert kwargs["datafs"] == "/srv/zvar/filestorage/Data.fs"
+    assert kwargs["blob_storage"] == "/srv/zvar/blobstorage"
+
+
+def test_zope2zeoserver_file_storage_is_in_the_buildout_directory(tmp_path):
+    kwargs, _ = typed(
+        tmp_path,
+        {},
+        zeo={"recipe": "plone.recipe.zope2zeoserver", "file-storage": "var/fs/Data.fs"},
+    )
+    assert kwargs["datafs"] == str(tmp_path / "var" / "fs" / "Data.fs")
+
+
 def test_explicit_options_win_over_zope_parts(tmp_path):
     kwargs, _ = typed(
         tmp_path,

@@ -392,6 +392,59 @@ def test_blob_backup_failure_is_an_error(site):
     assert sum(line.startswith("ERROR:") for line in p.lines) == 1
 
 
+def test_missing_blob_storage(site):
+    """A blob storage that does not exist: a warning when buildout runs, an
+    error for bin/backup, and bin/restore creates it only in a directory
+    that exists."""
+    b = site.b
+    first = site.change()
+    site.ok("backup")
+    backups = ls(site.path("backups"))
+
+    # A misspelt path: its parent does not exist either.
+    typo = b.path("vra", "blobstorage")
+    p = b.run("backup", f"[backup]\nrecipe = collective.recipe.backup\nblob_storage = {typo}\n")
+    assert p.returncode == 0, p.output
+    assert (
+        f"backup: Blob storage {typo} does not exist, nor does {b.path('vra')}. "
+        "Check the path: bin/backup fails until the blob storage exists, and "
+        f"bin/restore until {b.path('vra')} does.\n" in p.output
+    )
+    p = site.run("backup")
+    assert p.returncode == 1
+    assert p.lines == [
+        f"ERROR: Blob storage {typo} does not exist. Check blob_storage, or set "
+        "backup_blobs = false if this site keeps no blobs. Nothing was backed up."
+    ]
+    assert ls(site.path("backups")) == backups
+    p = site.run("restore", "-n")
+    assert p.returncode == 1
+    assert p.lines[-1] == (
+        f"ERROR: Cannot restore blobs to {typo}: its directory {b.path('vra')} "
+        f"does not exist. Check blob_storage, or create {b.path('vra')} first. "
+        "Nothing was changed."
+    )
+    assert not os.path.exists(b.path("vra"))
+
+    # A fresh server: the blob storage is not there yet, its directory is.
+    p = b.run(
+        "backup", f"[backup]\nrecipe = collective.recipe.backup\nblob_storage = {site.blobdir}\n"
+    )
+    assert p.returncode == 0, p.output
+    assert "backup: Blob storage" not in p.output
+    shutil.rmtree(site.blobdir)
+    p = b.run(
+        "backup", f"[backup]\nrecipe = collective.recipe.backup\nblob_storage = {site.blobdir}\n"
+    )
+    assert (
+        f"backup: Blob storage {site.blobdir} does not exist yet. bin/backup fails "
+        "until Zope or ZEO has created it; bin/restore creates it.\n" in p.output
+    )
+    assert site.run("backup").returncode == 1
+    site.ok("restore", "-n")
+    assert site.state() == first
+
+
 def test_failed_blob_check_changes_nothing(site):
     site.change()
     site.ok("backup")

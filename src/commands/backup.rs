@@ -4,7 +4,8 @@
 //! `pre_command` → every filestorage backup (additional storages first,
 //! main last) → every blob backup (same order) → retention (filestorages,
 //! then blobs) → `post_command`. The first failure stops everything and
-//! `post_command` does not run (as in 6.0).
+//! `post_command` does not run (as in 6.0). A blob directory to back up
+//! that does not exist stops the run before anything is written.
 
 use std::path::Path;
 
@@ -13,7 +14,7 @@ use super::{
     FileStorageEngine, FsBackup, FsRetention,
 };
 use crate::config::{BackupConfig, Storage};
-use crate::error::{IoContext, Result};
+use crate::error::{Error, IoContext, Result};
 use crate::hooks::Hooks;
 
 /// What a backup script does differently (see docs/scripts.rst).
@@ -94,10 +95,28 @@ fn blob_location(s: &Storage, mode: BackupMode) -> Option<&Path> {
     }
 }
 
+/// A blob directory to back up must be one. A missing one is never
+/// created here (the buildout only warned about it, as Zope or ZEO may not
+/// have run yet): backing up nothing with exit 0 would hide a misspelt
+/// `blob_storage`.
+fn check_blobdir(blobdir: &Path) -> Result<()> {
+    match std::fs::metadata(blobdir) {
+        Ok(m) if m.is_dir() => Ok(()),
+        Ok(_) => Err(Error::NotADirectory {
+            path: blobdir.to_path_buf(),
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(Error::Config(format!(
+            "Blob storage {} does not exist. Check blob_storage, or set backup_blobs = false if this site keeps no blobs. Nothing was backed up.",
+            blobdir.display()
+        ))),
+        Err(e) => Err(e).at(blobdir),
+    }
+}
+
 /// Create a backup location when missing (6.0 `check_folders`).
 fn ensure_dir(dir: &Path) -> Result<()> {
     if dir.exists() && !dir.is_dir() {
-        return Err(crate::error::Error::NotADirectory {
+        return Err(Error::NotADirectory {
             path: dir.to_path_buf(),
         });
     }
@@ -139,6 +158,9 @@ where
     } else {
         Vec::new()
     };
+    for (_, blobdir, _) in &blob_jobs {
+        check_blobdir(blobdir)?;
+    }
     // Every location this run writes, created and locked for the whole run
     // (backups and retention), so that an overlapping run waits or refuses.
     let mut locations: Vec<&Path> = Vec::new();

@@ -215,8 +215,54 @@ pub(crate) fn config(dir: &Path, tweak: impl FnOnce(&mut ConfigInput)) -> Backup
 mod backup_tests {
     use super::*;
 
+    /// A backup of a site whose blob directories exist.
     fn run(cfg: &BackupConfig, mode: BackupMode, rec: &Recorder) -> Result<()> {
+        for blobdir in cfg.storages.iter().filter_map(|s| s.blobdir.as_deref()) {
+            assert!(std::fs::create_dir_all(blobdir).is_ok());
+        }
         backup(cfg, mode, &FakeFs(rec), &FakeBlobs(rec), &FakeHooks(rec))
+    }
+
+    #[test]
+    fn backup_missing_blob_storage_is_an_error_before_anything_is_written() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cfg = config(dir.path(), |_| {});
+        let rec = Recorder::default();
+        let e = backup(
+            &cfg,
+            BackupMode::Standard,
+            &FakeFs(&rec),
+            &FakeBlobs(&rec),
+            &FakeHooks(&rec),
+        )
+        .err()
+        .map(|e| e.to_string());
+        assert_eq!(
+            e.as_deref(),
+            Some(
+                format!(
+                    "Blob storage {} does not exist. Check blob_storage, or set backup_blobs = false if this site keeps no blobs. Nothing was backed up.",
+                    dir.path().join("var/blobstorage").display()
+                )
+                .as_str()
+            )
+        );
+        assert_eq!(rec.calls(), ["hook pre"]);
+        // Neither the blob storage nor any backup location was created.
+        assert!(!dir.path().join("var").exists());
+        // A file in its place is not a blob storage either.
+        assert!(std::fs::create_dir(dir.path().join("var")).is_ok());
+        assert!(std::fs::write(dir.path().join("var/blobstorage"), "x").is_ok());
+        let rec = Recorder::default();
+        let e = backup(
+            &cfg,
+            BackupMode::Snapshot,
+            &FakeFs(&rec),
+            &FakeBlobs(&rec),
+            &FakeHooks(&rec),
+        );
+        assert!(matches!(e, Err(Error::NotADirectory { .. })));
+        assert_eq!(rec.calls(), ["hook pre"]);
     }
 
     #[test]
@@ -588,6 +634,8 @@ mod restore_tests {
             i.pre_command.clear();
             i.post_command.clear();
         });
+        // The empty var/ of a fresh server.
+        assert!(fs::create_dir(dir.path().join("var")).is_ok());
         let rec = Recorder::default();
         assert!(run(&cfg, RestoreMode::Standard, None, &rec).is_ok());
         let d = dir.path();
@@ -599,6 +647,59 @@ mod restore_tests {
             read(&d.join("var/blobstorage/restored.txt")),
             "from blobstoragebackups"
         );
+    }
+
+    #[test]
+    fn restore_refuses_a_blob_storage_whose_directory_is_missing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        live(dir.path());
+        let d = dir.path();
+        let typo = d.join("vra/blobstorage");
+        let cfg = config(d, |i| i.blob_storage = Some(typo.clone()));
+        let rec = Recorder::default();
+        let e = run(&cfg, RestoreMode::Standard, None, &rec)
+            .err()
+            .map(|e| e.to_string());
+        assert_eq!(
+            e,
+            Some(format!(
+                "Cannot restore blobs to {}: its directory {} does not exist. Check blob_storage, or create {} first. Nothing was changed.",
+                typo.display(),
+                d.join("vra").display(),
+                d.join("vra").display()
+            ))
+        );
+        assert_eq!(rec.calls(), ["hook pre"]);
+        assert!(!d.join("vra").exists());
+        unchanged(d);
+        // No lock file either: nothing was touched.
+        assert!(!d.join("var/filestorage/Data.fs.lock").exists());
+    }
+
+    #[test]
+    fn restore_creates_a_blob_storage_beside_its_missing_datafs() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let d = dir.path();
+        let fsdir = d.join("var/filestorage");
+        let cfg = config(d, |i| {
+            i.additional_filestorages.clear();
+            i.blob_storage = Some(fsdir.join("blobstorage"));
+        });
+        let rec = Recorder::default();
+        assert!(run(&cfg, RestoreMode::Standard, None, &rec).is_ok());
+        assert_eq!(read(&fsdir.join("Data.fs")), "restored from backups");
+        assert!(fsdir.join("blobstorage/restored.txt").is_file());
+        // Without the filestorage restore nothing creates that directory.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cfg = config(dir.path(), |i| {
+            i.additional_filestorages.clear();
+            i.blob_storage = Some(dir.path().join("var/filestorage/blobstorage"));
+            i.only_blobs = true;
+        });
+        let rec = Recorder::default();
+        let e = run(&cfg, RestoreMode::Standard, None, &rec);
+        assert!(e.is_err_and(|e| e.to_string().starts_with("Cannot restore blobs to ")));
+        assert!(!dir.path().join("var").exists());
     }
 
     #[test]

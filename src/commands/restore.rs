@@ -132,6 +132,22 @@ where
     hooks.run(&cfg.pre_command)?;
 
     // 1. Check.
+    // A missing blob directory is created, but only in a directory that
+    // exists or beside its Data.fs (Storage::missing_blob_parent): a
+    // misspelt blob_storage is refused here, before anything is created or
+    // locked.
+    for s in &cfg.storages {
+        if let (Some(blobdir), Some(parent)) =
+            (s.blobdir.as_deref(), s.missing_blob_parent(!cfg.only_blobs))
+        {
+            return Err(Error::Config(format!(
+                "Cannot restore blobs to {}: its directory {} does not exist. Check blob_storage, or create {} first. Nothing was changed.",
+                blobdir.display(),
+                parent.display(),
+                parent.display()
+            )));
+        }
+    }
     let with_fs = !cfg.only_blobs;
     // Locks are checked with only_blobs too: swapping the blobs of a
     // running Zope is as bad as swapping its Data.fs.
@@ -253,11 +269,9 @@ where
         };
         let blobdir = match (&c.blobs, c.storage.blobdir.as_deref()) {
             (Some((source, plan)), Some(blobdir)) => {
+                // Its parent exists: checked above, or just created for
+                // the Data.fs beside it.
                 let target = real_target(blobdir);
-                let parent = parent_of(&target);
-                if !parent.is_dir() {
-                    fs::create_dir_all(parent).at(parent)?;
-                }
                 let tmp = temp_beside(&target)?;
                 let new = tmp.path().join("new");
                 create_private_dir(&new)?;

@@ -6,7 +6,9 @@ any more; liberal booleans; the path rules (``~`` and ``$VAR`` expanded,
 ``datafs`` and ``blob_storage`` relative to the buildout directory, the six
 locations relative to ``locationprefix`` or the var directory); and the
 auto-detection of ``var``/``zeo-var``/``file-storage``/``blob-storage`` from
-plone.recipe.zope2instance and zeoserver parts (crb-features §1.1).
+plone.recipe.zope2instance and zeoserver parts (crb-features §1.1), where a
+part's ``file-storage`` and ``blob-storage`` are resolved the way that
+part's recipe resolves them (see ``_part_file_storage``).
 
 Does not own any rule about what the values mean: options that are not set
 are not passed, so the core's defaults apply, and every check and error
@@ -99,19 +101,90 @@ def _zope_parts(buildout):
             section = buildout[part]
         except KeyError:
             continue
-        recipe = (section.get("recipe") or "").strip().lower()
-        if recipe in ZOPE_RECIPES:
+        if _recipe(section) in ZOPE_RECIPES:
             yield section
+
+
+def _recipe(section):
+    return (section.get("recipe") or "").strip().lower()
 
 
 def get_zope_option(buildout, key):
     """The value of ``key`` in the first Zope/ZEO part that has a non-empty
     one, else None."""
     for section in _zope_parts(buildout):
-        value = (section.get(key) or "").strip()
+        value = _text(section, key)
         if value:
             return value
     return None
+
+
+def zope_directory(buildout):
+    """``${buildout:directory}``: the base the Zope recipes resolve their
+    paths against (the ``bin/`` parent when the section does not say)."""
+    return _text(buildout["buildout"], "directory") or buildout_dir(buildout)
+
+
+def _part_var(section, base):
+    """The var directory a Zope/ZEO part itself uses.
+
+    plone.recipe.zope2instance and plone.recipe.zeoserver take ``var`` as
+    given and default it to ``var`` in the buildout directory (not the
+    part's own ``parts/`` directory). plone.recipe.zope2zeoserver has no
+    ``var`` option: its defaults are under ``var`` in the buildout
+    directory. ``zeo-var`` is not a storage location in any of them (in
+    zope2instance it is where a ZEO client keeps its cache files).
+    """
+    var = _text(section, "var")
+    if var and _recipe(section) != "plone.recipe.zope2zeoserver":
+        return construct_path(base, var)
+    return os.path.join(base, "var")
+
+
+def _part_file_storage(section, base):
+    """The Data.fs a Zope/ZEO part uses: its ``file-storage``, else the
+    recipes' default ``filestorage/Data.fs`` in its var directory.
+
+    plone.recipe.zope2instance and plone.recipe.zeoserver join a relative
+    ``file-storage`` to the part's var directory; plone.recipe.zope2zeoserver
+    joins it to the buildout directory (its default already starts with
+    ``var/``).
+    """
+    value = _text(section, "file-storage")
+    if _recipe(section) == "plone.recipe.zope2zeoserver":
+        return construct_path(base, value or os.path.join("var", "filestorage", "Data.fs"))
+    return construct_path(
+        _part_var(section, base), value or os.path.join("filestorage", "Data.fs")
+    )
+
+
+def _part_blob_storage(section, base):
+    """The blob directory a Zope/ZEO part uses: its ``blob-storage``, else
+    ``blobstorage`` in its var directory.
+
+    plone.recipe.zeoserver joins a relative ``blob-storage`` to the part's
+    var directory; plone.recipe.zope2instance (9.x) joins it to the buildout
+    directory. plone.recipe.zope2zeoserver writes it into zeo.conf as given;
+    a relative one is taken from the buildout directory, as 6.0 did.
+    """
+    value = _text(section, "blob-storage")
+    if not value:
+        return os.path.join(_part_var(section, base), "blobstorage")
+    if _recipe(section) == "plone.recipe.zeoserver":
+        return construct_path(_part_var(section, base), value)
+    return construct_path(base, value)
+
+
+def _zope_storage(buildout, key, resolve):
+    """A storage path from the Zope/ZEO parts: ``key`` of the first part
+    that sets it, resolved as that part's recipe does; else the default of
+    the first part; None without Zope/ZEO parts."""
+    base = zope_directory(buildout)
+    sections = list(_zope_parts(buildout))
+    for section in sections:
+        if _text(section, key):
+            return resolve(section, base)
+    return resolve(sections[0], base) if sections else None
 
 
 def _text(options, name):
@@ -183,20 +256,24 @@ def typed_options(buildout, name, options):
         if value:
             kwargs[opt] = construct_path(prefix or var_dir, value)
 
-    datafs = _text(options, "datafs") or get_zope_option(buildout, "file-storage")
+    datafs = _text(options, "datafs")
     if datafs:
         kwargs["datafs"] = construct_path(base, datafs)
+    else:
+        datafs = _zope_storage(buildout, "file-storage", _part_file_storage)
+        if datafs:
+            kwargs["datafs"] = datafs
 
     blob_storage = _text(options, "blob_storage")
     alias = _text(options, "blob-storage")
     if alias:
         kwargs["blob_storage_alias"] = construct_path(base, alias)
-    if not blob_storage and not alias:
-        blob_storage = get_zope_option(buildout, "blob-storage")
-        if not blob_storage and any(True for _ in _zope_parts(buildout)):
-            blob_storage = os.path.join(var_dir, "blobstorage")
     if blob_storage:
         kwargs["blob_storage"] = construct_path(base, blob_storage)
+    elif not alias:
+        blob_storage = _zope_storage(buildout, "blob-storage", _part_blob_storage)
+        if blob_storage:
+            kwargs["blob_storage"] = blob_storage
 
     additional = options.get("additional_filestorages") or ""
     kwargs["additional_filestorages"] = [
