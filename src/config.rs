@@ -36,10 +36,13 @@ pub struct ConfigInput {
     pub location_prefix: Option<PathBuf>,
     /// `datafs`; default `<var_dir>/filestorage/Data.fs`.
     pub datafs: Option<PathBuf>,
-    /// `blob_storage` (or a detected Zope part's `blob-storage`).
+    /// `blob_storage`.
     pub blob_storage: Option<PathBuf>,
     /// The `blob-storage` spelling, when set too.
     pub blob_storage_alias: Option<PathBuf>,
+    /// The blob directory of the first Zope/ZEO part (resolved as its recipe
+    /// does): the default when neither spelling is set.
+    pub zope_blob_storage: Option<PathBuf>,
     /// `location`.
     pub location: Option<PathBuf>,
     /// `snapshotlocation`.
@@ -70,8 +73,10 @@ pub struct ConfigInput {
     pub rsync_options: String,
     /// `rsync_hard_links_on_first_copy`.
     pub rsync_hard_links_on_first_copy: bool,
-    /// `archive_blob` (or the seed's `gzip_blob`).
-    pub archive_blob: bool,
+    /// `archive_blob`; `None` when not set (default false).
+    pub archive_blob: Option<bool>,
+    /// The seed's `gzip_blob`, a deprecated spelling of `archive_blob`.
+    pub gzip_blob: Option<bool>,
     /// `compress_blob`.
     pub compress_blob: bool,
     /// `blob_timestamps`; `None` when not set (default true).
@@ -110,6 +115,7 @@ impl Default for ConfigInput {
             datafs: None,
             blob_storage: None,
             blob_storage_alias: None,
+            zope_blob_storage: None,
             location: None,
             snapshotlocation: None,
             ziplocation: None,
@@ -125,7 +131,8 @@ impl Default for ConfigInput {
             use_rsync: true,
             rsync_options: String::new(),
             rsync_hard_links_on_first_copy: false,
-            archive_blob: false,
+            archive_blob: None,
+            gzip_blob: None,
             compress_blob: false,
             blob_timestamps: None,
             incremental_blobs: false,
@@ -406,6 +413,7 @@ impl BackupConfig {
             datafs,
             blob_storage,
             blob_storage_alias,
+            zope_blob_storage,
             location,
             snapshotlocation,
             ziplocation,
@@ -422,6 +430,7 @@ impl BackupConfig {
             rsync_options,
             rsync_hard_links_on_first_copy,
             archive_blob,
+            gzip_blob,
             compress_blob,
             blob_timestamps,
             incremental_blobs,
@@ -437,13 +446,35 @@ impl BackupConfig {
         } = input;
         let mut warnings = Vec::new();
 
+        // An explicit spelling wins over what a Zope/ZEO part says.
         let blob_storage = match (blob_storage, blob_storage_alias) {
             (Some(a), Some(b)) if a != b => {
                 return Err(Error::Config(
                     "Both blob_storage and blob-storage have been set. Please pick one.".to_owned(),
                 ))
             }
-            (a, b) => a.or(b),
+            (a, b) => a.or(b).or(zope_blob_storage),
+        };
+        let archive_blob = match (archive_blob, gzip_blob) {
+            (archive, None) => archive.unwrap_or(false),
+            (archive, Some(gzip)) => {
+                warnings.push(
+                    "gzip_blob is deprecated: it is an alias of archive_blob. Please rename it to archive_blob."
+                        .to_owned(),
+                );
+                match archive {
+                    Some(a) => {
+                        if a != gzip {
+                            warnings.push(
+                                "Both gzip_blob and archive_blob are set; using archive_blob."
+                                    .to_owned(),
+                            );
+                        }
+                        a
+                    }
+                    None => gzip,
+                }
+            }
         };
         if !backup_blobs && only_blobs {
             return Err(Error::Config(
@@ -1059,6 +1090,56 @@ mod tests {
     }
 
     #[test]
+    fn zope_blob_storage_is_the_default_only() {
+        let zope = Some(PathBuf::from("/zope/var/blobstorage"));
+        let c = ok(ConfigInput {
+            blob_storage: None,
+            zope_blob_storage: zope.clone(),
+            ..input()
+        });
+        assert_eq!(c.storages[0].blobdir, zope);
+        for (explicit, alias) in [(Some("/mine"), None), (None, Some("/mine"))] {
+            let c = ok(ConfigInput {
+                blob_storage: explicit.map(PathBuf::from),
+                blob_storage_alias: alias.map(PathBuf::from),
+                zope_blob_storage: zope.clone(),
+                ..input()
+            });
+            assert_eq!(c.storages[0].blobdir.as_deref(), Some(Path::new("/mine")));
+        }
+    }
+
+    #[test]
+    fn gzip_blob_is_archive_blob_and_loses_to_it() {
+        let deprecated =
+            "gzip_blob is deprecated: it is an alias of archive_blob. Please rename it to archive_blob.";
+        let both = "Both gzip_blob and archive_blob are set; using archive_blob.";
+        for (archive, gzip, want, warnings) in [
+            (None, None, false, vec![]),
+            (None, Some(true), true, vec![deprecated]),
+            (Some(false), Some(true), false, vec![deprecated, both]),
+            (Some(true), Some(true), true, vec![deprecated]),
+        ] {
+            let c = ok(ConfigInput {
+                archive_blob: archive,
+                gzip_blob: gzip,
+                ..input()
+            });
+            assert_eq!(c.archive_blob, want, "{archive:?} {gzip:?}");
+            for w in &warnings {
+                assert!(c.warnings.iter().any(|x| x == w), "{:?}", c.warnings);
+            }
+            assert_eq!(
+                c.warnings
+                    .iter()
+                    .filter(|x| x.contains("gzip_blob"))
+                    .count(),
+                warnings.len()
+            );
+        }
+    }
+
+    #[test]
     fn error_only_blobs_without_backup_blobs() {
         assert_eq!(
             err(ConfigInput {
@@ -1088,7 +1169,7 @@ mod tests {
             err(ConfigInput {
                 blob_timestamps: Some(false),
                 incremental_blobs: true,
-                archive_blob: true,
+                archive_blob: Some(true),
                 ..input()
             }),
             "Cannot have blob_timestamps false and incremental_blobs true."

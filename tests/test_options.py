@@ -1,5 +1,5 @@
 """Option parsing in process: booleans, paths, aliases, Zope-part detection
-(crb-features §1.1), and what BackupConfig makes of the result. The
+(README.rst, Options), and what BackupConfig makes of the result. The
 buildout is a plain dict of sections, as zc.buildout hands them over."""
 
 import os
@@ -103,13 +103,13 @@ def test_zope_part_detection_in_part_order(tmp_path):
     # come from the first part that has them; recipe names ignore case.
     assert kwargs["var_dir"] == "/v/zeovar"
     assert kwargs["datafs"] == "/data/fs/Data.fs"
-    assert kwargs["blob_storage"] == "/data/blobs"
+    assert kwargs["zope_blob_storage"] == "/data/blobs"
 
 
 def test_zope_part_without_blob_storage_gives_var_blobstorage(tmp_path):
     kwargs, _ = typed(tmp_path, {}, instance={"recipe": "plone.recipe.zope2instance", "var": "/v"})
     assert kwargs["var_dir"] == "/v"
-    assert kwargs["blob_storage"] == "/v/blobstorage"
+    assert kwargs["zope_blob_storage"] == "/v/blobstorage"
     config = _core.BackupConfig(**kwargs)
     assert config.storages[-1]["blob_backup_location"] == "/v/blobstoragebackups"
 
@@ -148,13 +148,13 @@ def test_zeoserver_relative_blob_storage_is_in_its_var(tmp_path):
     kwargs, _ = typed(
         tmp_path, {}, zeo={"recipe": "plone.recipe.zeoserver", "blob-storage": "blobs"}
     )
-    assert kwargs["blob_storage"] == str(tmp_path / "var" / "blobs")
+    assert kwargs["zope_blob_storage"] == str(tmp_path / "var" / "blobs")
     kwargs, _ = typed(
         tmp_path,
         {},
         zeo={"recipe": "plone.recipe.zeoserver", "var": "/srv/zvar", "blob-storage": "blobs"},
     )
-    assert kwargs["blob_storage"] == "/srv/zvar/blobs"
+    assert kwargs["zope_blob_storage"] == "/srv/zvar/blobs"
     config = _core.BackupConfig(**kwargs)
     assert config.storages[-1]["blobdir"] == "/srv/zvar/blobs"
     kwargs, _ = typed(
@@ -162,7 +162,7 @@ def test_zeoserver_relative_blob_storage_is_in_its_var(tmp_path):
         {},
         zeo={"recipe": "plone.recipe.zeoserver", "var": "/srv/zvar", "blob-storage": "/b/blobs"},
     )
-    assert kwargs["blob_storage"] == "/b/blobs"
+    assert kwargs["zope_blob_storage"] == "/b/blobs"
 
 
 def test_zope2instance_relative_blob_storage_is_in_the_buildout_directory(tmp_path):
@@ -178,10 +178,10 @@ def test_zope2instance_relative_blob_storage_is_in_the_buildout_directory(tmp_pa
     )
     b["buildout"]["directory"] = str(tmp_path / "site")
     kwargs, _ = opts.typed_options(b, "backup", {})
-    assert kwargs["blob_storage"] == str(tmp_path / "site" / "blobs")
+    assert kwargs["zope_blob_storage"] == str(tmp_path / "site" / "blobs")
     b["instance"]["blob-storage"] = "/b/blobs"
     kwargs, _ = opts.typed_options(b, "backup", {})
-    assert kwargs["blob_storage"] == "/b/blobs"
+    assert kwargs["zope_blob_storage"] == "/b/blobs"
 
 
 def test_zope_part_defaults_use_its_var_not_zeo_var(tmp_path):
@@ -197,7 +197,7 @@ def test_zope_part_defaults_use_its_var_not_zeo_var(tmp_path):
         },
     )
     assert kwargs["datafs"] == "/srv/zvar/filestorage/Data.fs"
-    assert kwargs["blob_storage"] == "/srv/zvar/blobstorage"
+    assert kwargs["zope_blob_storage"] == "/srv/zvar/blobstorage"
 
 
 def test_zope2zeoserver_file_storage_is_in_the_buildout_directory(tmp_path):
@@ -252,15 +252,31 @@ def test_empty_location_means_default(tmp_path):
 
 
 def test_gzip_blob_is_archive_blob_with_a_warning(tmp_path):
-    kwargs, warnings = typed(tmp_path, {"gzip_blob": "true"})
-    assert kwargs["archive_blob"] is True
-    assert warnings == [
+    """options.py passes the spelling on; the core decides (one rule)."""
+    deprecated = (
         "gzip_blob is deprecated: it is an alias of archive_blob. "
         "Please rename it to archive_blob."
-    ]
-    kwargs, warnings = typed(tmp_path, {"gzip_blob": "true", "archive_blob": "false"})
-    assert kwargs["archive_blob"] is False
-    assert warnings[-1] == "Both gzip_blob and archive_blob are set; using archive_blob."
+    )
+    kwargs, _ = typed(tmp_path, {"gzip_blob": "true", "blob_storage": "blobs"})
+    assert kwargs["gzip_blob"] is True and "archive_blob" not in kwargs
+    config = _core.BackupConfig(**kwargs)
+    assert config.settings["archive_blob"] is True
+    assert deprecated in config.warnings
+    kwargs, _ = typed(tmp_path, {"gzip_blob": "true", "archive_blob": "false", "blob_storage": "b"})
+    config = _core.BackupConfig(**kwargs)
+    assert config.settings["archive_blob"] is False
+    assert "Both gzip_blob and archive_blob are set; using archive_blob." in config.warnings
+
+
+def test_explicit_blob_storage_wins_over_the_zope_part(tmp_path):
+    kwargs, _ = typed(
+        tmp_path,
+        {"blob_storage": "/mine/blobs"},
+        instance={"recipe": "plone.recipe.zope2instance", "var": "/v"},
+    )
+    assert kwargs["zope_blob_storage"] == "/v/blobstorage"
+    config = _core.BackupConfig(**kwargs)
+    assert config.storages[-1]["blobdir"] == "/mine/blobs"
 
 
 def test_additional_filestorages_paths_resolved(tmp_path, monkeypatch):

@@ -1,6 +1,6 @@
 """The recipe under real zc.buildout, installed from the freshly built wheel:
 generated scripts (names, order, conditions), the values baked into them,
-buildout-time errors and warnings (crb-features §2.1, §4.1, §5.4 1-4)."""
+buildout-time errors and warnings (see docs/scripts.rst)."""
 
 import ast
 import os

@@ -339,7 +339,7 @@ mod backup_tests {
             i.gzip = false;
             i.keep = 5;
             i.incremental_blobs = true;
-            i.archive_blob = false;
+            i.archive_blob = Some(false);
         });
         let rec = Recorder::default();
         assert!(run(&cfg, BackupMode::Zip, &rec).is_ok());
@@ -363,7 +363,7 @@ mod backup_tests {
             i.additional_filestorages.clear();
             i.pre_command.clear();
             i.post_command.clear();
-            i.archive_blob = true;
+            i.archive_blob = Some(true);
             i.incremental_blobs = true;
         });
         let rec = Recorder::default();

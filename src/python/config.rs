@@ -57,6 +57,7 @@ impl PyBackupConfig {
                     "datafs" => i.datafs = v.extract()?,
                     "blob_storage" => i.blob_storage = v.extract()?,
                     "blob_storage_alias" => i.blob_storage_alias = v.extract()?,
+                    "zope_blob_storage" => i.zope_blob_storage = v.extract()?,
                     "location" => i.location = v.extract()?,
                     "snapshotlocation" => i.snapshotlocation = v.extract()?,
                     "ziplocation" => i.ziplocation = v.extract()?,
@@ -74,7 +75,8 @@ impl PyBackupConfig {
                     "rsync_hard_links_on_first_copy" => {
                         i.rsync_hard_links_on_first_copy = v.extract()?;
                     }
-                    "archive_blob" => i.archive_blob = v.extract()?,
+                    "archive_blob" => i.archive_blob = Some(v.extract()?),
+                    "gzip_blob" => i.gzip_blob = Some(v.extract()?),
                     "compress_blob" => i.compress_blob = v.extract()?,
                     "blob_timestamps" => i.blob_timestamps = v.extract()?,
                     "incremental_blobs" => i.incremental_blobs = v.extract()?,

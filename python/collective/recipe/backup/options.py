@@ -6,7 +6,7 @@ any more; liberal booleans; the path rules (``~`` and ``$VAR`` expanded,
 ``datafs`` and ``blob_storage`` relative to the buildout directory, the six
 locations relative to ``locationprefix`` or the var directory); and the
 auto-detection of ``var``/``zeo-var``/``file-storage``/``blob-storage`` from
-plone.recipe.zope2instance and zeoserver parts (crb-features §1.1), where a
+plone.recipe.zope2instance and zeoserver parts (README.rst, Options), where a
 part's ``file-storage`` and ``blob-storage`` are resolved the way that
 part's recipe resolves them (see ``_part_file_storage``).
 
@@ -224,17 +224,7 @@ def typed_options(buildout, name, options):
             kwargs[opt] = to_bool(value)
     gzip_blob = options.get("gzip_blob")
     if gzip_blob is not None:
-        warnings.append(
-            "gzip_blob is deprecated: it is an alias of archive_blob. "
-            "Please rename it to archive_blob."
-        )
-        if "archive_blob" in kwargs:
-            if kwargs["archive_blob"] != to_bool(gzip_blob):
-                warnings.append(
-                    "Both gzip_blob and archive_blob are set; using archive_blob."
-                )
-        else:
-            kwargs["archive_blob"] = to_bool(gzip_blob)
+        kwargs["gzip_blob"] = to_bool(gzip_blob)
     for opt in TEXT_OPTIONS:
         value = options.get(opt)
         if value is not None:
@@ -270,10 +260,9 @@ def typed_options(buildout, name, options):
         kwargs["blob_storage_alias"] = construct_path(base, alias)
     if blob_storage:
         kwargs["blob_storage"] = construct_path(base, blob_storage)
-    elif not alias:
-        blob_storage = _zope_storage(buildout, "blob-storage", _part_blob_storage)
-        if blob_storage:
-            kwargs["blob_storage"] = blob_storage
+    zope_blob_storage = _zope_storage(buildout, "blob-storage", _part_blob_storage)
+    if zope_blob_storage:
+        kwargs["zope_blob_storage"] = zope_blob_storage
 
     additional = options.get("additional_filestorages") or ""
     kwargs["additional_filestorages"] = [
