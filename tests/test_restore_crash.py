@@ -61,12 +61,13 @@ def leftovers(site):
     ]
 
 
-def traced(site, syscall, n, *args):
+def traced(site, syscall, n, *args, fault="signal=SIGKILL"):
+    """bin/restore with ``fault`` injected at the n-th ``syscall``."""
     env = dict(os.environ, CRB_REPOZO_NOW=str(site.now + 1000))
     env["PYTHONDONTWRITEBYTECODE"] = "1"
     return subprocess.run(
         [STRACE, "-f", "-qq", "-o", "/dev/null", "-e", f"trace={syscall}"]
-        + ["-e", f"inject={syscall}:signal=SIGKILL:when={n}"]
+        + ["-e", f"inject={syscall}:{fault}:when={n}"]
         + [site.b.path("bin", "restore"), *args],
         cwd=site.b.dir,
         capture_output=True,
@@ -76,7 +77,9 @@ def traced(site, syscall, n, *args):
     )
 
 
-def test_restore_killed_at_every_step(sample_buildout, tmp_path):
+def prepared(sample_buildout, tmp_path):
+    """A site with a full and an incremental backup and a newer live state:
+    (site, old state, restored state, reset to the old state)."""
     site = Site(sample_buildout)
     site.change()
     site.ok("backup")
@@ -96,6 +99,11 @@ def test_restore_killed_at_every_step(sample_buildout, tmp_path):
     new = live_state(site)
     assert new[0] != old[0] and new[2] != old[2]
     assert not leftovers(site)
+    return site, old, new, reset
+
+
+def test_restore_killed_at_every_step(sample_buildout, tmp_path):
+    site, old, new, reset = prepared(sample_buildout, tmp_path)
 
     counts = {"old": 0, "forward": 0, "after swap": 0, "completed": 0}
     kills = {}
@@ -163,43 +171,13 @@ FAILING = [
 ]
 
 
-def failing(site, syscall, n, *args):
-    env = dict(os.environ, CRB_REPOZO_NOW=str(site.now + 1000))
-    env["PYTHONDONTWRITEBYTECODE"] = "1"
-    return subprocess.run(
-        [STRACE, "-f", "-qq", "-o", "/dev/null", "-e", f"trace={syscall}"]
-        + ["-e", f"inject={syscall}:error=EIO:when={n}"]
-        + [site.b.path("bin", "restore"), *args],
-        cwd=site.b.dir,
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
-    )
-
-
 def test_restore_failing_at_every_step(sample_buildout, tmp_path):
     """The same restore with EIO at the N-th call of each syscall instead of
     a kill: a restore that fails says so in one ERROR line, exits 1 and
     leaves the live site exactly as it was (a failure after the swap, while
     removing the old copies, is a warning, and the restore stands); the next
     restore then completes and leaves nothing behind."""
-    site = Site(sample_buildout)
-    site.change()
-    site.ok("backup")
-    site.change()
-    site.ok("backup")
-    site.change()
-    old = live_state(site)
-    template = str(tmp_path / "var")
-    shutil.copytree(site.var, template, symlinks=True)
-
-    def reset():
-        shutil.rmtree(site.var)
-        shutil.copytree(template, site.var, symlinks=True)
-
-    site.ok("restore", "-n")
-    new = live_state(site)
+    site, old, new, reset = prepared(sample_buildout, tmp_path)
     outcomes = {"failed, nothing changed": 0, "restored": 0}
     trials = 0
     for syscall in FAILING:
@@ -207,8 +185,8 @@ def test_restore_failing_at_every_step(sample_buildout, tmp_path):
         while True:
             reset()
             trials += 1
-            p = failing(site, syscall, n, "-n")
-            where = f"{syscall} #{n}: {p.stderr.strip()[-300:]} STDOUT: {p.stdout[-300:]}"
+            p = traced(site, syscall, n, "-n", fault="error=EIO")
+            where = f"{syscall} #{n}: {p.stderr.strip()[-300:]}"
             assert "Traceback" not in p.stderr and "panicked" not in p.stderr, where
             if p.returncode == 0:
                 assert live_state(site) == new, where
@@ -226,9 +204,7 @@ def test_restore_failing_at_every_step(sample_buildout, tmp_path):
                 assert live_state(site) == old, where
                 outcomes["failed, nothing changed"] += 1
             q = site.run("restore", "-n")
-            if q.returncode:
-                print("FIRST:", p.stderr, "\nNEXT:", q.stderr)
-            assert q.returncode == 0, where
+            assert q.returncode == 0, (where, q.stderr)
             assert live_state(site) == new, where
             assert not leftovers(site), (where, leftovers(site))
             n += 1
