@@ -311,9 +311,11 @@ pub struct Cleaned {
 /// A repository without any `.dat` is left alone (its files are backups
 /// by name).
 ///
+/// A file that cannot be removed is a warning (readers ignore it, and the
+/// next run tries again).
+///
 /// # Errors
-/// [`Error::RepozoIo`] when the directory cannot be listed or a file
-/// cannot be removed; [`Error::BadDat`] for an unreadable `.dat`.
+/// [`Error::RepozoIo`] when the directory cannot be listed.
 pub fn clean_interrupted(repo: &Path) -> Result<Cleaned> {
     let listing = list(repo)?;
     let mut cleaned = Cleaned::default();
@@ -324,15 +326,18 @@ pub fn clean_interrupted(repo: &Path) -> Result<Cleaned> {
             "removing {}, a temporary file of an interrupted run",
             p.display()
         );
-        remove(&p)?;
-        cleaned.temporaries.push(p);
+        if remove_or_warn(&p) {
+            cleaned.temporaries.push(p);
+        }
     }
     if listing.dats.is_empty() {
         return Ok(cleaned);
     }
     for root in &listing.dats {
         let p = join(repo, &format!("{root}.dat"));
-        if dat::repair(&p)? {
+        // A `.dat` that cannot be read is not repaired: the chain is then
+        // not extended (see `vouch`).
+        if dat::repair(&p).unwrap_or(false) {
             log::warn!(
                 target: LOG,
                 "{}: repaired its last line, which an interrupted backup left without its end",
@@ -366,8 +371,9 @@ pub fn clean_interrupted(repo: &Path) -> Result<Cleaned> {
             "removing {}: no .dat lists it, it was left by an interrupted backup",
             p.display()
         );
-        remove(&p)?;
-        cleaned.backups.push(p);
+        if remove_or_warn(&p) {
+            cleaned.backups.push(p);
+        }
     }
     // `.index` files of interrupted backups: newer than every committed
     // data file and without a data file of their own.
@@ -379,17 +385,23 @@ pub fn clean_interrupted(repo: &Path) -> Result<Cleaned> {
                 .any(|n| splitext(n).0 == root && listed.contains(n))
         {
             let p = join(repo, &format!("{root}.index"));
-            remove(&p)?;
-            cleaned.backups.push(p);
+            if remove_or_warn(&p) {
+                cleaned.backups.push(p);
+            }
         }
     }
     Ok(cleaned)
 }
 
-fn remove(p: &Path) -> Result<()> {
+/// Remove what a dead run left; failing that, warn and go on: it is no
+/// backup, readers ignore it, and the next run tries again.
+fn remove_or_warn(p: &Path) -> bool {
     match std::fs::remove_file(p) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io_err(p, e)),
-        _ => Ok(()),
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            log::warn!(target: LOG, "could not remove {}: {}", p.display(), io_err(p, e));
+            false
+        }
+        _ => true,
     }
 }
 
@@ -444,7 +456,8 @@ pub fn vouch(repo: &Path, when: &str) -> Result<std::result::Result<Chain, Doubt
     Ok(Ok(chain))
 }
 
-fn has_dat(repo: &Path) -> bool {
+/// Whether `repo` keeps any `.dat` file.
+pub(crate) fn has_dat(repo: &Path) -> bool {
     list(repo).is_ok_and(|l| !l.dats.is_empty())
 }
 

@@ -54,19 +54,18 @@ pub fn verify(
     // The same choice and checks as recover: verify fails whenever recover
     // would (a listed file missing, a gap, a full backup gone), and ignores
     // with the same warning what no `.dat` lists.
-    let chain = plan_chain(repo, &gen_filename(clock.now(), ""), None)?;
-    if chain.by_names {
-        return Err(Error::VerificationFail(format!(
-            "{} has no .dat files: there are no sizes or checksums to verify \
-             (a recover checks such a chain by the structure of the Data.fs it makes)",
-            if repo.as_os_str().is_empty() {
-                std::path::Path::new(".")
-            } else {
-                repo.as_path()
-            }
-            .display()
-        )));
+    let when = gen_filename(clock.now(), "");
+    if !crate::repozo::chain::has_dat(repo) {
+        // No `.dat`, so no sizes or checksums to verify against: repozo's
+        // error for the missing `.dat` (a recover checks such a chain by
+        // the structure of the Data.fs it makes instead).
+        let files = crate::repozo::find::find_files(repo, &when)?;
+        let Some(first) = files.first() else {
+            return Err(Error::NoFiles { date: None });
+        };
+        crate::repozo::dat::read_required(&crate::repozo::dat::dat_path_for(first))?;
     }
+    let chain = plan_chain(repo, &when, None)?;
     let lines = chain.lines;
     let total = lines
         .iter()
