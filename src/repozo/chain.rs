@@ -320,15 +320,11 @@ pub fn clean_interrupted(repo: &Path) -> Result<Cleaned> {
     let listing = list(repo)?;
     let mut cleaned = Cleaned::default();
     for t in &listing.temps {
-        let p = join(repo, t);
-        log::warn!(
-            target: LOG,
-            "removing {}, a temporary file of an interrupted run",
-            p.display()
+        remove_leftover(
+            join(repo, t),
+            "a temporary file of an interrupted run",
+            &mut cleaned.temporaries,
         );
-        if remove_or_warn(&p) {
-            cleaned.temporaries.push(p);
-        }
     }
     if listing.dats.is_empty() {
         return Ok(cleaned);
@@ -365,15 +361,11 @@ pub fn clean_interrupted(repo: &Path) -> Result<Cleaned> {
         if root <= newest_committed || listed.contains(name) {
             continue;
         }
-        let p = join(repo, name);
-        log::warn!(
-            target: LOG,
-            "removing {}: no .dat lists it, it was left by an interrupted backup",
-            p.display()
+        remove_leftover(
+            join(repo, name),
+            "no .dat lists it, it was left by an interrupted backup",
+            &mut cleaned.backups,
         );
-        if remove_or_warn(&p) {
-            cleaned.backups.push(p);
-        }
     }
     // `.index` files of interrupted backups: newer than every committed
     // data file and without a data file of their own.
@@ -391,6 +383,15 @@ pub fn clean_interrupted(repo: &Path) -> Result<Cleaned> {
         }
     }
     Ok(cleaned)
+}
+
+/// Remove `p`, left by a dead run (`why`), with a warning saying so, and
+/// record it in `removed`.
+fn remove_leftover(p: PathBuf, why: &str, removed: &mut Vec<PathBuf>) {
+    log::warn!(target: LOG, "removing {}: {why}", p.display());
+    if remove_or_warn(&p) {
+        removed.push(p);
+    }
 }
 
 /// Remove what a dead run left; failing that, warn and go on: it is no
@@ -423,9 +424,6 @@ pub fn vouch(repo: &Path, when: &str) -> Result<std::result::Result<Chain, Doubt
     list(repo)?;
     let chain = match plan_chain(repo, when, None) {
         Ok(c) => c,
-        Err(e @ (Error::RepozoIo { .. } | Error::NoFiles { .. })) if !has_dat(repo) => {
-            return Ok(Err(e.to_string()))
-        }
         Err(e) => return Ok(Err(e.to_string())),
     };
     if chain.by_names {
