@@ -61,6 +61,7 @@ impl FileStorageEngine for RepozoEngine {
             quick: req.quick && !req.full,
             kill_old: false,
             gzip_level: gzip::DEFAULT_LEVEL,
+            create_repository: false,
         };
         let report = repozo::backup(&opts, clock_at(self.now).as_ref(), &NoProgress)?;
         if let Some(f) = &report.data_file {

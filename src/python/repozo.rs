@@ -157,7 +157,7 @@ impl Progress for PyProgress {
 
 /// repozo `-B`.
 #[pyfunction]
-#[pyo3(signature = (datafs, repository, *, full=false, gzip=false, quick=false, kill_old=false, gzip_level=None, progress=None, now=None))]
+#[pyo3(signature = (datafs, repository, *, full=false, gzip=false, quick=false, kill_old=false, gzip_level=None, progress=None, now=None, create_repository=false))]
 #[allow(clippy::too_many_arguments, clippy::fn_params_excessive_bools)]
 fn repozo_backup(
     py: Python<'_>,
@@ -170,8 +170,10 @@ fn repozo_backup(
     gzip_level: Option<u32>,
     progress: Option<Py<PyAny>>,
     now: Option<f64>,
+    create_repository: bool,
 ) -> PyResult<BackupResult> {
     let mut opts = repozo::BackupOptions::new(datafs, repository);
+    opts.create_repository = create_repository;
     opts.full = full;
     opts.gzip = gzip;
     opts.quick = quick;

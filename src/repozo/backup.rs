@@ -55,6 +55,10 @@ pub struct BackupOptions {
     pub kill_old: bool,
     /// gzip level 0–9 for `-z`.
     pub gzip_level: u32,
+    /// Create a missing repository directory (the library does, as the
+    /// blob backups create their location); repozo's command line refuses
+    /// a missing one.
+    pub create_repository: bool,
 }
 
 impl BackupOptions {
@@ -70,6 +74,7 @@ impl BackupOptions {
             quick: false,
             kill_old: false,
             gzip_level: gzip::DEFAULT_LEVEL,
+            create_repository: false,
         }
     }
 }
@@ -139,6 +144,9 @@ pub fn backup(
     progress: &dyn Progress,
 ) -> Result<BackupReport> {
     let repo = &opts.repository;
+    if opts.create_repository && !repo.as_os_str().is_empty() {
+        std::fs::create_dir_all(repo).map_err(|e| io_err(repo, e))?;
+    }
     let _lock = crate::lock::lock_location(repo)?;
     if repo.is_dir() {
         chain::clean_interrupted(repo)?;

@@ -154,6 +154,7 @@ def repozo_backup(
     gzip_level: int | None = None,
     progress: _Progress = None,
     now: float | None = None,
+    create_repository: bool = False,
 ) -> BackupResult: ...
 def repozo_recover(
     repository: str | os.PathLike[str],

@@ -71,10 +71,10 @@ def backup(
     then. Returns a :class:`BackupResult` (``action`` is ``"full"``,
     ``"incremental"`` or ``"nothing"``).
     """
-    os.makedirs(repository, exist_ok=True)
     return repozo_backup(
         os.fspath(datafs),
         os.fspath(repository),
+        create_repository=True,
         full=full,
         gzip=gzip,
         quick=quick,
