@@ -120,13 +120,23 @@ pub fn lock_location_within(dir: &Path, wait: Duration) -> Result<LocationLock> 
         return Ok(LocationLock { key: Some(key) });
     }
     let path = key.join(LOCK_NAME);
-    let mut file = OpenOptions::new()
+    let mut file = match OpenOptions::new()
         .read(true)
         .write(true)
         .create(true)
         .truncate(false)
         .open(&path)
-        .at(&path)?;
+    {
+        Ok(f) => f,
+        // A location this process cannot write to (a backup disk mounted
+        // read-only for a restore): no run of ours can write there either,
+        // so there is nothing to exclude. A writer fails on its own writes.
+        Err(e) if read_only(&e) => {
+            log::debug!("{} is read-only: not locked ({e})", dir.display());
+            return Ok(LocationLock::none());
+        }
+        Err(e) => return Err(Error::io(&path, e)),
+    };
     let started = Instant::now();
     loop {
         if try_lock(&file).at(&path)? {
@@ -168,6 +178,13 @@ where
     dirs.sort();
     dirs.dedup();
     dirs.iter().map(|d| lock_location(d)).collect()
+}
+
+/// Errors that mean the location cannot be written by this process.
+fn read_only(e: &std::io::Error) -> bool {
+    use rustix::io::Errno;
+    e.raw_os_error()
+        .is_some_and(|n| n == Errno::ROFS.raw_os_error() || n == Errno::ACCESS.raw_os_error())
 }
 
 fn read_holder(file: &mut File) -> Option<u32> {

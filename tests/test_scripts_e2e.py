@@ -721,3 +721,45 @@ def test_altrestore_to_a_future_date(sample_buildout):
     site.ok("backup")
     site.ok("altrestore", "-n", "2999-12-31")
     assert site.state() == first
+
+
+def test_restore_from_a_read_only_backup_disk(site, tmp_path):
+    """The backup locations mounted read-only (a restore on a new server,
+    from the old one's disk): the restore has nothing to lock against and
+    restores. Run in a private mount namespace (unshare), as root."""
+    first = site.change()
+    site.ok("backup")
+    site.change()
+    locations = [site.path("backups"), site.path("blobstoragebackups")]
+    mounts = " && ".join(
+        f"mount --bind {d} {d} && mount -o remount,ro,bind {d}" for d in locations
+    )
+    script = f"{mounts} && touch {locations[0]}/probe 2>/dev/null; echo probe=$?; exec \"$0\" -n"
+    env = dict(os.environ, CRB_REPOZO_NOW=str(site.tick()))
+    p = subprocess.run(
+        ["unshare", "-m", "sh", "-c", script, site.b.path("bin", "restore")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert "probe=1" in p.stdout, (p.stdout, p.stderr)  # really read-only
+    assert p.returncode == 0, p.stderr
+    assert site.state() == first
+
+
+def test_restore_waits_for_a_backup_location_in_use(site):
+    """A restore reads the backup locations under their lock: while another
+    run holds one, it waits (here 1 s), then refuses in one line and changes
+    nothing."""
+    import fcntl
+
+    site.change()
+    site.ok("backup")
+    now = site.change()
+    with open(site.path("backups", ".crb.lock"), "a+") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        p = site.run("restore", "-n", env=dict(os.environ, CRB_LOCK_TIMEOUT="1"))
+    assert p.returncode == 1
+    assert p.lines[-1].startswith(f"ERROR: {site.path('backups')} is in use by another backup")
+    assert site.state() == now

@@ -159,6 +159,17 @@ where
     }
     let dirs = swap_dirs(cfg);
     swap::recover(&dirs, &dirs)?;
+    // The backup locations read, locked so that no backup or retention
+    // changes them between the checks and the writes.
+    let _location_locks = crate::lock::lock_locations(cfg.storages.iter().flat_map(|s| {
+        let (fs_source, blob_source) = sources(s, mode);
+        [
+            fs_source.filter(|_| with_fs),
+            blob_source.filter(|_| cfg.backup_blobs),
+        ]
+        .into_iter()
+        .flatten()
+    }))?;
     let mut checked = Vec::with_capacity(cfg.storages.len());
     for s in &cfg.storages {
         let (fs_source, blob_source) = sources(s, mode);
