@@ -70,6 +70,7 @@ def generate(
     keep_index=True,
     pack_keep_old=True,
     first_creation=True,
+    blob_dir=None,
 ):
     """Create or extend ``directory/Data.fs`` (+ ``blobstorage``) and return
     a dict describing it (path, end, last tid, objects) as ZODB reads it."""
@@ -87,7 +88,10 @@ def generate(
     rnd = random.Random(seed)
     os.makedirs(directory, exist_ok=True)
     path = os.path.join(directory, "Data.fs")
-    blob_dir = os.path.join(directory, "blobstorage") if blobs else None
+    if blobs:
+        blob_dir = blob_dir or os.path.join(directory, "blobstorage")
+    else:
+        blob_dir = None
     storage = FileStorage(path, blob_dir=blob_dir, pack_keep_old=pack_keep_old)
     db = ZODB.DB(storage)
     per_txn = None

@@ -26,6 +26,16 @@ from collective.recipe.backup import _core
 #: Logger of the filestorage engine's progress lines (repozo's ``-v``).
 REPOZO_LOGGER = "collective.recipe.backup.repozo"
 
+DATE_HELP = (
+    "restore the state at or before this UTC date, "
+    "yyyy-mm-dd[-hh[-mm[-ss]]]; default: the newest backup"
+)
+MISMATCH_HELP = (
+    "when the blob backup of the filestorage backup's date is "
+    "missing or incomplete, restore the newest older one instead "
+    "of refusing"
+)
+
 PROMPT_QUESTION = "Are you sure? (yes/No)? "
 PROMPT_AGAIN = "Please explicitly answer yes/no in full (or accept the default)"
 
@@ -74,19 +84,12 @@ def parse_args(argv, prog, restore):
         parser.add_argument(
             "date",
             nargs="?",
-            help=(
-                "restore the state at or before this UTC date, "
-                "yyyy-mm-dd[-hh[-mm[-ss]]]; default: the newest backup"
-            ),
+            help=DATE_HELP,
         )
         parser.add_argument(
             "--accept-blob-mismatch",
             action="store_true",
-            help=(
-                "when the blob backup of the filestorage backup's date is "
-                "missing or incomplete, restore the newest older one instead "
-                "of refusing"
-            ),
+            help=MISMATCH_HELP,
         )
     else:
         parser.add_argument("ignored", nargs="*", help=argparse.SUPPRESS)

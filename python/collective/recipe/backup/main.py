@@ -97,14 +97,14 @@ def _start(kwargs, restore, argv):
         sys.argv[1:] if argv is None else argv, cli.program_name(), restore
     )
     cli.setup_logging(args.quiet, bool(kwargs.get("verbose")))
-    return args, _call(lambda: _core.BackupConfig(**config_kwargs(**kwargs)))
+    return args, call(lambda: _core.BackupConfig(**config_kwargs(**kwargs)))
 
 
-class _Failed(Exception):
+class Failed(Exception):
     """The error is logged; the script exits 1."""
 
 
-def _call(fn):
+def call(fn):
     """Run one core call; any failure becomes one ``ERROR:`` line.
 
     Besides ``BackupError``: a wrong keyword type from a hand-edited script
@@ -121,14 +121,45 @@ def _call(fn):
         raise
     except BaseException as e:  # noqa: B036 - a Rust panic
         logger.error("internal error: %s: %s", type(e).__name__, e)
-    raise _Failed
+    raise Failed
+
+
+def run_backup(config, mode, *, dry_run=False):
+    """One backup command on a built config; raises ``Failed``."""
+    call(lambda: _core.backup(config, mode, now=fixed_now(), dry_run=dry_run))
+
+
+def run_restore(config, mode, args, *, no_prompt=False):
+    """One restore command on a built config: the date check, the prompt
+    (unless ``-n``, ``no_prompt`` or a dry run), the core call. Returns
+    the exit code; raises ``Failed``."""
+    date = call(lambda: cli.check_date(args.date))
+    target = getattr(args, "target", None)
+    dry_run = getattr(args, "dry_run", False)
+    if not (args.no_prompt or no_prompt or dry_run):
+        filestorages, blobstorages = call(lambda: config.restore_targets(target))
+        if not cli.confirm(filestorages, blobstorages):
+            logger.info("Not restoring.")
+            return 0
+    call(
+        lambda: _core.restore(
+            config,
+            mode,
+            date,
+            now=fixed_now(),
+            accept_blob_mismatch=args.accept_blob_mismatch,
+            target=target,
+            dry_run=dry_run,
+        )
+    )
+    return 0
 
 
 def _backup(mode, argv, kwargs):
     try:
-        _, config = _start(kwargs, restore=False, argv=argv)
-        _call(lambda: _core.backup(config, mode, now=fixed_now()))
-    except _Failed:
+        args, config = _start(kwargs, restore=False, argv=argv)
+        run_backup(config, mode, dry_run=getattr(args, "dry_run", False))
+    except Failed:
         return 1
     return 0
 
@@ -136,24 +167,11 @@ def _backup(mode, argv, kwargs):
 def _restore(mode, argv, kwargs):
     try:
         args, config = _start(kwargs, restore=True, argv=argv)
-        date = _call(lambda: cli.check_date(args.date))
-        if not (args.no_prompt or kwargs.get("no_prompt")):
-            filestorages, blobstorages = config.restore_targets()
-            if not cli.confirm(filestorages, blobstorages):
-                logger.info("Not restoring.")
-                return 0
-        _call(
-            lambda: _core.restore(
-                config,
-                mode,
-                date,
-                now=fixed_now(),
-                accept_blob_mismatch=args.accept_blob_mismatch,
-            )
+        return run_restore(
+            config, mode, args, no_prompt=bool(kwargs.get("no_prompt"))
         )
-    except _Failed:
+    except Failed:
         return 1
-    return 0
 
 
 def backup_main(bin_dir=None, storage=None, *, argv=None, **kwargs):

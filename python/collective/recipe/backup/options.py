@@ -57,6 +57,26 @@ LOCATION_OPTIONS = (
     "blobziplocation",
 )
 
+#: Options that take a path (plus the six locations).
+PATH_OPTIONS = ("datafs", "blob_storage", "locationprefix")
+
+#: Options holding storage lists, one entry per line.
+LIST_OPTIONS = ("additional_filestorages", "alternative_restore_source")
+
+#: Every option name of the recipe, in its canonical spelling.
+OPTIONS = (
+    BOOLEAN_OPTIONS
+    + TEXT_OPTIONS
+    + COUNT_OPTIONS
+    + PATH_OPTIONS
+    + LOCATION_OPTIONS
+    + LIST_OPTIONS
+)
+
+#: Old or alternative spellings, still read from a part (with a warning
+#: where the core or this module gives one).
+ALIAS_OPTIONS = ("blob-storage", "gzip_blob", "alternative_restore_sources")
+
 #: Option names that do nothing, with what to do instead.
 MEANINGLESS_OPTIONS = {
     "rsync_hard_links_inside_backups": (
@@ -203,9 +223,23 @@ def buildout_dir(buildout):
     return os.path.abspath(os.path.join(bin_dir, os.pardir))
 
 
-def typed_options(buildout, name, options):
+def datafs_var_dir(datafs):
+    """The var directory of a site known only by its Data.fs: the parent
+    of a ``filestorage`` directory (``var/filestorage/Data.fs`` of
+    cookiecutter-zope-instance and buildout, ``/data/filestorage/Data.fs``
+    of the Plone images), else the Data.fs's own directory."""
+    directory = os.path.dirname(os.path.abspath(datafs))
+    if os.path.basename(directory) == "filestorage":
+        return os.path.dirname(directory)
+    return directory
+
+
+def typed_options(buildout, name, options, var_dir=None):
     """Return ``(kwargs, warnings)``: keyword arguments for
     ``_core.BackupConfig`` and warning texts about option spellings.
+
+    ``var_dir`` replaces the var directory found in the Zope/ZEO parts
+    (sites without buildout: see :func:`datafs_var_dir`).
 
     Raises ``_core.ConfigError`` for an option line the core cannot parse.
     """
@@ -213,9 +247,10 @@ def typed_options(buildout, name, options):
     base = buildout_dir(buildout)
     kwargs = {"part_name": name}
 
-    zeo_var = get_zope_option(buildout, "zeo-var")
-    var = zeo_var or get_zope_option(buildout, "var")
-    var_dir = os.path.abspath(var) if var else os.path.join(base, "var")
+    if var_dir is None:
+        zeo_var = get_zope_option(buildout, "zeo-var")
+        var = zeo_var or get_zope_option(buildout, "var")
+        var_dir = os.path.abspath(var) if var else os.path.join(base, "var")
     kwargs["var_dir"] = var_dir
 
     for opt in BOOLEAN_OPTIONS:
