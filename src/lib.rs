@@ -26,6 +26,7 @@
 //! - [`config`]: `BackupConfig`, the validated buildout configuration;
 //!   [`commands`]: backup and restore orchestration over engine traits;
 //!   [`hooks`]: `pre_command` / `post_command`.
+//! - [`zconfig`]: the ZConfig file syntax.
 
 pub mod clock;
 pub mod error;
@@ -44,6 +45,7 @@ pub mod retention;
 pub mod commands;
 pub mod config;
 pub mod hooks;
+pub mod zconfig;
 
 #[cfg(feature = "python")]
 mod python;

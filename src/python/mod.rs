@@ -112,7 +112,7 @@ pub(crate) fn to_py(e: Error) -> PyErr {
         | Error::BlobBackupMismatch { .. } => BlobError::new_err(msg),
 
         // --- recipe mapping ---
-        Error::Config(_) => ConfigError::new_err(msg),
+        Error::Config(_) | Error::ZConfig { .. } => ConfigError::new_err(msg),
         _ => BackupError::new_err(msg),
     }
 }
