@@ -19,8 +19,10 @@
 //!   have; section types stay plain names here).
 //!
 //! Beyond ZConfig: `%include` may nest at most [`MAX_INCLUDE_DEPTH`] files
-//! deep (ZConfig would recurse until Python's stack gives up) and sections at
-//! most [`MAX_SECTION_DEPTH`] deep, so that no input exhausts the stack.
+//! deep (ZConfig would recurse until Python's stack gives up), a file may
+//! pull in at most [`MAX_INCLUDES`] files in all, and sections nest at most
+//! [`MAX_SECTION_DEPTH`] deep, so that no input exhausts the stack or runs
+//! for ever.
 //!
 //! It does not know what any key or section means: which storages a
 //! `zope.conf` or `zeo.conf` serves is [`crate::zope_conf`]'s business.
@@ -38,6 +40,10 @@ pub const MAX_INCLUDE_DEPTH: usize = 32;
 
 /// How many sections deep a file may nest (real files nest 3 or 4).
 pub const MAX_SECTION_DEPTH: usize = 64;
+
+/// How many `%include`s one file and its included files may hold in all
+/// (two self-includes per file would otherwise read 2^32 files).
+pub const MAX_INCLUDES: usize = 1000;
 
 /// Where something was written: a file and a 1-based line number.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -186,6 +192,7 @@ pub fn parse_bytes(path: &Path, bytes: &[u8], loader: &dyn Loader) -> Result<Sec
     let mut parser = Parser {
         loader,
         defines: HashMap::new(),
+        includes: 0,
     };
     parser.parse_into(path, bytes, &mut top, 0, 0)?;
     Ok(top)
@@ -196,6 +203,8 @@ struct Parser<'l> {
     /// `%define`d names (lower case) and their substituted values; shared
     /// with included files, both ways, as in ZConfig.
     defines: HashMap<String, String>,
+    /// `%include`s read so far.
+    includes: usize,
 }
 
 impl Parser<'_> {
@@ -293,6 +302,12 @@ impl Parser<'_> {
                         if include_depth + 1 > MAX_INCLUDE_DEPTH {
                             return Err(at.error(format!(
                                 "%include nested more than {MAX_INCLUDE_DEPTH} files deep (does a file include itself?)"
+                            )));
+                        }
+                        self.includes += 1;
+                        if self.includes > MAX_INCLUDES {
+                            return Err(at.error(format!(
+                                "more than {MAX_INCLUDES} %include directives in all"
                             )));
                         }
                         let bytes = self.loader.read(&path).map_err(|e| {
@@ -858,6 +873,29 @@ mod tests {
                 .expect_err("fails")
                 .to_string(),
             format!("/a/top.conf:1: %include nested more than {MAX_INCLUDE_DEPTH} files deep (does a file include itself?)")
+        );
+    }
+
+    #[test]
+    fn include_total_is_limited() {
+        // Each file includes the next one twice: 2^10 reads without a limit.
+        let loader = fake(&[
+            ("/a/0.conf", "%include 1.conf\n%include 1.conf\n"),
+            ("/a/1.conf", "%include 2.conf\n%include 2.conf\n"),
+            ("/a/2.conf", "%include 3.conf\n%include 3.conf\n"),
+            ("/a/3.conf", "%include 4.conf\n%include 4.conf\n"),
+            ("/a/4.conf", "%include 5.conf\n%include 5.conf\n"),
+            ("/a/5.conf", "%include 6.conf\n%include 6.conf\n"),
+            ("/a/6.conf", "%include 7.conf\n%include 7.conf\n"),
+            ("/a/7.conf", "%include 8.conf\n%include 8.conf\n"),
+            ("/a/8.conf", "%include 9.conf\n%include 9.conf\n"),
+            ("/a/9.conf", "%include 10.conf\n%include 10.conf\n"),
+            ("/a/10.conf", "k v\n"),
+        ]);
+        let e = parse(Path::new("/a/0.conf"), &loader).expect_err("fails");
+        assert_eq!(
+            e.to_string(),
+            format!("/a/9.conf:2: more than {MAX_INCLUDES} %include directives in all")
         );
     }
 
