@@ -19,6 +19,7 @@ mod blobs;
 
 // --- recipe ---
 mod config;
+mod zope_conf;
 
 create_exception!(
     collective.recipe.backup._core,
@@ -152,6 +153,7 @@ fn core_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
 
     // --- recipe registration ---
     config::register(m)?;
+    zope_conf::register(m)?;
     Ok(())
 }
 
