@@ -20,9 +20,10 @@
 //!
 //! Beyond ZConfig: `%include` may nest at most [`MAX_INCLUDE_DEPTH`] files
 //! deep (ZConfig would recurse until Python's stack gives up), a file may
-//! pull in at most [`MAX_INCLUDES`] files in all, and sections nest at most
-//! [`MAX_SECTION_DEPTH`] deep, so that no input exhausts the stack or runs
-//! for ever.
+//! pull in at most [`MAX_INCLUDES`] files in all, sections nest at most
+//! [`MAX_SECTION_DEPTH`] deep, and values are at most [`MAX_VALUE_LEN`]
+//! bytes ([`MAX_TOTAL_LEN`] in all) after substitution, so that no input
+//! exhausts the stack or the memory, or runs for ever.
 //!
 //! It does not know what any key or section means: which storages a
 //! `zope.conf` or `zeo.conf` serves is [`crate::zope_conf`]'s business.
@@ -44,6 +45,14 @@ pub const MAX_SECTION_DEPTH: usize = 64;
 /// How many `%include`s one file and its included files may hold in all
 /// (two self-includes per file would otherwise read 2^32 files).
 pub const MAX_INCLUDES: usize = 1000;
+
+/// The longest value after substitution, in bytes (`%define b $a$a`,
+/// `%define c $b$b`, ... doubles a value per line).
+pub const MAX_VALUE_LEN: usize = 64 * 1024;
+
+/// The most bytes of values and defines one file and its included files may
+/// come to after substitution.
+pub const MAX_TOTAL_LEN: usize = 16 * 1024 * 1024;
 
 /// Where something was written: a file and a 1-based line number.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -193,6 +202,7 @@ pub fn parse_bytes(path: &Path, bytes: &[u8], loader: &dyn Loader) -> Result<Sec
         loader,
         defines: HashMap::new(),
         includes: 0,
+        total_len: 0,
     };
     parser.parse_into(path, bytes, &mut top, 0, 0)?;
     Ok(top)
@@ -205,6 +215,8 @@ struct Parser<'l> {
     defines: HashMap<String, String>,
     /// `%include`s read so far.
     includes: usize,
+    /// Bytes of substituted values and defines so far.
+    total_len: usize,
 }
 
 impl Parser<'_> {
@@ -375,7 +387,7 @@ impl Parser<'_> {
     }
 
     /// Replace `$NAME`, `${NAME}`, `$(NAME)` and `$$` in `text`.
-    fn substitute(&self, text: &str, at: &Location) -> Result<String> {
+    fn substitute(&mut self, text: &str, at: &Location) -> Result<String> {
         let mut out = String::with_capacity(text.len());
         let mut rest = text;
         while let Some(i) = rest.find('$') {
@@ -422,10 +434,21 @@ impl Parser<'_> {
                     crate::repozo::py_repr(name)
                 )));
             };
+            if out.len() + v.len() > MAX_VALUE_LEN {
+                return Err(at.error(format!(
+                    "value longer than {MAX_VALUE_LEN} bytes after substitution"
+                )));
+            }
             out.push_str(&v);
             rest = tail;
         }
         out.push_str(rest);
+        self.total_len += out.len();
+        if self.total_len > MAX_TOTAL_LEN {
+            return Err(at.error(format!(
+                "values longer than {MAX_TOTAL_LEN} bytes in all after substitution"
+            )));
+        }
         Ok(out)
     }
 }
@@ -749,6 +772,38 @@ mod tests {
         assert_eq!(
             err("%define b x\n%define a $b\n%define a $b\n"),
             "/etc/z.conf:3: cannot redefine 'a'"
+        );
+    }
+
+    #[test]
+    fn doubling_defines_stop() {
+        let mut text = String::from("%define a xxxxxxxxxxxxxxxx\n%define a0 $a$a\n");
+        for i in 1..20 {
+            text.push_str(&format!("%define a{i} $a{}$a{}\n", i - 1, i - 1));
+        }
+        let e = parse_bytes(Path::new("/x.conf"), text.as_bytes(), &fake(&[])).expect_err("fails");
+        // 16 bytes doubled 12 times (a11, line 13) is 64 KiB: the 13th
+        // doubling is refused.
+        assert_eq!(
+            e.to_string(),
+            format!("/x.conf:14: value longer than {MAX_VALUE_LEN} bytes after substitution")
+        );
+    }
+
+    #[test]
+    fn total_size_is_limited() {
+        let mut text = String::from("%define a xxxxxxxxxxxxxxxx\n%define a0 $a$a\n");
+        for i in 1..12 {
+            text.push_str(&format!("%define a{i} $a{}$a{}\n", i - 1, i - 1));
+        }
+        text.push_str(&"k $a11\n".repeat(300));
+        let e = parse_bytes(Path::new("/x.conf"), text.as_bytes(), &fake(&[])).expect_err("fails");
+        // The defines come to 128 KiB; 255 values of 64 KiB more pass 16 MiB.
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "/x.conf:268: values longer than {MAX_TOTAL_LEN} bytes in all after substitution"
+            )
         );
     }
 
