@@ -560,3 +560,32 @@ def test_error_in_included_file_names_it(tmp_path):
     conf = tmp_path / "zope.conf"
     conf.write_text("<zodb_db main>\n  %include db.conf\n</zodb_db>\n")
     assert config_error(conf) == f"{tmp_path / 'db.conf'}:2: no replacement for 'NOWHERE'"
+
+
+def test_result_feeds_backup_config(tmp_path):
+    # The dict's keys are BackupConfig's: a mounted database gets the
+    # locations an additional_filestorages entry of its name gets.
+    var = tmp_path / "var"
+    conf = tmp_path / "zope.conf"
+    conf.write_text(f"""\
+<zodb_db main>
+  mount-point /
+  <filestorage>
+    path {var}/filestorage/Data.fs
+    blob-dir {var}/blobstorage
+  </filestorage>
+</zodb_db>
+<zodb_db catalog>
+  mount-point /catalog
+  <filestorage>
+    path {var}/filestorage/catalog.fs
+  </filestorage>
+</zodb_db>
+""")
+    got = _core.read_zope_conf(conf)
+    del got["kind"]
+    config = _core.BackupConfig(part_name="backup", var_dir=str(var), **got)
+    assert [(s["storage"], s["datafs"], s["blobdir"], s["backup_location"]) for s in config.storages] == [
+        ("catalog", f"{var}/filestorage/catalog.fs", None, f"{var}/backups_catalog"),
+        ("1", f"{var}/filestorage/Data.fs", f"{var}/blobstorage", f"{var}/backups"),
+    ]
