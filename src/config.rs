@@ -315,6 +315,17 @@ pub fn parse_count(option: &str, text: &str) -> Result<u32> {
         .map_err(|_| Error::Config(format!("{option} is too large: '{text}'.")))
 }
 
+/// Whether `name` can name an additional storage: it suffixes directory
+/// names (`backups_<name>`), so no path separators, not `.` or `..`, and not
+/// the main storage's `1`.
+pub fn is_additional_storage_name(name: &str) -> bool {
+    !(name.is_empty()
+        || name.contains(['/', '\\'])
+        || name == "."
+        || name == ".."
+        || name == MAIN_STORAGE)
+}
+
 /// Parse the seed's `additional_filestorages`: one `name [datafs [blobdir]]`
 /// per non-empty line; `#` starts a comment line. Paths are returned as
 /// written, for the caller to resolve.
@@ -336,7 +347,7 @@ pub fn parse_additional_filestorages(text: &str) -> Result<Vec<RawEntry>> {
             )));
         }
         let name = words[0];
-        if name.contains(['/', '\\']) || name == "." || name == ".." || name == MAIN_STORAGE {
+        if !is_additional_storage_name(name) {
             return Err(Error::Config(format!(
                 "additional_filestorages: '{name}' is not a valid storage name."
             )));

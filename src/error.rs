@@ -159,6 +159,18 @@ pub enum Error {
     /// buildout-time texts of 6.0 where they exist, listed in README.rst).
     #[error("{0}")]
     Config(String),
+    /// A `zope.conf` / `zeo.conf` (ZConfig syntax) that cannot be read, or
+    /// whose storages cannot be backed up from here; `line` 0 when the
+    /// problem is the whole file.
+    #[error("{}", zconfig_message(.path, *.line, .reason))]
+    ZConfig {
+        /// The file (the included one, for a problem inside an `%include`).
+        path: PathBuf,
+        /// 1-based line number, 0 for none.
+        line: usize,
+        /// What is wrong, ZConfig's words where it has them.
+        reason: String,
+    },
     /// `pre_command` or `post_command` exited non-zero or could not start.
     #[error("command '{command}' failed. See message above.")]
     CommandFailed {
@@ -204,6 +216,14 @@ pub enum Error {
         /// Seconds waited.
         waited: u64,
     },
+}
+
+fn zconfig_message(path: &Path, line: usize, reason: &str) -> String {
+    if line == 0 {
+        format!("{}: {reason}", path.display())
+    } else {
+        format!("{}:{line}: {reason}", path.display())
+    }
 }
 
 fn blob_mismatch_message(

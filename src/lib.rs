@@ -26,6 +26,8 @@
 //! - [`config`]: `BackupConfig`, the validated buildout configuration;
 //!   [`commands`]: backup and restore orchestration over engine traits;
 //!   [`hooks`]: `pre_command` / `post_command`.
+//! - [`zconfig`]: the ZConfig file syntax; [`zope_conf`]: the storages a
+//!   Zope `zope.conf` or a ZEO `zeo.conf` serves.
 
 pub mod clock;
 pub mod error;
@@ -44,6 +46,8 @@ pub mod retention;
 pub mod commands;
 pub mod config;
 pub mod hooks;
+pub mod zconfig;
+pub mod zope_conf;
 
 #[cfg(feature = "python")]
 mod python;

@@ -19,6 +19,7 @@ mod blobs;
 
 // --- recipe ---
 mod config;
+mod zope_conf;
 
 create_exception!(
     collective.recipe.backup._core,
@@ -112,7 +113,7 @@ pub(crate) fn to_py(e: Error) -> PyErr {
         | Error::BlobBackupMismatch { .. } => BlobError::new_err(msg),
 
         // --- recipe mapping ---
-        Error::Config(_) => ConfigError::new_err(msg),
+        Error::Config(_) | Error::ZConfig { .. } => ConfigError::new_err(msg),
         _ => BackupError::new_err(msg),
     }
 }
@@ -152,6 +153,7 @@ fn core_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
 
     // --- recipe registration ---
     config::register(m)?;
+    zope_conf::register(m)?;
     Ok(())
 }
 

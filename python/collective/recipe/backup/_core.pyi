@@ -4,6 +4,8 @@ import os
 from pathlib import Path
 from typing import Any
 from typing import Callable
+from typing import Literal
+from typing import TypedDict
 from typing import final
 
 __version__: str
@@ -207,3 +209,11 @@ def restore(
     now: float | None = None,
     accept_blob_mismatch: bool = False,
 ) -> None: ...
+
+class _ZopeConf(TypedDict):
+    datafs: str
+    blob_storage: str | None
+    additional_filestorages: list[tuple[str, str, str | None]]
+    kind: Literal["zope", "zeo"]
+
+def read_zope_conf(path: str | os.PathLike[str]) -> _ZopeConf: ...
