@@ -610,9 +610,10 @@ pub fn plan_backup(
     decide(opts, &base, &stamp, &listing)
 }
 
-/// What [`cleanup`] would remove once `planned` is made (and, with
-/// `fs_full`, a full filestorage backup of that stamp), touching nothing
-/// (a dry run). The planned backup counts as made now.
+/// What [`cleanup`] would remove once `planned` is made and the
+/// filestorage backup location has changed by `fs_added` and `fs_removed`
+/// (a planned backup and its retention), touching nothing (a dry run). The
+/// planned backup counts as made now.
 ///
 /// # Errors
 /// As [`cleanup`].
@@ -622,7 +623,8 @@ pub fn plan_cleanup_after(
     policy: &RetentionPolicy,
     clock: &dyn Clock,
     planned: &PlannedBackup,
-    fs_full: Option<&str>,
+    fs_added: &[PathBuf],
+    fs_removed: &[PathBuf],
 ) -> Result<CleanupPlan> {
     let mut backups = list_backups(location)?;
     for (from, to) in &planned.renames {
@@ -657,14 +659,23 @@ pub fn plan_cleanup_after(
         }
     }
     backups.sort_by(|a, b| newest_first(&a.name, &b.name));
+    let full_stamps = |files: &[PathBuf]| -> Vec<String> {
+        files
+            .iter()
+            .filter_map(|f| naming::parse_repozo_data_file(f.file_name()?.to_str()?))
+            .filter(|(_, full)| *full)
+            .map(|(stamp, _)| stamp.to_owned())
+            .collect()
+    };
+    let gone = full_stamps(fs_removed);
     let mut fulls = match fs_backup_location {
         Some(d) => naming::repozo_full_stamps(d)?,
         None => Vec::new(),
     };
-    if let Some(f) = fs_full.filter(|f| !fulls.iter().any(|s| s == f)) {
-        fulls.push(f.to_owned());
-        fulls.sort();
-    }
+    fulls.retain(|s| !gone.contains(s));
+    fulls.extend(full_stamps(fs_added));
+    fulls.sort();
+    fulls.dedup();
     let fulls = (!fulls.is_empty()).then_some(fulls);
     plan_listing(location, backups, fulls.as_deref(), policy, clock)
 }
@@ -964,7 +975,8 @@ mod tests {
             &opts.retention_policy(),
             &clock(secs),
             &planned,
-            None,
+            &[],
+            &[],
         )
         .expect("plan cleanup");
         assert_eq!(names(&opts.location), before);

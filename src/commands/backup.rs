@@ -308,8 +308,8 @@ where
         }
     }
 
-    // Filestorages: (storage, planned files, stamp, full).
-    let mut fs_planned: Vec<(&Storage, Vec<PathBuf>, Option<String>, bool)> = Vec::new();
+    // Filestorages: (storage, planned files, stamp).
+    let mut fs_planned: Vec<(&Storage, Vec<PathBuf>, Option<String>)> = Vec::new();
     if with_fs {
         for s in &cfg.storages {
             let repository = fs_location(s, mode);
@@ -327,7 +327,7 @@ where
                     s.datafs.display(),
                     repository.display()
                 );
-                fs_planned.push((s, Vec::new(), None, false));
+                fs_planned.push((s, Vec::new(), None));
                 continue;
             };
             let full = p.action == crate::repozo::Action::Full;
@@ -360,7 +360,7 @@ where
                 .and_then(|n| n.to_str())
                 .and_then(parse_repozo_data_file)
                 .map(|(stamp, _)| stamp.to_owned());
-            fs_planned.push((s, files, stamp, full));
+            fs_planned.push((s, files, stamp));
         }
     }
     let fs_plan_of = |s: &Storage| fs_planned.iter().find(|p| std::ptr::eq(p.0, s));
@@ -402,8 +402,9 @@ where
     }
 
     // Retention, as if the planned backups existed.
+    let mut fs_removed: Vec<(&Storage, Vec<PathBuf>)> = Vec::new();
     if with_fs {
-        for (s, files, stamp, _) in &fs_planned {
+        for (s, files, stamp) in &fs_planned {
             let repository = fs_location(s, mode);
             let complete = match blob_jobs.iter().find(|(js, _, _)| std::ptr::eq(*js, *s)) {
                 Some((_, blobdir, destination)) if plan.blobs.timestamps => {
@@ -446,9 +447,10 @@ where
                 },
                 files,
             )?;
-            for path in remove {
+            for path in &remove {
                 log::info!("Would remove {}", path.display());
             }
+            fs_removed.push((*s, remove));
         }
     }
     for (s, planned) in &blob_planned {
@@ -456,7 +458,13 @@ where
         else {
             continue;
         };
-        let fs_full = fs_plan_of(s).filter(|p| p.3).and_then(|p| p.2.as_deref());
+        // The repository as blob retention will find it: with the planned
+        // backup, without what its retention removes.
+        let fs_added = fs_plan_of(s).map_or(&[][..], |p| p.1.as_slice());
+        let fs_gone = fs_removed
+            .iter()
+            .find(|(rs, _)| std::ptr::eq(*rs, *s))
+            .map_or(&[][..], |(_, r)| r.as_slice());
         let cleanup = blobs.plan_retention(
             &BlobRetention {
                 destination,
@@ -467,7 +475,8 @@ where
                 settings: &plan.blobs,
             },
             planned,
-            fs_full,
+            fs_added,
+            fs_gone,
         )?;
         for r in &cleanup.remove {
             log::info!("Would remove {}", destination.join(&r.name).display());

@@ -245,7 +245,8 @@ impl BlobEngine for BlobsEngine {
         &self,
         req: &BlobRetention<'_>,
         planned: &BlobPlanned,
-        fs_full: Option<&str>,
+        fs_added: &[PathBuf],
+        fs_removed: &[PathBuf],
     ) -> Result<CleanupPlan> {
         let mut opts = options(
             Path::new("blobstorage"),
@@ -262,7 +263,8 @@ impl BlobEngine for BlobsEngine {
             &opts.retention_policy(),
             clock_at(self.now).as_ref(),
             planned,
-            fs_full,
+            fs_added,
+            fs_removed,
         )
     }
 

@@ -175,7 +175,8 @@ impl BlobEngine for FakeBlobs<'_> {
         &self,
         r: &BlobRetention<'_>,
         _planned: &BlobPlanned,
-        _fs_full: Option<&str>,
+        _fs_added: &[PathBuf],
+        _fs_removed: &[PathBuf],
     ) -> Result<crate::retention::CleanupPlan> {
         self.0
             .record(format!("blob plan retain {}", name(r.destination)))?;

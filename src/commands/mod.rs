@@ -281,8 +281,9 @@ pub trait BlobEngine {
     fn plan_backup(&self, req: &BlobBackup<'_>, fs_stamp: Option<&str>) -> Result<BlobPlanned>;
 
     /// What `retain` would remove, and where `latest` would point, once
-    /// `planned` exists (and, with `fs_full`, a full filestorage backup of
-    /// that date), touching nothing.
+    /// `planned` exists and the filestorage repository has gained
+    /// `fs_added` and lost `fs_removed` (its planned backup and retention),
+    /// touching nothing.
     ///
     /// # Errors
     /// As `retain`.
@@ -290,7 +291,8 @@ pub trait BlobEngine {
         &self,
         req: &BlobRetention<'_>,
         planned: &BlobPlanned,
-        fs_full: Option<&str>,
+        fs_added: &[PathBuf],
+        fs_removed: &[PathBuf],
     ) -> Result<CleanupPlan>;
 
     /// Find the blob backup for the date and check it, touching nothing.

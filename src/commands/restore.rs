@@ -204,8 +204,6 @@ where
         }
     }
     let with_fs = !cfg.only_blobs;
-    // Locks are checked with only_blobs too: swapping the blobs of a
-    // running Zope is as bad as swapping its Data.fs.
     match target {
         Some(dir) if dry_run && !dir.is_dir() => {
             log::info!("Would create directory {}", dir.display());
@@ -217,6 +215,8 @@ where
         }
         _ => {}
     }
+    // Locks are checked with only_blobs too: swapping the blobs of a
+    // running Zope is as bad as swapping its Data.fs.
     let mut locks = Vec::new();
     for s in &cfg.storages {
         if dry_run {
@@ -327,7 +327,7 @@ where
     }
 
     if dry_run {
-        log_plan(&checked, fs_engine, blob_engine)?;
+        log_plan(&checked, target, fs_engine, blob_engine)?;
         return run_hook(hooks, "post_command", &cfg.post_command, true);
     }
 
@@ -410,6 +410,7 @@ pub(super) fn run_hook(
 /// line per path the restore would write.
 fn log_plan<F, B>(
     checked: &[Checked<'_, F::Plan, B::Plan>],
+    target: Option<&Path>,
     fs_engine: &F,
     blob_engine: &B,
 ) -> Result<()>
@@ -428,7 +429,8 @@ where
         if let Some((_, plan)) = &c.fs {
             let datafs = &c.storage.datafs;
             let dir = parent_of(datafs);
-            if !dir.is_dir() {
+            // The target directory has its line already.
+            if !dir.is_dir() && target != Some(dir) {
                 log::info!("Would create directory {}", dir.display());
             }
             let (files, index) = fs_engine.plan_files(plan);
