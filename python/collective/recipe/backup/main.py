@@ -126,8 +126,10 @@ def _call(fn):
 
 def _backup(mode, argv, kwargs):
     try:
-        _, config = _start(kwargs, restore=False, argv=argv)
-        _call(lambda: _core.backup(config, mode, now=fixed_now()))
+        args, config = _start(kwargs, restore=False, argv=argv)
+        _call(
+            lambda: _core.backup(config, mode, now=fixed_now(), dry_run=args.dry_run)
+        )
     except _Failed:
         return 1
     return 0
@@ -137,8 +139,10 @@ def _restore(mode, argv, kwargs):
     try:
         args, config = _start(kwargs, restore=True, argv=argv)
         date = _call(lambda: cli.check_date(args.date))
-        if not (args.no_prompt or kwargs.get("no_prompt")):
-            filestorages, blobstorages = config.restore_targets()
+        if not (args.no_prompt or kwargs.get("no_prompt") or args.dry_run):
+            filestorages, blobstorages = _call(
+                lambda: config.restore_targets(args.target)
+            )
             if not cli.confirm(filestorages, blobstorages):
                 logger.info("Not restoring.")
                 return 0
@@ -149,6 +153,8 @@ def _restore(mode, argv, kwargs):
                 date,
                 now=fixed_now(),
                 accept_blob_mismatch=args.accept_blob_mismatch,
+                target=args.target,
+                dry_run=args.dry_run,
             )
         )
     except _Failed:
