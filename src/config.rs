@@ -798,6 +798,92 @@ impl BackupConfig {
             .collect();
         (fs, blobs)
     }
+
+    /// This configuration restored into `dir` instead of the live site
+    /// (`--target DIR`): every storage's Data.fs becomes `dir/<its file
+    /// name>` and its blob directory `dir/<its name>`; everything else is
+    /// unchanged, so the restore runs as it would on the live paths, and
+    /// the locks it takes are the target's.
+    ///
+    /// # Errors
+    /// [`Error::Config`] when `dir` is not a directory, does not exist and
+    /// neither does its parent, when two of the paths a restore writes
+    /// would be the same, or when one of them is a live one (a target that
+    /// is the live Data.fs's own directory).
+    pub fn with_target(&self, dir: &Path) -> Result<BackupConfig> {
+        match std::fs::metadata(dir) {
+            Ok(m) if !m.is_dir() => {
+                return Err(Error::Config(format!(
+                    "--target {}: not a directory. Nothing was changed.",
+                    dir.display()
+                )))
+            }
+            Ok(_) => {}
+            Err(_) => {
+                let parent = blob_storage_parent(dir);
+                if !parent.is_dir() {
+                    return Err(Error::Config(format!(
+                        "--target {}: its parent directory {} does not exist. Nothing was changed.",
+                        dir.display(),
+                        parent.display()
+                    )));
+                }
+            }
+        }
+        let moved = |p: &Path| -> Result<PathBuf> {
+            p.file_name().map(|n| dir.join(n)).ok_or_else(|| {
+                Error::Config(format!(
+                    "--target: {} does not name a file or directory.",
+                    p.display()
+                ))
+            })
+        };
+        let mut out = self.clone();
+        for s in &mut out.storages {
+            s.datafs = moved(&s.datafs)?;
+            s.blobdir = s.blobdir.as_deref().map(moved).transpose()?;
+        }
+        // Every path the restore writes, with the storage it belongs to.
+        let mut written: Vec<(PathBuf, &str)> = Vec::new();
+        for s in &out.storages {
+            let mut index = s.datafs.as_os_str().to_owned();
+            index.push(".index");
+            written.push((s.datafs.clone(), &s.name));
+            written.push((PathBuf::from(index), &s.name));
+            written.extend(s.blobdir.iter().map(|b| (b.clone(), s.name.as_str())));
+        }
+        for (i, (path, name)) in written.iter().enumerate() {
+            if let Some((_, other)) = written[..i].iter().find(|(p, _)| p == path) {
+                return Err(Error::Config(format!(
+                    "--target {}: storages {other} and {name} would both be restored to {}. Nothing was changed.",
+                    dir.display(),
+                    path.display()
+                )));
+            }
+        }
+        let same = |a: &Path, b: &Path| match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
+            (Ok(a), Ok(b)) => a == b,
+            _ => a == b,
+        };
+        for live in self
+            .storages
+            .iter()
+            .flat_map(|s| std::iter::once(&s.datafs).chain(s.blobdir.as_ref()))
+        {
+            if let Some((path, _)) = written.iter().find(|(p, _)| {
+                same(blob_storage_parent(p), blob_storage_parent(live))
+                    && p.file_name() == live.file_name()
+            }) {
+                return Err(Error::Config(format!(
+                    "--target {}: {} is the live {}; a restore into another directory must not replace the live site. Nothing was changed.",
+                    dir.display(),
+                    path.display(),
+                    live.display()
+                )));
+            }
+        }
+        Ok(out)
+    }
 }
 
 fn blob_storage_parent(blobdir: &Path) -> &Path {
@@ -1562,5 +1648,85 @@ mod tests {
                 Some(format!("Could not parse date argument '{bad}'. Expected a UTC date yyyy-mm-dd[-hh[-mm[-ss]]], e.g. 2026-11-26-14-30."))
             );
         }
+    }
+
+    fn target_config(dir: &Path, extra: &str) -> BackupConfig {
+        let mut i = ConfigInput {
+            var_dir: dir.join("var"),
+            blob_storage: Some(dir.join("var/blobstorage")),
+            ..ConfigInput::default()
+        };
+        if !extra.is_empty() {
+            i.additional_filestorages = parse_additional_filestorages(extra)
+                .expect("additional")
+                .into_iter()
+                .map(|(name, datafs, blobdir)| AdditionalStorage {
+                    name,
+                    datafs: datafs.map(PathBuf::from),
+                    blobdir: blobdir.map(PathBuf::from),
+                })
+                .collect();
+        }
+        BackupConfig::new(i).expect("config")
+    }
+
+    #[test]
+    fn with_target_moves_every_restored_path() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let c = target_config(d.path(), "catalog");
+        let t = d.path().join("copy");
+        let moved = c.with_target(&t).expect("target");
+        let (fs, blobs) = moved.restore_targets();
+        assert_eq!(
+            fs,
+            [t.join("catalog.fs").as_path(), t.join("Data.fs").as_path()]
+        );
+        assert_eq!(blobs, [t.join("blobstorage").as_path()]);
+        // Only the restored paths move.
+        assert_eq!(
+            moved.storages[1].backup_location,
+            c.storages[1].backup_location
+        );
+    }
+
+    #[test]
+    fn with_target_refusals() {
+        let d = tempfile::tempdir().expect("tempdir");
+        // Two Data.fs of the same name.
+        let c = target_config(
+            d.path(),
+            &format!("other {}", d.path().join("x/Data.fs").display()),
+        );
+        let t = d.path().join("copy");
+        let e = c.with_target(&t).err().map(|e| e.to_string());
+        assert_eq!(
+            e,
+            Some(format!(
+                "--target {}: storages other and 1 would both be restored to {}. Nothing was changed.",
+                t.display(),
+                t.join("Data.fs").display()
+            ))
+        );
+        // A parent that does not exist.
+        let c = target_config(d.path(), "");
+        let deep = d.path().join("no/copy");
+        let e = c.with_target(&deep).err().map(|e| e.to_string());
+        assert_eq!(
+            e,
+            Some(format!(
+                "--target {}: its parent directory {} does not exist. Nothing was changed.",
+                deep.display(),
+                d.path().join("no").display()
+            ))
+        );
+        // The live directory itself.
+        let fsdir = d.path().join("var/filestorage");
+        std::fs::create_dir_all(&fsdir).expect("mkdir");
+        let e = c.with_target(&fsdir).err().map(|e| e.to_string());
+        assert!(
+            e.as_deref()
+                .is_some_and(|e| e.contains("must not replace the live site")),
+            "{e:?}"
+        );
     }
 }

@@ -45,12 +45,15 @@ def test_help_exits_0(scripts):
     p = scripts.script("restore", "--help")
     assert p.returncode == 0
     assert p.stdout.startswith(
-        "usage: restore [-h] [-q] [-n] [--accept-blob-mismatch] [date]"
+        "usage: restore [-h] [-q] [-n] [--dry-run] [--accept-blob-mismatch]"
     )
-    assert "--accept-blob-mismatch" in p.stdout
+    for option in ("--accept-blob-mismatch", "--target DIR", "--dry-run"):
+        assert option in p.stdout
     p = scripts.script("backup", "-h")
     assert p.returncode == 0
     assert "--no-prompt" in p.stdout
+    assert "--dry-run" in p.stdout
+    assert "--target" not in p.stdout
 
 
 def test_unknown_option_exits_2(scripts):

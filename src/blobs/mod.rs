@@ -416,87 +416,74 @@ pub fn make_backup(
         None => None,
     }
     .unwrap_or_else(|| naming::format_timestamp(clock.now()));
+    let planned = decide(opts, &base, &stamp, &listing)?;
 
     let mut report = BackupReport {
-        backup: PathBuf::new(),
-        created: true,
-        delta: false,
+        backup: planned.backup.clone(),
+        created: !planned.exists,
+        delta: planned.delta,
         stats: CopyStats::default(),
         cleanup: CleanupPlan::default(),
     };
+    if planned.exists {
+        log::info!(
+            "Blob backup at {} already exists, so there were no database changes since last backup.",
+            planned.backup.display()
+        );
+        return Ok(report);
+    }
+    let final_path = &planned.backup;
+    let final_name = file_name_of(final_path);
     match opts.format {
         Format::Directories {
             hard_links,
             hard_links_on_first_copy,
         } => {
-            let name = if opts.timestamps {
-                BackupName::new(&base, Stamp::Time(stamp.clone()), Kind::Dir)
-            } else {
-                BackupName::new(&base, Stamp::Number(0), Kind::Dir)
+            let previous = listing
+                .iter()
+                .find(|b| b.is_dir)
+                .map(|b| b.path.join(&base));
+            let link_source = match (hard_links, previous) {
+                (false, _) => None,
+                (true, Some(p)) => Some(p),
+                (true, None) if hard_links_on_first_copy => Some(tree.root.clone()),
+                (true, None) => None,
             };
-            let final_path = opts.location.join(name.file_name());
-            report.backup = final_path.clone();
-            if opts.timestamps && fs::symlink_metadata(&final_path).is_ok() {
-                log::info!(
-                    "Blob backup at {} already exists, so there were no database changes since last backup.",
-                    final_path.display()
-                );
-                report.created = false;
-            } else {
-                let previous = listing
-                    .iter()
-                    .find(|b| b.is_dir)
-                    .map(|b| b.path.join(&base));
-                let link_source = match (hard_links, previous) {
-                    (false, _) => None,
-                    (true, Some(p)) => Some(p),
-                    (true, None) if hard_links_on_first_copy => Some(tree.root.clone()),
-                    (true, None) => None,
-                };
-                // The scripts log "Please wait while backing up blobs from
-                // <blobdir> to <location>" (6.0's line) before calling in.
-                log::debug!(
-                    "Backing up blobs from {} to {}",
-                    opts.blobdir.display(),
-                    final_path.display()
-                );
-                let tmp = partial_path(&opts.location, &name.file_name());
-                remove_tree(&tmp)?;
-                fs::create_dir(&tmp).at(&tmp)?;
-                let made = materialize(&tree, &tmp.join(&base), link_source.as_deref(), progress);
-                match made {
-                    Ok(stats) => report.stats = stats,
-                    Err(e) => {
-                        let _ = remove_tree(&tmp);
-                        return Err(e);
-                    }
-                }
-                // The copied files must be on disk before the backup gets a
-                // name that later runs trust ("already exists").
-                if let Err(e) = crate::fsutil::sync_filesystem(&tmp) {
+            // The scripts log "Please wait while backing up blobs from
+            // <blobdir> to <location>" (6.0's line) before calling in.
+            log::debug!(
+                "Backing up blobs from {} to {}",
+                opts.blobdir.display(),
+                final_path.display()
+            );
+            let tmp = partial_path(&opts.location, &final_name);
+            remove_tree(&tmp)?;
+            fs::create_dir(&tmp).at(&tmp)?;
+            let made = materialize(&tree, &tmp.join(&base), link_source.as_deref(), progress);
+            match made {
+                Ok(stats) => report.stats = stats,
+                Err(e) => {
                     let _ = remove_tree(&tmp);
                     return Err(e);
                 }
-                if !opts.timestamps {
-                    rotate(&opts.location, &listing, |k| k == Kind::Dir)?;
-                }
-                fs::rename(&tmp, &final_path).at(&final_path)?;
-                sync_dir(&opts.location)?;
             }
+            // The copied files must be on disk before the backup gets a
+            // name that later runs trust ("already exists").
+            if let Err(e) = crate::fsutil::sync_filesystem(&tmp) {
+                let _ = remove_tree(&tmp);
+                return Err(e);
+            }
+            rotate(&planned.renames)?;
+            fs::rename(&tmp, final_path).at(final_path)?;
+            sync_dir(&opts.location)?;
         }
-        Format::Archives {
-            compress,
-            incremental,
-        } => {
+        Format::Archives { compress, .. } => {
             archive_backup(
                 opts,
                 &tree,
-                &base,
-                &stamp,
+                &planned,
                 compress,
-                incremental,
                 dump_time,
-                &listing,
                 progress,
                 &mut report,
             )?;
@@ -522,25 +509,18 @@ pub fn cleanup(
     } else {
         Some(crate::lock::lock_location(location)?)
     };
-    let backups = list_backups(location)?;
-    // Retention across two blob directories' backups would delete one's by
-    // the other's rules: refuse, as the backup itself does.
-    if let Some(first) = backups.first() {
-        check_prefixes(location, &backups, &first.name.base)?;
-    }
-    let listing: Vec<Listed> = backups
-        .into_iter()
-        .map(|b| Listed {
-            name: b.name,
-            mtime: b.mtime,
-        })
-        .collect();
     let fulls = match fs_backup_location {
         Some(d) => naming::repozo_full_stamps(d)?,
         None => Vec::new(),
     };
     let fulls = (!fulls.is_empty()).then_some(fulls);
-    let plan = retention::plan_cleanup(&listing, fulls.as_deref(), policy, clock.now());
+    let plan = plan_listing(
+        location,
+        list_backups(location)?,
+        fulls.as_deref(),
+        policy,
+        clock,
+    )?;
     if !dry_run {
         retention::execute(location, &plan)?;
         if plan.removed_backups > 0 {
@@ -575,9 +555,138 @@ pub fn cleanup(
     Ok(plan)
 }
 
-/// Rotate numbered entries of the kinds `which` accepts: `.N` becomes
-/// `.N+1`, highest first, each keeping its own suffix.
-fn rotate(location: &Path, listing: &[BlobBackup], which: impl Fn(Kind) -> bool) -> Result<()> {
+/// The retention plan of a location holding `backups`.
+fn plan_listing(
+    location: &Path,
+    backups: Vec<BlobBackup>,
+    fulls: Option<&[String]>,
+    policy: &RetentionPolicy,
+    clock: &dyn Clock,
+) -> Result<CleanupPlan> {
+    // Retention across two blob directories' backups would delete one's by
+    // the other's rules: refuse, as the backup itself does.
+    if let Some(first) = backups.first() {
+        check_prefixes(location, &backups, &first.name.base)?;
+    }
+    let listing: Vec<Listed> = backups
+        .into_iter()
+        .map(|b| Listed {
+            name: b.name,
+            mtime: b.mtime,
+        })
+        .collect();
+    Ok(retention::plan_cleanup(
+        &listing,
+        fulls,
+        policy,
+        clock.now(),
+    ))
+}
+
+/// The backup [`make_backup`] would make now, touching nothing (a dry
+/// run): no lock, no removal of dead runs' leftovers, nothing written.
+/// `fs_stamp`: the stamp of a filestorage backup planned in the same run
+/// (the newest one once made); otherwise the newest in
+/// `opts.fs_backup_location` names the backup, as in [`make_backup`]. A
+/// location that does not exist yet holds no backups.
+///
+/// # Errors
+/// [`Error::NotADirectory`] for a location that is a file;
+/// [`Error::MixedPrefixes`]; [`Error::Io`] when a directory cannot be read.
+pub fn plan_backup(
+    opts: &BackupOptions,
+    clock: &dyn Clock,
+    fs_stamp: Option<&str>,
+) -> Result<PlannedBackup> {
+    let base = base_name(&opts.blobdir)?;
+    let listing = list_backups(&opts.location)?;
+    check_prefixes(&opts.location, &listing, &base)?;
+    let stamp = match (fs_stamp, &opts.fs_backup_location) {
+        (Some(s), _) => Some(s.to_owned()),
+        (None, Some(d)) => naming::newest_repozo_stamp(d)?,
+        (None, None) => None,
+    }
+    .unwrap_or_else(|| naming::format_timestamp(clock.now()));
+    decide(opts, &base, &stamp, &listing)
+}
+
+/// What [`cleanup`] would remove once `planned` is made and the
+/// filestorage backup location has changed by `fs_added` and `fs_removed`
+/// (a planned backup and its retention), touching nothing (a dry run). The
+/// planned backup counts as made now.
+///
+/// # Errors
+/// As [`cleanup`].
+pub fn plan_cleanup_after(
+    location: &Path,
+    fs_backup_location: Option<&Path>,
+    policy: &RetentionPolicy,
+    clock: &dyn Clock,
+    planned: &PlannedBackup,
+    fs_added: &[PathBuf],
+    fs_removed: &[PathBuf],
+) -> Result<CleanupPlan> {
+    let mut backups = list_backups(location)?;
+    for (from, to) in &planned.renames {
+        for b in backups.iter_mut().filter(|b| &b.path == from) {
+            if let Some(name) = to
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(BackupName::parse)
+            {
+                b.name = name;
+                b.path.clone_from(to);
+            }
+        }
+    }
+    let new = std::iter::once(&planned.backup)
+        .filter(|_| !planned.exists)
+        .chain(planned.snapshot_file.iter());
+    for path in new {
+        let known = backups.iter().any(|b| &b.path == path);
+        if let (false, Some(name)) = (
+            known,
+            path.file_name()
+                .and_then(|n| n.to_str())
+                .and_then(BackupName::parse),
+        ) {
+            backups.push(BlobBackup {
+                is_dir: name.kind == Kind::Dir,
+                name,
+                path: path.clone(),
+                mtime: clock.now(),
+            });
+        }
+    }
+    backups.sort_by(|a, b| newest_first(&a.name, &b.name));
+    let full_stamps = |files: &[PathBuf]| -> Vec<String> {
+        files
+            .iter()
+            .filter_map(|f| naming::parse_repozo_data_file(f.file_name()?.to_str()?))
+            .filter(|(_, full)| *full)
+            .map(|(stamp, _)| stamp.to_owned())
+            .collect()
+    };
+    let gone = full_stamps(fs_removed);
+    let mut fulls = match fs_backup_location {
+        Some(d) => naming::repozo_full_stamps(d)?,
+        None => Vec::new(),
+    };
+    fulls.retain(|s| !gone.contains(s));
+    fulls.extend(full_stamps(fs_added));
+    fulls.sort();
+    fulls.dedup();
+    let fulls = (!fulls.is_empty()).then_some(fulls);
+    plan_listing(location, backups, fulls.as_deref(), policy, clock)
+}
+
+/// The renames that rotate numbered entries of the kinds `which` accepts:
+/// `.N` becomes `.N+1`, highest first, each keeping its own suffix.
+fn rotation(
+    location: &Path,
+    listing: &[BlobBackup],
+    which: impl Fn(Kind) -> bool,
+) -> Vec<(PathBuf, PathBuf)> {
     let mut numbered: Vec<(&BlobBackup, u64)> = listing
         .iter()
         .filter(|b| which(b.name.kind))
@@ -587,32 +696,82 @@ fn rotate(location: &Path, listing: &[BlobBackup], which: impl Fn(Kind) -> bool)
         })
         .collect();
     numbered.sort_by_key(|b| std::cmp::Reverse(b.1));
-    for (b, n) in numbered {
-        let next = BackupName {
-            stamp: Stamp::Number(n + 1),
-            ..b.name.clone()
-        };
-        let to = location.join(next.file_name());
-        log::info!("Renaming {} to {}.", b.name.file_name(), next.file_name());
-        fs::rename(&b.path, &to).at(&to)?;
+    numbered
+        .into_iter()
+        .map(|(b, n)| {
+            let next = BackupName {
+                stamp: Stamp::Number(n + 1),
+                ..b.name.clone()
+            };
+            (b.path.clone(), location.join(next.file_name()))
+        })
+        .collect()
+}
+
+/// Carry out a [`rotation`].
+fn rotate(renames: &[(PathBuf, PathBuf)]) -> Result<()> {
+    for (from, to) in renames {
+        log::info!("Renaming {} to {}.", file_name_of(from), file_name_of(to));
+        fs::rename(from, to).at(to)?;
     }
     Ok(())
 }
 
-#[allow(clippy::too_many_arguments)]
-fn archive_backup(
+fn file_name_of(path: &Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// The blob backup a run makes, decided before anything is written (by
+/// [`make_backup`], and by [`plan_backup`] for a dry run).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlannedBackup {
+    /// The backup (directory or archive) of this run.
+    pub backup: PathBuf,
+    /// It exists already (no database change since the last backup):
+    /// nothing is written.
+    pub exists: bool,
+    /// For incremental archives: a delta against the snapshot file.
+    pub delta: bool,
+    /// For incremental archives: the `.snar` written after the archive.
+    pub snapshot_file: Option<PathBuf>,
+    /// Numbered backups renamed first (`.N` to `.N+1`), in order.
+    pub renames: Vec<(PathBuf, PathBuf)>,
+}
+
+/// Decide the name of this run's backup in a location holding `listing`:
+/// the one decision of [`make_backup`] and [`plan_backup`].
+fn decide(
     opts: &BackupOptions,
-    tree: &tree::Tree,
     base: &str,
     stamp: &str,
-    compress: bool,
-    incremental: bool,
-    dump_time: (i64, u32),
     listing: &[BlobBackup],
-    progress: &dyn Progress,
-    report: &mut BackupReport,
-) -> Result<()> {
+) -> Result<PlannedBackup> {
     let loc = &opts.location;
+    let planned = |name: BackupName, renames| PlannedBackup {
+        backup: loc.join(name.file_name()),
+        exists: false,
+        delta: false,
+        snapshot_file: None,
+        renames,
+    };
+    let (compress, incremental) = match opts.format {
+        Format::Directories { .. } => {
+            if !opts.timestamps {
+                let name = BackupName::new(base, Stamp::Number(0), Kind::Dir);
+                return Ok(planned(name, rotation(loc, listing, |k| k == Kind::Dir)));
+            }
+            let name = BackupName::new(base, Stamp::Time(stamp.to_owned()), Kind::Dir);
+            let mut p = planned(name, Vec::new());
+            p.exists = fs::symlink_metadata(&p.backup).is_ok();
+            return Ok(p);
+        }
+        Format::Archives {
+            compress,
+            incremental,
+        } => (compress, incremental),
+    };
     if !opts.timestamps {
         let name = BackupName::new(
             base,
@@ -622,17 +781,10 @@ fn archive_backup(
                 delta: false,
             },
         );
-        let final_path = loc.join(name.file_name());
-        report.backup = final_path.clone();
-        let tmp = partial_path(loc, &name.file_name());
-        write_archive_file(&tmp, compress, |w| {
-            archive::write_plain(tree, w, &final_path, progress).map(|_| ())
-        })?;
-        rotate(loc, listing, |k| matches!(k, Kind::Tar { .. }))?;
-        fs::rename(&tmp, &final_path).at(&final_path)?;
-        report.stats.files = tree.file_count();
-        report.stats.copied = tree.file_count();
-        return sync_dir(loc);
+        return Ok(planned(
+            name,
+            rotation(loc, listing, |k| matches!(k, Kind::Tar { .. })),
+        ));
     }
     // Timestamped: an archive of this stamp in any form means "done".
     for gz in [false, true] {
@@ -640,13 +792,13 @@ fn archive_backup(
             let n = BackupName::new(base, Stamp::Time(stamp.to_owned()), Kind::Tar { gz, delta });
             let p = loc.join(n.file_name());
             if fs::symlink_metadata(&p).is_ok() {
-                log::info!(
-                    "Blob backup at {} already exists, so there were no database changes since last backup.",
-                    p.display()
-                );
-                report.backup = p;
-                report.created = false;
-                return Ok(());
+                return Ok(PlannedBackup {
+                    backup: p,
+                    exists: true,
+                    delta,
+                    snapshot_file: None,
+                    renames: Vec::new(),
+                });
             }
         }
     }
@@ -692,28 +844,44 @@ fn archive_backup(
             delta,
         },
     );
-    let final_path = loc.join(name.file_name());
-    report.backup = final_path.clone();
-    report.delta = delta;
+    let mut p = planned(name, Vec::new());
+    p.delta = delta;
+    p.snapshot_file = snar.map(|(n, _)| loc.join(n));
+    Ok(p)
+}
+
+/// Write the planned archive (not an existing one): plain, or a delta or
+/// level 0 with its snapshot file.
+fn archive_backup(
+    opts: &BackupOptions,
+    tree: &tree::Tree,
+    planned: &PlannedBackup,
+    compress: bool,
+    dump_time: (i64, u32),
+    progress: &dyn Progress,
+    report: &mut BackupReport,
+) -> Result<()> {
+    let loc = &opts.location;
+    let final_path = &planned.backup;
     log::debug!(
         "Backing up blobs from {} to {}",
         opts.blobdir.display(),
         final_path.display()
     );
-    let tmp = partial_path(loc, &name.file_name());
-    match &snar {
+    let tmp = partial_path(loc, &file_name_of(final_path));
+    match &planned.snapshot_file {
         None => {
             write_archive_file(&tmp, compress, |w| {
-                archive::write_plain(tree, w, &final_path, progress).map(|_| ())
+                archive::write_plain(tree, w, final_path, progress).map(|_| ())
             })?;
-            fs::rename(&tmp, &final_path).at(&final_path)?;
+            rotate(&planned.renames)?;
+            fs::rename(&tmp, final_path).at(final_path)?;
             report.stats.files = tree.file_count();
             report.stats.copied = tree.file_count();
         }
-        Some((snar_name, exists)) => {
-            let snar_path = loc.join(snar_name);
-            let previous = if *exists {
-                Some(Snapshot::read(&snar_path)?)
+        Some(snar_path) => {
+            let previous = if planned.delta {
+                Some(Snapshot::read(snar_path)?)
             } else {
                 None
             };
@@ -724,7 +892,7 @@ fn archive_backup(
                     previous.as_ref(),
                     dump_time,
                     w,
-                    &final_path,
+                    final_path,
                     progress,
                 )?;
                 new_snap = Some(s);
@@ -732,10 +900,10 @@ fn archive_backup(
             })?;
             // The archive first: a snapshot file ahead of its archive would
             // make the next delta miss changes.
-            fs::rename(&tmp, &final_path).at(&final_path)?;
+            fs::rename(&tmp, final_path).at(final_path)?;
             if let Some(s) = new_snap {
                 let bytes = s.to_bytes();
-                write_atomically(&snar_path, |f| f.write_all(&bytes))?;
+                write_atomically(snar_path, |f| f.write_all(&bytes))?;
             }
             report.stats.files = tree.file_count();
         }
@@ -774,6 +942,112 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use crate::clock::SteppingClock;
+    use crate::progress::NoProgress;
+
+    fn clock(secs: i64) -> SteppingClock {
+        let t = DateTime::<Utc>::from_timestamp(1_790_000_000 + secs, 0).expect("time");
+        SteppingClock::new(t, chrono::Duration::zero())
+    }
+
+    fn names(dir: &Path) -> Vec<String> {
+        let mut v: Vec<String> = fs::read_dir(dir)
+            .map(|rd| {
+                rd.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        v.sort();
+        v
+    }
+
+    /// Plan, check that planning wrote nothing, back up with the same clock,
+    /// and compare: the backup made, the renames, the snapshot file, and
+    /// what retention then removes.
+    fn plan_then_backup(opts: &BackupOptions, secs: i64) -> PlannedBackup {
+        let before = names(&opts.location);
+        let planned = plan_backup(opts, &clock(secs), None).expect("plan");
+        let cleanup = plan_cleanup_after(
+            &opts.location,
+            opts.fs_backup_location.as_deref(),
+            &opts.retention_policy(),
+            &clock(secs),
+            &planned,
+            &[],
+            &[],
+        )
+        .expect("plan cleanup");
+        assert_eq!(names(&opts.location), before);
+        let report = backup(opts, &clock(secs), &NoProgress).expect("backup");
+        assert_eq!(report.backup, planned.backup);
+        assert_eq!(report.created, !planned.exists);
+        assert_eq!(report.delta, planned.delta);
+        assert_eq!(report.cleanup, cleanup);
+        if let Some(snar) = &planned.snapshot_file {
+            assert!(snar.is_file());
+        }
+        for (_, to) in &planned.renames {
+            let gone = cleanup
+                .remove
+                .iter()
+                .any(|r| Some(r.name.as_str()) == to.file_name().and_then(|n| n.to_str()));
+            assert_eq!(fs::symlink_metadata(to).is_ok(), !gone, "{}", to.display());
+        }
+        planned
+    }
+
+    #[test]
+    fn plan_backup_names_what_make_backup_makes() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let live = d.path().join("blobstorage");
+        fs::create_dir_all(live.join("0x01")).expect("mkdir");
+        fs::write(live.join("0x01/a.blob"), "a").expect("write");
+
+        // Timestamped directories: a new one, then the same stamp exists.
+        let opts = BackupOptions {
+            keep: 1,
+            full: true,
+            ..BackupOptions::new(&live, &d.path().join("dirs"))
+        };
+        assert!(!plan_then_backup(&opts, 0).exists);
+        assert!(plan_then_backup(&opts, 0).exists);
+        let p = plan_then_backup(&opts, 10);
+        assert!(!p.exists);
+
+        // Numbered directories: rotation.
+        let opts = BackupOptions {
+            timestamps: false,
+            keep: 2,
+            full: true,
+            ..BackupOptions::new(&live, &d.path().join("numbered"))
+        };
+        for secs in 0..3 {
+            let p = plan_then_backup(&opts, secs);
+            assert_eq!(p.renames.len(), usize::try_from(secs.min(2)).unwrap_or(0));
+        }
+
+        // Incremental archives: a level 0 with its snapshot file, then a
+        // delta against it.
+        let fsrepo = d.path().join("fs");
+        fs::create_dir(&fsrepo).expect("mkdir");
+        fs::write(fsrepo.join("2026-11-30-10-00-00.fsz"), "x").expect("write");
+        let opts = BackupOptions {
+            format: Format::Archives {
+                compress: false,
+                incremental: true,
+            },
+            fs_backup_location: Some(fsrepo.clone()),
+            ..BackupOptions::new(&live, &d.path().join("tars"))
+        };
+        let p = plan_then_backup(&opts, 0);
+        assert!(!p.delta && p.snapshot_file.is_some());
+        fs::write(fsrepo.join("2026-11-30-11-00-00.deltafsz"), "x").expect("write");
+        fs::write(live.join("0x01/b.blob"), "b").expect("write");
+        let p = plan_then_backup(&opts, 0);
+        assert!(p.delta);
+    }
 
     #[test]
     fn rsync_options_mapping() {

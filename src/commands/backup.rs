@@ -7,12 +7,13 @@
 //! `post_command` does not run (as in 6.0). A blob directory to back up
 //! that does not exist stops the run before anything is written.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use super::{
     BackupMode, BlobBackup, BlobEngine, BlobRestore, BlobRetention, BlobSettings,
     FileStorageEngine, FsBackup, FsRetention,
 };
+use crate::blobs::naming::parse_repozo_data_file;
 use crate::config::{BackupConfig, Storage};
 use crate::error::{Error, IoContext, Result};
 use crate::hooks::Hooks;
@@ -127,7 +128,8 @@ fn ensure_dir(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Run one backup script.
+/// Run one backup script; with `dry_run`, only say what it would do
+/// ([`plan`]).
 ///
 /// # Errors
 /// The first failing step: a hook, a directory that cannot be created, or
@@ -135,6 +137,7 @@ fn ensure_dir(dir: &Path) -> Result<()> {
 pub fn backup<F, B>(
     cfg: &BackupConfig,
     mode: BackupMode,
+    dry_run: bool,
     fs: &F,
     blobs: &B,
     hooks: &dyn Hooks,
@@ -144,30 +147,19 @@ where
     B: BlobEngine,
 {
     let plan = Plan::new(cfg, mode);
+    if dry_run {
+        return dry_run_backup(cfg, mode, &plan, fs, blobs);
+    }
     hooks.run(&cfg.pre_command)?;
     // A restore killed during its swap left an intent record: finish or
     // undo it before backing up what would be a half-restored state.
     super::restore::finish_interrupted(cfg)?;
 
     let with_fs = !cfg.only_blobs;
-    let blob_jobs: Vec<(&Storage, &Path, &Path)> = if cfg.backup_blobs {
-        cfg.storages
-            .iter()
-            .filter_map(|s| Some((s, s.blobdir.as_deref()?, blob_location(s, mode)?)))
-            .collect()
-    } else {
-        Vec::new()
-    };
-    for (_, blobdir, _) in &blob_jobs {
-        check_blobdir(blobdir)?;
-    }
+    let blob_jobs = blob_jobs(cfg, mode)?;
     // Every location this run writes, created and locked for the whole run
     // (backups and retention), so that an overlapping run waits or refuses.
-    let mut locations: Vec<&Path> = Vec::new();
-    if with_fs {
-        locations.extend(cfg.storages.iter().map(|s| fs_location(s, mode)));
-    }
-    locations.extend(blob_jobs.iter().map(|(_, _, d)| *d));
+    let locations = locations(cfg, mode, &blob_jobs);
     for dir in &locations {
         ensure_dir(dir)?;
     }
@@ -250,4 +242,264 @@ where
     }
 
     hooks.run(&cfg.post_command)
+}
+
+/// The blob backups a run makes: (storage, blob directory, location), each
+/// blob directory checked ([`check_blobdir`]).
+fn blob_jobs(cfg: &BackupConfig, mode: BackupMode) -> Result<Vec<(&Storage, &Path, &Path)>> {
+    let jobs: Vec<(&Storage, &Path, &Path)> = if cfg.backup_blobs {
+        cfg.storages
+            .iter()
+            .filter_map(|s| Some((s, s.blobdir.as_deref()?, blob_location(s, mode)?)))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    for (_, blobdir, _) in &jobs {
+        check_blobdir(blobdir)?;
+    }
+    Ok(jobs)
+}
+
+/// Every location a run writes.
+fn locations<'a>(
+    cfg: &'a BackupConfig,
+    mode: BackupMode,
+    blob_jobs: &[(&'a Storage, &'a Path, &'a Path)],
+) -> Vec<&'a Path> {
+    let mut locations: Vec<&Path> = Vec::new();
+    if !cfg.only_blobs {
+        locations.extend(cfg.storages.iter().map(|s| fs_location(s, mode)));
+    }
+    locations.extend(blob_jobs.iter().map(|(_, _, d)| *d));
+    locations
+}
+
+/// `--dry-run`: what [`backup`] would do, one `Would ...` line per file or
+/// directory it would write or remove, touching nothing: no hook runs, no
+/// directory or lock file is created, no interrupted restore is finished.
+/// Each decision is the engines' own (their `plan_*` methods); retention
+/// is planned as if the planned backups existed.
+fn dry_run_backup<F, B>(
+    cfg: &BackupConfig,
+    mode: BackupMode,
+    plan: &Plan,
+    fs: &F,
+    blobs: &B,
+) -> Result<()>
+where
+    F: FileStorageEngine,
+    B: BlobEngine,
+{
+    if !cfg.pre_command.is_empty() {
+        log::info!("Would run pre_command: {}", cfg.pre_command);
+    }
+    super::restore::log_interrupted(cfg)?;
+    let with_fs = !cfg.only_blobs;
+    let blob_jobs = blob_jobs(cfg, mode)?;
+    for dir in locations(cfg, mode, &blob_jobs) {
+        if dir.exists() && !dir.is_dir() {
+            return Err(Error::NotADirectory {
+                path: dir.to_path_buf(),
+            });
+        }
+        if !dir.is_dir() {
+            log::info!("Would create directory {}", dir.display());
+        }
+    }
+
+    // Filestorages: (storage, planned files, stamp).
+    let mut fs_planned: Vec<(&Storage, Vec<PathBuf>, Option<String>)> = Vec::new();
+    if with_fs {
+        for s in &cfg.storages {
+            let repository = fs_location(s, mode);
+            let p = fs.plan_backup(&FsBackup {
+                datafs: &s.datafs,
+                repository,
+                full: plan.full,
+                quick: cfg.quick && !plan.full,
+                gzip: plan.gzip,
+                verbose: cfg.debug,
+            })?;
+            let Some(data) = p.data_file.clone() else {
+                log::info!(
+                    "Would make no backup of {}: nothing to do, no changes since the last backup in {}",
+                    s.datafs.display(),
+                    repository.display()
+                );
+                fs_planned.push((s, Vec::new(), None));
+                continue;
+            };
+            let full = p.action == crate::repozo::Action::Full;
+            log::info!(
+                "Would make {} {} of {} ({})",
+                if full {
+                    "a full backup"
+                } else {
+                    "an incremental backup"
+                },
+                data.display(),
+                s.datafs.display(),
+                p.reason
+            );
+            let mut files = vec![data.clone()];
+            if let Some(index) = &p.index_file {
+                log::info!("Would write {}", index.display());
+                files.push(index.clone());
+            }
+            if let Some(dat) = &p.dat_file {
+                if full {
+                    log::info!("Would write {}", dat.display());
+                } else {
+                    log::info!("Would append a line to {}", dat.display());
+                }
+                files.push(dat.clone());
+            }
+            let stamp = data
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(parse_repozo_data_file)
+                .map(|(stamp, _)| stamp.to_owned());
+            fs_planned.push((s, files, stamp));
+        }
+    }
+    let fs_plan_of = |s: &Storage| fs_planned.iter().find(|p| std::ptr::eq(p.0, s));
+
+    // Blobs.
+    let mut blob_planned = Vec::new();
+    for (s, blobdir, destination) in &blob_jobs {
+        let fs_stamp = fs_plan_of(s).and_then(|p| p.2.as_deref());
+        let p = blobs.plan_backup(
+            &BlobBackup {
+                blobdir,
+                destination,
+                fs_repository: with_fs.then(|| fs_location(s, mode)),
+                full: plan.full,
+                settings: &plan.blobs,
+            },
+            fs_stamp,
+        )?;
+        if p.exists {
+            log::info!(
+                "Would make no blob backup of {}: {} exists, so there were no database changes since the last backup",
+                blobdir.display(),
+                p.backup.display()
+            );
+        } else {
+            for (from, to) in &p.renames {
+                log::info!("Would rename {} to {}", from.display(), to.display());
+            }
+            log::info!(
+                "Would make a blob backup {} of {}",
+                p.backup.display(),
+                blobdir.display()
+            );
+            if let Some(snar) = &p.snapshot_file {
+                log::info!("Would write {}", snar.display());
+            }
+        }
+        blob_planned.push((*s, p));
+    }
+
+    // Retention, as if the planned backups existed.
+    let mut fs_removed: Vec<(&Storage, Vec<PathBuf>)> = Vec::new();
+    if with_fs {
+        for (s, files, stamp) in &fs_planned {
+            let repository = fs_location(s, mode);
+            let complete = match blob_jobs.iter().find(|(js, _, _)| std::ptr::eq(*js, *s)) {
+                Some((_, blobdir, destination)) if plan.blobs.timestamps => {
+                    let request = BlobRestore {
+                        source: destination,
+                        blobdir,
+                        date: None,
+                        settings: &plan.blobs,
+                    };
+                    // The planned blob backup completes the planned (or
+                    // newest) filestorage backup's stamp.
+                    let planned_blob = blob_planned
+                        .iter()
+                        .find(|(bs, _)| std::ptr::eq(*bs, *s))
+                        .and_then(|(_, p)| blob_stamp(&p.backup));
+                    let mut stamps = if repository.is_dir() {
+                        fs.stamps(repository)?
+                    } else {
+                        Vec::new()
+                    };
+                    stamps.extend(stamp.clone());
+                    Some(
+                        stamps
+                            .into_iter()
+                            .filter(|st| {
+                                planned_blob.as_deref() == Some(st.as_str())
+                                    || (destination.is_dir()
+                                        && blobs.plan_exact(&request, st).is_ok())
+                            })
+                            .collect::<Vec<String>>(),
+                    )
+                }
+                _ => None,
+            };
+            let remove = fs.plan_retention(
+                &FsRetention {
+                    repository,
+                    keep: plan.keep,
+                    complete: complete.as_deref(),
+                },
+                files,
+            )?;
+            for path in &remove {
+                log::info!("Would remove {}", path.display());
+            }
+            fs_removed.push((*s, remove));
+        }
+    }
+    for (s, planned) in &blob_planned {
+        let Some((_, _, destination)) = blob_jobs.iter().find(|(js, _, _)| std::ptr::eq(*js, *s))
+        else {
+            continue;
+        };
+        // The repository as blob retention will find it: with the planned
+        // backup, without what its retention removes.
+        let fs_added = fs_plan_of(s).map_or(&[][..], |p| p.1.as_slice());
+        let fs_gone = fs_removed
+            .iter()
+            .find(|(rs, _)| std::ptr::eq(*rs, *s))
+            .map_or(&[][..], |(_, r)| r.as_slice());
+        let cleanup = blobs.plan_retention(
+            &BlobRetention {
+                destination,
+                fs_repository: with_fs.then(|| fs_location(s, mode)),
+                full: plan.full,
+                keep: plan.keep,
+                keep_blob_days: cfg.keep_blob_days,
+                settings: &plan.blobs,
+            },
+            planned,
+            fs_added,
+            fs_gone,
+        )?;
+        for r in &cleanup.remove {
+            log::info!("Would remove {}", destination.join(&r.name).display());
+        }
+        let latest = destination.join(crate::blobs::naming::LATEST);
+        let now = std::fs::read_link(&latest).ok();
+        match &cleanup.latest {
+            Some(to) if now.as_deref() != Some(Path::new(to)) => {
+                log::info!("Would point {} to {to}", latest.display());
+            }
+            None if now.is_some() => log::info!("Would remove {}", latest.display()),
+            _ => {}
+        }
+    }
+
+    if !cfg.post_command.is_empty() {
+        log::info!("Would run post_command: {}", cfg.post_command);
+    }
+    Ok(())
+}
+
+/// The stamp in a blob backup's name, if it has one.
+fn blob_stamp(backup: &Path) -> Option<String> {
+    let name = crate::blobs::naming::BackupName::parse(backup.file_name()?.to_str()?)?;
+    name.timestamp().map(str::to_owned)
 }

@@ -18,12 +18,13 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use super::{
-    BlobBackup, BlobEngine, BlobRestore, BlobRetention, BlobSettings, FileStorageEngine, FsBackup,
-    FsRecover, FsRetention,
+    BlobBackup, BlobEngine, BlobPlanned, BlobRestore, BlobRetention, BlobSettings,
+    FileStorageEngine, FsBackup, FsPlanned, FsRecover, FsRetention,
 };
 use crate::blobs::naming::{parse_repozo_data_file, repozo_data_files, BackupName};
 use crate::blobs::restore::{find_backup, find_exact, write_tree, RestoreOptions, Selected};
 use crate::blobs::{self, BackupOptions, Format, RsyncOptions};
+use crate::retention::CleanupPlan;
 use chrono::{DateTime, Utc};
 
 use crate::clock::{Clock, SteppingClock, SystemClock};
@@ -49,20 +50,24 @@ fn clock_at(now: Option<DateTime<Utc>>) -> Box<dyn Clock> {
     }
 }
 
+fn repozo_options(req: &FsBackup<'_>) -> repozo::BackupOptions {
+    repozo::BackupOptions {
+        datafs: req.datafs.to_path_buf(),
+        repository: req.repository.to_path_buf(),
+        full: req.full,
+        gzip: req.gzip,
+        quick: req.quick && !req.full,
+        kill_old: false,
+        gzip_level: gzip::DEFAULT_LEVEL,
+        create_repository: false,
+    }
+}
+
 impl FileStorageEngine for RepozoEngine {
     type Plan = Chain;
 
     fn backup(&self, req: &FsBackup<'_>) -> Result<()> {
-        let opts = repozo::BackupOptions {
-            datafs: req.datafs.to_path_buf(),
-            repository: req.repository.to_path_buf(),
-            full: req.full,
-            gzip: req.gzip,
-            quick: req.quick && !req.full,
-            kill_old: false,
-            gzip_level: gzip::DEFAULT_LEVEL,
-            create_repository: false,
-        };
+        let opts = repozo_options(req);
         let report = repozo::backup(&opts, clock_at(self.now).as_ref(), &NoProgress)?;
         if let Some(f) = &report.data_file {
             log::debug!("Wrote {} ({} bytes)", f.display(), report.written);
@@ -72,6 +77,25 @@ impl FileStorageEngine for RepozoEngine {
 
     fn retain(&self, req: &FsRetention<'_>) -> Result<()> {
         retention::apply(req.repository, req.keep, req.complete).map(|_| ())
+    }
+
+    fn plan_backup(&self, req: &FsBackup<'_>) -> Result<FsPlanned> {
+        // The orchestration creates a missing repository before a real
+        // backup; a dry run plans as if it had.
+        let opts = repozo::BackupOptions {
+            create_repository: true,
+            ..repozo_options(req)
+        };
+        repozo::plan_backup(&opts, clock_at(self.now).as_ref(), &NoProgress)
+    }
+
+    fn plan_retention(&self, req: &FsRetention<'_>, planned: &[PathBuf]) -> Result<Vec<PathBuf>> {
+        let names: Vec<String> = planned
+            .iter()
+            .filter_map(|p| Some(p.file_name()?.to_str()?.to_owned()))
+            .collect();
+        let plan = retention::plan_after(req.repository, req.keep, req.complete, &names)?;
+        Ok(plan.remove.iter().map(|n| req.repository.join(n)).collect())
     }
 
     fn plan_recover(&self, req: &FsRecover<'_>) -> Result<Chain> {
@@ -91,6 +115,17 @@ impl FileStorageEngine for RepozoEngine {
     fn plan_stamp(&self, plan: &Chain) -> Option<String> {
         let name = plan.files.last()?.file_name()?.to_str()?;
         parse_repozo_data_file(name).map(|(stamp, _)| stamp.to_owned())
+    }
+
+    fn plan_files(&self, plan: &Chain) -> (Vec<PathBuf>, Option<PathBuf>) {
+        // The `.index` of the newest file, when there is one (as
+        // `recover_chain` copies it).
+        let index = plan
+            .files
+            .last()
+            .map(|p| p.with_extension("index"))
+            .filter(|p| p.is_file());
+        (plan.files.clone(), index)
     }
 
     fn stamps(&self, repository: &Path) -> Result<Vec<String>> {
@@ -195,6 +230,44 @@ impl BlobEngine for BlobsEngine {
         .map(|_| ())
     }
 
+    fn plan_backup(&self, req: &BlobBackup<'_>, fs_stamp: Option<&str>) -> Result<BlobPlanned> {
+        let opts = options(
+            req.blobdir,
+            req.destination,
+            req.fs_repository,
+            req.full,
+            req.settings,
+        );
+        blobs::plan_backup(&opts, clock_at(self.now).as_ref(), fs_stamp)
+    }
+
+    fn plan_retention(
+        &self,
+        req: &BlobRetention<'_>,
+        planned: &BlobPlanned,
+        fs_added: &[PathBuf],
+        fs_removed: &[PathBuf],
+    ) -> Result<CleanupPlan> {
+        let mut opts = options(
+            Path::new("blobstorage"),
+            req.destination,
+            req.fs_repository,
+            req.full,
+            req.settings,
+        );
+        opts.keep = req.keep;
+        opts.keep_blob_days = req.keep_blob_days;
+        blobs::plan_cleanup_after(
+            req.destination,
+            req.fs_repository,
+            &opts.retention_policy(),
+            clock_at(self.now).as_ref(),
+            planned,
+            fs_added,
+            fs_removed,
+        )
+    }
+
     fn plan_restore(&self, req: &BlobRestore<'_>) -> Result<BlobPlan> {
         let selected = find_backup(&restore_options(req))?;
         Ok(BlobPlan {
@@ -220,6 +293,13 @@ impl BlobEngine for BlobsEngine {
             .and_then(|p| p.file_name()?.to_str().and_then(BackupName::parse))
             .map(|n| n.stamp.to_string())
             .unwrap_or_default()
+    }
+
+    fn plan_files(&self, plan: &BlobPlan) -> Vec<PathBuf> {
+        match &plan.selected {
+            Selected::Directory { backup, .. } => vec![backup.clone()],
+            Selected::Archives { chain } => chain.clone(),
+        }
     }
 
     fn restore(&self, plan: &BlobPlan, target: &Path) -> Result<()> {

@@ -88,6 +88,25 @@ impl FileStorageEngine for FakeFs<'_> {
         self.0
             .record(format!("fs retain {} keep={}", name(r.repository), r.keep))
     }
+    fn plan_backup(&self, r: &FsBackup<'_>) -> Result<FsPlanned> {
+        self.0
+            .record(format!("fs plan backup {}", name(r.repository)))?;
+        Ok(FsPlanned {
+            action: crate::repozo::Action::Full,
+            reason: "fake",
+            data_file: Some(r.repository.join("2026-11-30-10-00-00.fsz")),
+            index_file: None,
+            dat_file: None,
+        })
+    }
+    fn plan_retention(&self, r: &FsRetention<'_>, _planned: &[PathBuf]) -> Result<Vec<PathBuf>> {
+        self.0
+            .record(format!("fs plan retain {}", name(r.repository)))?;
+        Ok(Vec::new())
+    }
+    fn plan_files(&self, plan: &(PathBuf, Option<String>)) -> (Vec<PathBuf>, Option<PathBuf>) {
+        (vec![plan.0.clone()], None)
+    }
     fn plan_recover(&self, r: &FsRecover<'_>) -> Result<(PathBuf, Option<String>)> {
         let date = r.date.map(ToString::to_string).unwrap_or_default();
         self.0.record(
@@ -135,6 +154,36 @@ impl BlobEngine for FakeBlobs<'_> {
             name(r.destination),
             r.keep
         ))
+    }
+    fn plan_backup(&self, r: &BlobBackup<'_>, fs_stamp: Option<&str>) -> Result<BlobPlanned> {
+        self.0.record(format!(
+            "blob plan backup {} fs_stamp={}",
+            name(r.destination),
+            fs_stamp.unwrap_or_default()
+        ))?;
+        Ok(BlobPlanned {
+            backup: r
+                .destination
+                .join(format!("{}.{}", name(r.blobdir), fs_stamp.unwrap_or("0"))),
+            exists: false,
+            delta: false,
+            snapshot_file: None,
+            renames: Vec::new(),
+        })
+    }
+    fn plan_retention(
+        &self,
+        r: &BlobRetention<'_>,
+        _planned: &BlobPlanned,
+        _fs_added: &[PathBuf],
+        _fs_removed: &[PathBuf],
+    ) -> Result<crate::retention::CleanupPlan> {
+        self.0
+            .record(format!("blob plan retain {}", name(r.destination)))?;
+        Ok(crate::retention::CleanupPlan::default())
+    }
+    fn plan_files(&self, plan: &PathBuf) -> Vec<PathBuf> {
+        vec![plan.clone()]
     }
     fn plan_restore(&self, r: &BlobRestore<'_>) -> Result<PathBuf> {
         self.0.record(format!(
@@ -220,7 +269,14 @@ mod backup_tests {
         for blobdir in cfg.storages.iter().filter_map(|s| s.blobdir.as_deref()) {
             assert!(std::fs::create_dir_all(blobdir).is_ok());
         }
-        backup(cfg, mode, &FakeFs(rec), &FakeBlobs(rec), &FakeHooks(rec))
+        backup(
+            cfg,
+            mode,
+            false,
+            &FakeFs(rec),
+            &FakeBlobs(rec),
+            &FakeHooks(rec),
+        )
     }
 
     #[test]
@@ -231,6 +287,7 @@ mod backup_tests {
         let e = backup(
             &cfg,
             BackupMode::Standard,
+            false,
             &FakeFs(&rec),
             &FakeBlobs(&rec),
             &FakeHooks(&rec),
@@ -257,6 +314,7 @@ mod backup_tests {
         let e = backup(
             &cfg,
             BackupMode::Snapshot,
+            false,
             &FakeFs(&rec),
             &FakeBlobs(&rec),
             &FakeHooks(&rec),
@@ -454,9 +512,10 @@ mod restore_tests {
     ) -> Result<()> {
         restore(
             cfg,
-            mode,
-            date,
-            false,
+            &RestoreRequest {
+                date,
+                ..RestoreRequest::new(mode)
+            },
             &FakeFs(rec),
             &FakeBlobs(rec),
             &FakeHooks(rec),
@@ -843,9 +902,10 @@ mod restore_tests {
         let rec = Recorder::default();
         let r = restore(
             &cfg,
-            RestoreMode::Standard,
-            None,
-            true,
+            &RestoreRequest {
+                accept_blob_mismatch: true,
+                ..RestoreRequest::new(RestoreMode::Standard)
+            },
             &FakeFs(&rec),
             &FakeBlobs(&rec),
             &FakeHooks(&rec),
@@ -878,5 +938,154 @@ mod restore_tests {
         let rec = Recorder::default();
         assert!(run(&cfg, RestoreMode::Standard, None, &rec).is_ok());
         assert!(!rec.calls().iter().any(|c| c.starts_with("blob exact")));
+    }
+}
+
+mod dry_run_tests {
+    use super::*;
+    use std::fs;
+
+    /// Every file and directory under `dir`, hidden ones included.
+    fn tree(dir: &Path) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut todo = vec![dir.to_path_buf()];
+        while let Some(d) = todo.pop() {
+            for e in fs::read_dir(&d).into_iter().flatten().flatten() {
+                let p = e.path();
+                out.push(p.strip_prefix(dir).unwrap_or(&p).display().to_string());
+                if p.is_dir() {
+                    todo.push(p);
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+
+    /// A dry-run backup plans through the engines' `plan_*` methods only:
+    /// no hook, no backup, no retention, and no directory or lock file.
+    #[test]
+    fn dry_run_backup_only_plans() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cfg = config(dir.path(), |_| {});
+        for blobdir in cfg.storages.iter().filter_map(|s| s.blobdir.as_deref()) {
+            assert!(fs::create_dir_all(blobdir).is_ok());
+        }
+        let before = tree(dir.path());
+        let rec = Recorder::default();
+        let r = backup(
+            &cfg,
+            BackupMode::Standard,
+            true,
+            &FakeFs(&rec),
+            &FakeBlobs(&rec),
+            &FakeHooks(&rec),
+        );
+        assert!(r.is_ok(), "{r:?}");
+        assert_eq!(tree(dir.path()), before);
+        assert_eq!(
+            rec.calls(),
+            [
+                "fs plan backup backups_catalog",
+                "fs plan backup backups",
+                "blob plan backup blobstoragebackups fs_stamp=2026-11-30-10-00-00",
+                "fs plan retain backups_catalog",
+                "fs plan retain backups",
+                "blob plan retain blobstoragebackups",
+            ]
+        );
+    }
+
+    /// A dry-run restore runs the check phase and stops before writing:
+    /// no hook, no recover, no lock file, no temporaries.
+    #[test]
+    fn dry_run_restore_checks_and_stops() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cfg = config(dir.path(), |_| {});
+        let var = dir.path().join("var");
+        assert!(fs::create_dir_all(var.join("filestorage")).is_ok());
+        assert!(fs::create_dir_all(var.join("blobstorage")).is_ok());
+        assert!(fs::write(var.join("filestorage/Data.fs"), "live").is_ok());
+        let before = tree(dir.path());
+        let rec = Recorder::default();
+        let r = restore(
+            &cfg,
+            &RestoreRequest {
+                dry_run: true,
+                ..RestoreRequest::new(RestoreMode::Standard)
+            },
+            &FakeFs(&rec),
+            &FakeBlobs(&rec),
+            &FakeHooks(&rec),
+        );
+        assert!(r.is_ok(), "{r:?}");
+        assert_eq!(tree(dir.path()), before);
+        assert_eq!(
+            rec.calls(),
+            [
+                "fs plan backups_catalog",
+                "fs plan backups",
+                "blob plan blobstoragebackups archive=false",
+            ]
+        );
+    }
+
+    /// `--target`: the restore writes into the target directory (created),
+    /// takes the target's lock, and leaves the live files alone even while
+    /// their lock is held.
+    #[cfg(unix)]
+    #[test]
+    fn target_restore_leaves_the_live_site_alone() {
+        use rustix::fs::{flock, FlockOperation};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cfg = config(dir.path(), |i| {
+            i.additional_filestorages.clear();
+            i.pre_command.clear();
+            i.post_command.clear();
+        });
+        let var = dir.path().join("var");
+        assert!(fs::create_dir_all(var.join("filestorage")).is_ok());
+        assert!(fs::create_dir_all(var.join("blobstorage")).is_ok());
+        assert!(fs::write(var.join("filestorage/Data.fs"), "live").is_ok());
+        let lock = var.join("filestorage/Data.fs.lock");
+        assert!(fs::write(&lock, "").is_ok());
+        let Ok(holder) = fs::File::open(&lock) else {
+            return;
+        };
+        assert!(flock(&holder, FlockOperation::NonBlockingLockExclusive).is_ok());
+        let live_before = tree(&var);
+        let target = dir.path().join("copy");
+        let rec = Recorder::default();
+        let r = restore(
+            &cfg,
+            &RestoreRequest {
+                target: Some(&target),
+                ..RestoreRequest::new(RestoreMode::Standard)
+            },
+            &FakeFs(&rec),
+            &FakeBlobs(&rec),
+            &FakeHooks(&rec),
+        );
+        assert!(r.is_ok(), "{r:?}");
+        assert_eq!(tree(&var), live_before);
+        assert_eq!(
+            fs::read_to_string(var.join("filestorage/Data.fs")).ok(),
+            Some("live".to_owned())
+        );
+        assert_eq!(
+            fs::read_to_string(target.join("Data.fs")).ok(),
+            Some("restored from backups".to_owned())
+        );
+        assert!(target.join("blobstorage/restored.txt").is_file());
+        // The same restore onto the live site is refused by the lock.
+        let e = restore(
+            &cfg,
+            &RestoreRequest::new(RestoreMode::Standard),
+            &FakeFs(&rec),
+            &FakeBlobs(&rec),
+            &FakeHooks(&rec),
+        );
+        assert!(matches!(e, Err(Error::StorageInUse { .. })), "{e:?}");
+        drop(holder);
     }
 }

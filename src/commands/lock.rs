@@ -43,6 +43,22 @@ pub(crate) fn lock_storage(datafs: &Path) -> Result<Option<File>> {
     Ok(Some(file))
 }
 
+/// For a dry run: refuse as [`lock_storage`] would, creating nothing. A
+/// lock file that does not exist is held by no one; an existing one is
+/// locked and released at once.
+///
+/// # Errors
+/// [`Error::StorageInUse`] when another process holds the lock; I/O errors.
+pub(crate) fn probe_storage(datafs: &Path) -> Result<()> {
+    let path = lock_path(datafs);
+    let file = match File::open(&path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(Error::io(&path, e)),
+    };
+    try_lock(&file, &path)
+}
+
 #[cfg(unix)]
 fn try_lock(file: &File, path: &Path) -> Result<()> {
     use rustix::fs::{flock, FlockOperation};

@@ -22,10 +22,20 @@ use std::path::Path;
 
 pub use backup::backup;
 pub use engines::{BlobPlan, BlobsEngine, RepozoEngine};
-pub use restore::restore;
+pub use restore::{restore, RestoreRequest};
+
+use std::path::PathBuf;
 
 use crate::config::RestoreDate;
 use crate::error::Result;
+use crate::retention::CleanupPlan;
+
+/// The filestorage backup a dry run plans: the decision and the files it
+/// writes ([`crate::repozo::plan_backup`]).
+pub type FsPlanned = crate::repozo::PlannedBackup;
+
+/// The blob backup a dry run plans ([`crate::blobs::plan_backup`]).
+pub type BlobPlanned = crate::blobs::PlannedBackup;
 
 /// The backup scripts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -198,6 +208,20 @@ pub trait FileStorageEngine {
     /// Any I/O error.
     fn retain(&self, req: &FsRetention<'_>) -> Result<()>;
 
+    /// What `backup` would write, touching nothing (a dry run). The
+    /// repository may not exist yet (the run would create it).
+    ///
+    /// # Errors
+    /// As `backup` before it writes.
+    fn plan_backup(&self, req: &FsBackup<'_>) -> Result<FsPlanned>;
+
+    /// What `retain` would remove once the `planned` files exist too,
+    /// touching nothing.
+    ///
+    /// # Errors
+    /// The repository cannot be read.
+    fn plan_retention(&self, req: &FsRetention<'_>, planned: &[PathBuf]) -> Result<Vec<PathBuf>>;
+
     /// Find the backup chain for the date and check it (files present,
     /// checksums where cheap), touching nothing.
     ///
@@ -209,6 +233,10 @@ pub trait FileStorageEngine {
     /// chain: the name a timestamped blob backup made with it carries.
     /// `None` when the plan has no such date.
     fn plan_stamp(&self, plan: &Self::Plan) -> Option<String>;
+
+    /// The backup files a planned restore reads, oldest first, and the
+    /// `.index` it copies (`None`: the restored Data.fs gets none).
+    fn plan_files(&self, plan: &Self::Plan) -> (Vec<PathBuf>, Option<PathBuf>);
 
     /// The dates of the backup files in a repository, oldest first: the
     /// states a restore can be asked for.
@@ -244,6 +272,29 @@ pub trait BlobEngine {
     /// Any I/O error, or mixed prefixes in one location.
     fn retain(&self, req: &BlobRetention<'_>) -> Result<()>;
 
+    /// What `backup` would write, touching nothing (a dry run); `fs_stamp`
+    /// is the date of the filestorage backup planned before it in the same
+    /// run, if any.
+    ///
+    /// # Errors
+    /// As `backup` before it writes.
+    fn plan_backup(&self, req: &BlobBackup<'_>, fs_stamp: Option<&str>) -> Result<BlobPlanned>;
+
+    /// What `retain` would remove, and where `latest` would point, once
+    /// `planned` exists and the filestorage repository has gained
+    /// `fs_added` and lost `fs_removed` (its planned backup and retention),
+    /// touching nothing.
+    ///
+    /// # Errors
+    /// As `retain`.
+    fn plan_retention(
+        &self,
+        req: &BlobRetention<'_>,
+        planned: &BlobPlanned,
+        fs_added: &[PathBuf],
+        fs_removed: &[PathBuf],
+    ) -> Result<CleanupPlan>;
+
     /// Find the blob backup for the date and check it, touching nothing.
     ///
     /// # Errors
@@ -261,6 +312,10 @@ pub trait BlobEngine {
     /// The date or number of the (newest) backup a plan restores, for
     /// messages.
     fn plan_stamp(&self, plan: &Self::Plan) -> String;
+
+    /// The blob backups (directory, or archives oldest first) a planned
+    /// restore reads.
+    fn plan_files(&self, plan: &Self::Plan) -> Vec<PathBuf>;
 
     /// Write the planned blob tree into `target`, a new empty directory
     /// beside the live blob directory. The orchestration swaps it in.

@@ -29,7 +29,7 @@ use std::path::{Path, PathBuf};
 
 use tempfile::TempDir;
 
-use super::lock::lock_storage;
+use super::lock::{lock_storage, probe_storage};
 use super::swap::{self, Item};
 use super::{BlobEngine, BlobRestore, BlobSettings, FileStorageEngine, FsRecover, RestoreMode};
 use crate::config::{BackupConfig, RestoreDate, Storage};
@@ -78,6 +78,38 @@ fn file_name(path: &Path) -> Result<&std::ffi::OsStr> {
     })
 }
 
+/// What a restore script was asked to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RestoreRequest<'a> {
+    /// Which script: which backup locations are read.
+    pub mode: RestoreMode,
+    /// The state at or before this date; `None` = newest.
+    pub date: Option<&'a RestoreDate>,
+    /// Restore an older blob backup when the one of the filestorage
+    /// backup's date is missing (`--accept-blob-mismatch`).
+    pub accept_blob_mismatch: bool,
+    /// Restore into this directory instead of the live site (`--target`,
+    /// see [`BackupConfig::with_target`]).
+    pub target: Option<&'a Path>,
+    /// Check everything, log what would be written, write nothing
+    /// (`--dry-run`).
+    pub dry_run: bool,
+}
+
+impl RestoreRequest<'_> {
+    /// A restore of the newest state onto the live site.
+    #[must_use]
+    pub fn new(mode: RestoreMode) -> Self {
+        RestoreRequest {
+            mode,
+            date: None,
+            accept_blob_mismatch: false,
+            target: None,
+            dry_run: false,
+        }
+    }
+}
+
 /// A storage's restore after the check phase.
 struct Checked<'a, FP, BP> {
     storage: &'a Storage,
@@ -105,13 +137,17 @@ struct Written {
 /// warning naming both dates. Numbered blob backups and `only_blobs` are
 /// selected by date alone.
 ///
+/// With `target` the configuration is first moved there
+/// ([`BackupConfig::with_target`]; the directory is created when missing)
+/// and the restore runs unchanged on it. With `dry_run` the check phase
+/// runs (locks are probed, not taken), each write is logged as a
+/// `Would ...` line, and nothing is written, created or run.
+///
 /// # Errors
 /// The first failing step. Before the swap phase nothing live has changed.
 pub fn restore<F, B>(
     cfg: &BackupConfig,
-    mode: RestoreMode,
-    date: Option<&RestoreDate>,
-    accept_blob_mismatch: bool,
+    req: &RestoreRequest<'_>,
     fs_engine: &F,
     blob_engine: &B,
     hooks: &dyn Hooks,
@@ -120,6 +156,21 @@ where
     F: FileStorageEngine,
     B: BlobEngine,
 {
+    let RestoreRequest {
+        mode,
+        date,
+        accept_blob_mismatch,
+        target,
+        dry_run,
+    } = *req;
+    let targeted;
+    let cfg = match target {
+        Some(dir) => {
+            targeted = cfg.with_target(dir)?;
+            &targeted
+        }
+        None => cfg,
+    };
     let mut settings = BlobSettings::from_config(cfg);
     if mode == RestoreMode::Zip {
         // Zip backups are one numbered archive.
@@ -129,7 +180,7 @@ where
     if let Some(d) = date {
         log::info!("Date restriction: restoring state at {d}.");
     }
-    hooks.run(&cfg.pre_command)?;
+    run_hook(hooks, "pre_command", &cfg.pre_command, dry_run)?;
 
     // 1. Check.
     // A missing blob directory is created, but only in a directory that
@@ -140,6 +191,10 @@ where
         if let (Some(blobdir), Some(parent)) =
             (s.blobdir.as_deref(), s.missing_blob_parent(!cfg.only_blobs))
         {
+            if target == Some(parent) {
+                // The target directory, created below.
+                continue;
+            }
             return Err(Error::Config(format!(
                 "Cannot restore blobs to {}: its directory {} does not exist. Check blob_storage, or create {} first. Nothing was changed.",
                 blobdir.display(),
@@ -149,19 +204,37 @@ where
         }
     }
     let with_fs = !cfg.only_blobs;
+    match target {
+        Some(dir) if dry_run && !dir.is_dir() => {
+            log::info!("Would create directory {}", dir.display());
+        }
+        Some(dir) if !dir.is_dir() => {
+            // Before the locks, so that the target's own lock is taken.
+            fs::create_dir(dir).at(dir)?;
+            log::info!("Created directory {}", dir.display());
+        }
+        _ => {}
+    }
     // Locks are checked with only_blobs too: swapping the blobs of a
     // running Zope is as bad as swapping its Data.fs.
     let mut locks = Vec::new();
     for s in &cfg.storages {
-        if let Some(lock) = lock_storage(&s.datafs)? {
+        if dry_run {
+            probe_storage(&s.datafs)?;
+        } else if let Some(lock) = lock_storage(&s.datafs)? {
             locks.push(lock);
         }
     }
     let dirs = swap_dirs(cfg);
-    swap::recover(&dirs, &dirs)?;
+    if !dry_run {
+        swap::recover(&dirs, &dirs)?;
+    } else {
+        log_interrupted(cfg)?;
+    }
     // The backup locations read, locked so that no backup or retention
-    // changes them between the checks and the writes.
-    let _location_locks = crate::lock::lock_locations(cfg.storages.iter().flat_map(|s| {
+    // changes them between the checks and the writes (a dry run changes
+    // nothing, and creates no lock files).
+    let locked = cfg.storages.iter().flat_map(|s| {
         let (fs_source, blob_source) = sources(s, mode);
         [
             fs_source.filter(|_| with_fs),
@@ -169,7 +242,12 @@ where
         ]
         .into_iter()
         .flatten()
-    }))?;
+    });
+    let _location_locks = if dry_run {
+        Vec::new()
+    } else {
+        crate::lock::lock_locations(locked)?
+    };
     let mut checked = Vec::with_capacity(cfg.storages.len());
     for s in &cfg.storages {
         let (fs_source, blob_source) = sources(s, mode);
@@ -248,6 +326,11 @@ where
         });
     }
 
+    if dry_run {
+        log_plan(&checked, target, fs_engine, blob_engine)?;
+        return run_hook(hooks, "post_command", &cfg.post_command, true);
+    }
+
     // 2. Write into temporaries.
     let mut written = Vec::with_capacity(checked.len());
     for c in &checked {
@@ -304,7 +387,77 @@ where
     // 3. Swap, all or nothing.
     swap_all(written, &intent_path(cfg))?;
     drop(locks);
-    hooks.run(&cfg.post_command)
+    run_hook(hooks, "post_command", &cfg.post_command, false)
+}
+
+/// Run a pre or post command, or (dry run) say that it would run.
+pub(super) fn run_hook(
+    hooks: &dyn Hooks,
+    option: &str,
+    command: &str,
+    dry_run: bool,
+) -> Result<()> {
+    if !dry_run {
+        return hooks.run(command);
+    }
+    if !command.is_empty() {
+        log::info!("Would run {option}: {command}");
+    }
+    Ok(())
+}
+
+/// The dry run's account of the write and swap phases: one `Would ...`
+/// line per path the restore would write.
+fn log_plan<F, B>(
+    checked: &[Checked<'_, F::Plan, B::Plan>],
+    target: Option<&Path>,
+    fs_engine: &F,
+    blob_engine: &B,
+) -> Result<()>
+where
+    F: FileStorageEngine,
+    B: BlobEngine,
+{
+    let joined = |files: &[PathBuf]| -> String {
+        files
+            .iter()
+            .map(|f| f.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    for c in checked {
+        if let Some((_, plan)) = &c.fs {
+            let datafs = &c.storage.datafs;
+            let dir = parent_of(datafs);
+            // The target directory has its line already.
+            if !dir.is_dir() && target != Some(dir) {
+                log::info!("Would create directory {}", dir.display());
+            }
+            let (files, index) = fs_engine.plan_files(plan);
+            log::info!("Would restore {} from {}", datafs.display(), joined(&files));
+            let live_index = datafs.with_file_name(index_name(file_name(datafs)?));
+            match index {
+                Some(src) => log::info!(
+                    "Would restore {} from {}",
+                    live_index.display(),
+                    src.display()
+                ),
+                None if fs::symlink_metadata(&live_index).is_ok() => log::info!(
+                    "Would remove {}: the backup has no index for it",
+                    live_index.display()
+                ),
+                None => {}
+            }
+        }
+        if let (Some((_, plan)), Some(blobdir)) = (&c.blobs, c.storage.blobdir.as_deref()) {
+            log::info!(
+                "Would restore {} from {}",
+                blobdir.display(),
+                joined(&blob_engine.plan_files(plan))
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Why the exact blob backup cannot be restored, for the one-line message.
@@ -419,6 +572,22 @@ fn intent_path(cfg: &BackupConfig) -> PathBuf {
         None => PathBuf::from("."),
     };
     dir.join(swap::INTENT)
+}
+
+/// For a dry run: say what [`finish_interrupted`] (or a restore) would do
+/// first, touching nothing.
+///
+/// # Errors
+/// A directory that cannot be read.
+pub(crate) fn log_interrupted(cfg: &BackupConfig) -> Result<()> {
+    let dirs = swap_dirs(cfg);
+    if swap::needs_recovery(&dirs, &dirs)? {
+        log::info!(
+            "Would first finish or undo an interrupted restore, or remove the temporaries of a dead one ({})",
+            intent_path(cfg).display()
+        );
+    }
+    Ok(())
 }
 
 /// Before a backup: finish or undo a restore swap an earlier run left

@@ -8,7 +8,9 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
 
 use super::{to_py, ConfigError};
-use crate::commands::{self, BackupMode, RestoreMode, ScriptBlobEngine, ScriptFsEngine};
+use crate::commands::{
+    self, BackupMode, RestoreMode, RestoreRequest, ScriptBlobEngine, ScriptFsEngine,
+};
 use crate::config::{self, AdditionalStorage, AltSource, ConfigInput, RestoreDate};
 use crate::hooks::ShellHooks;
 
@@ -221,13 +223,19 @@ impl PyBackupConfig {
         self.inner.probe_locations()
     }
 
-    /// `(filestorages, blobstorages)` a restore replaces.
-    fn restore_targets(&self) -> (Vec<String>, Vec<String>) {
-        let (fs, blobs) = self.inner.restore_targets();
-        (
+    /// `(filestorages, blobstorages)` a restore replaces; with `target`,
+    /// those of a restore into that directory (`--target`).
+    #[pyo3(signature = (target = None))]
+    fn restore_targets(&self, target: Option<PathBuf>) -> PyResult<(Vec<String>, Vec<String>)> {
+        let moved = target
+            .map(|dir| self.inner.with_target(&dir))
+            .transpose()
+            .map_err(to_py)?;
+        let (fs, blobs) = moved.as_ref().unwrap_or(&self.inner).restore_targets();
+        Ok((
             fs.into_iter().map(path_str).collect(),
             blobs.into_iter().map(path_str).collect(),
-        )
+        ))
     }
 
     fn __repr__(&self) -> String {
@@ -263,14 +271,16 @@ fn parse_restore_date(text: &str) -> PyResult<String> {
 }
 
 /// Run a backup script: mode is standard, full, snapshot or zip. `now`
-/// (seconds since the epoch) fixes the clock, for tests.
+/// (seconds since the epoch) fixes the clock, for tests. `dry_run` logs
+/// what would be done and touches nothing.
 #[pyfunction]
-#[pyo3(signature = (config, mode, now = None))]
+#[pyo3(signature = (config, mode, now = None, dry_run = false))]
 fn backup(
     py: Python<'_>,
     config: &Bound<'_, PyBackupConfig>,
     mode: &str,
     now: Option<f64>,
+    dry_run: bool,
 ) -> PyResult<()> {
     let mode = match mode {
         "standard" => BackupMode::Standard,
@@ -285,6 +295,7 @@ fn backup(
         commands::backup(
             &cfg,
             mode,
+            dry_run,
             &ScriptFsEngine { now },
             &ScriptBlobEngine { now },
             &ShellHooks,
@@ -298,8 +309,14 @@ fn backup(
 /// (seconds since the epoch) fixes the clock, for tests.
 /// `accept_blob_mismatch` restores an older blob backup when the one of the
 /// filestorage backup's date is missing (`--accept-blob-mismatch`).
+/// `target` restores into that directory instead of the live site;
+/// `dry_run` checks and logs what would be written, and writes nothing.
 #[pyfunction]
-#[pyo3(signature = (config, mode, date = None, now = None, accept_blob_mismatch = false))]
+#[pyo3(signature = (
+    config, mode, date = None, now = None, accept_blob_mismatch = false, target = None,
+    dry_run = false
+))]
+#[allow(clippy::too_many_arguments)]
 fn restore(
     py: Python<'_>,
     config: &Bound<'_, PyBackupConfig>,
@@ -307,6 +324,8 @@ fn restore(
     date: Option<&str>,
     now: Option<f64>,
     accept_blob_mismatch: bool,
+    target: Option<PathBuf>,
+    dry_run: bool,
 ) -> PyResult<()> {
     let mode = match mode {
         "standard" => RestoreMode::Standard,
@@ -321,9 +340,13 @@ fn restore(
     py.detach(|| {
         commands::restore(
             &cfg,
-            mode,
-            date.as_ref(),
-            accept_blob_mismatch,
+            &RestoreRequest {
+                mode,
+                date: date.as_ref(),
+                accept_blob_mismatch,
+                target: target.as_deref(),
+                dry_run,
+            },
             &ScriptFsEngine { now },
             &ScriptBlobEngine { now },
             &ShellHooks,

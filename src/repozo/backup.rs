@@ -22,6 +22,7 @@ use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
+use chrono::{DateTime, Utc};
 use md5::{Digest, Md5};
 
 use crate::clock::Clock;
@@ -124,6 +125,64 @@ struct Plan {
     chain: Option<Chain>,
 }
 
+impl Plan {
+    fn action(&self) -> Action {
+        match self.kind {
+            Kind::Full => Action::Full,
+            Kind::Incremental => Action::Incremental,
+        }
+    }
+}
+
+/// The files a planned backup writes.
+struct Names {
+    data: PathBuf,
+    index: PathBuf,
+    dat: PathBuf,
+}
+
+/// The names of the files a backup made at `now` writes, checked: no
+/// whitespace in the path a `.dat` line holds, no backup file of the same
+/// second already there.
+fn names(opts: &BackupOptions, now: DateTime<Utc>, plan: &Plan) -> Result<Names> {
+    let repo = &opts.repository;
+    let dest = join(repo, &gen_filename(now, data_ext(plan.kind, opts.gzip)));
+    // The `.dat` line holds the path; whitespace in it makes a line that
+    // neither repozo nor we can read back, so refuse before writing
+    // anything (repozo writes it and fails on every later run).
+    if dest.to_string_lossy().chars().any(char::is_whitespace) {
+        return Err(Error::Config(format!(
+            "{}: the repository path contains whitespace, which a .dat line cannot hold (repozo could not read it back either)",
+            dest.display()
+        )));
+    }
+    // Any backup file of this second, not only the one we would write: a
+    // `.deltafs` beside a `.fs` of the same second is never recovered (the
+    // full wins the name), and the `.index` would be overwritten (repozo
+    // quirk, fixed; CHANGES.rst).
+    let same_second = std::iter::once(dest.clone()).chain(
+        [".fs", ".fsz", ".deltafs", ".deltafsz", ".index"]
+            .iter()
+            .map(|ext| join(repo, &gen_filename(now, ext))),
+    );
+    for path in same_second {
+        if path.symlink_metadata().is_ok() {
+            return Err(Error::WouldOverwriteFiles { path });
+        }
+    }
+    let dat = match (plan.kind, &plan.chain) {
+        (Kind::Incremental, Some(chain)) if !chain.files.is_empty() => {
+            dat::dat_path_for(&chain.files[0])
+        }
+        _ => dat::dat_path_for(&dest),
+    };
+    Ok(Names {
+        data: dest,
+        index: join(repo, &gen_filename(now, ".index")),
+        dat,
+    })
+}
+
 /// Back up `opts.datafs` into `opts.repository`.
 ///
 /// Holds the repository lock ([`crate::lock`]) throughout, and first
@@ -154,11 +213,107 @@ pub fn backup(
     // Read the clock only once the lock is held: a run that waited for
     // another names its backup after the other's.
     let when = gen_filename(clock.now(), "");
+    let decided = decide(opts, &when, true, progress)?;
+    let Some(plan) = decided.plan else {
+        log::info!(target: LOG, "No changes, nothing to do");
+        return Ok(nothing(decided.scan.end));
+    };
+    write_backup(opts, &decided.file, &decided.scan, &plan, clock, progress)
+}
+
+/// What [`backup`] would do now, touching nothing: no lock, no cleaning of
+/// an interrupted run's leftovers, no file written (a dry run). The
+/// decision (full, incremental or nothing, quick mode included) and the
+/// names are [`backup`]'s own. A repository that does not exist yet gets a
+/// full backup when `opts.create_repository`, else repozo's error.
+///
+/// # Errors
+/// As [`backup`] before it writes: a Data.fs ZODB would not open, a
+/// backup newer than now, a file of the same second
+/// ([`Error::WouldOverwriteFiles`]), a repository path with whitespace.
+pub fn plan_backup(
+    opts: &BackupOptions,
+    clock: &dyn Clock,
+    progress: &dyn Progress,
+) -> Result<PlannedBackup> {
+    let repo = &opts.repository;
+    let exists = repo.is_dir() || !opts.create_repository;
+    let now = clock.now();
+    let when = gen_filename(now, "");
+    let decided = decide(opts, &when, exists, progress)?;
+    let Some(plan) = decided.plan else {
+        return Ok(PlannedBackup {
+            action: Action::Nothing,
+            reason: "no changes",
+            data_file: None,
+            index_file: None,
+            dat_file: None,
+        });
+    };
+    let names = names(opts, now, &plan)?;
+    Ok(PlannedBackup {
+        action: plan.action(),
+        reason: plan.reason,
+        data_file: Some(names.data),
+        index_file: Some(names.index),
+        dat_file: Some(names.dat),
+    })
+}
+
+/// What [`plan_backup`] found: the files a backup would write.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PlannedBackup {
+    /// The decision.
+    pub action: Action,
+    /// Why (as [`BackupReport::reason`]).
+    pub reason: &'static str,
+    /// The new data file.
+    pub data_file: Option<PathBuf>,
+    /// The new `.index`.
+    pub index_file: Option<PathBuf>,
+    /// The `.dat` that would get the new line: a new one for a full
+    /// backup, the chain's for an incremental.
+    pub dat_file: Option<PathBuf>,
+}
+
+fn nothing(end: u64) -> BackupReport {
+    BackupReport {
+        action: Action::Nothing,
+        reason: "no changes",
+        data_file: None,
+        index_file: None,
+        dat_file: None,
+        start: end,
+        end,
+        md5: None,
+        written: 0,
+        removed: Vec::new(),
+    }
+}
+
+/// The Data.fs, opened once, its scan, and the decision.
+struct Decided {
+    file: File,
+    scan: ScanResult,
+    plan: Option<Plan>,
+}
+
+/// Open and scan the Data.fs and decide between a full backup, an
+/// incremental one and nothing: the one decision of [`backup`] and
+/// [`plan_backup`]. `repository_exists` false: a repository still to be
+/// created, which gets a full backup.
+fn decide(
+    opts: &BackupOptions,
+    when: &str,
+    repository_exists: bool,
+    progress: &dyn Progress,
+) -> Result<Decided> {
+    let repo = &opts.repository;
     if let Some(newer) = repo
         .is_dir()
         .then(|| crate::repozo::find::data_files(repo))
         .transpose()?
-        .and_then(|names| names.into_iter().rfind(|n| splitext(n).0 > when.as_str()))
+        .and_then(|names| names.into_iter().rfind(|n| splitext(n).0 > when))
     {
         // Our file would sort before it, and every later run would read
         // the chain in the wrong order.
@@ -185,9 +340,17 @@ pub fn backup(
         });
     }
 
-    let plan = if opts.full {
+    let plan = if !repository_exists {
+        log::info!(target: LOG, "doing a full backup");
+        Some(Plan {
+            kind: Kind::Full,
+            start: 0,
+            reason: "no backup yet",
+            chain: None,
+        })
+    } else if opts.full {
         // For the log lines (and repozo's error for a missing repository).
-        find_files(repo, &when)?;
+        find_files(repo, when)?;
         log::info!(target: LOG, "doing a full backup");
         Some(Plan {
             kind: Kind::Full,
@@ -196,7 +359,7 @@ pub fn backup(
             chain: None,
         })
     } else {
-        match chain::vouch(repo, &when)? {
+        match chain::vouch(repo, when)? {
             Err(_) if crate::repozo::find::data_files(repo)?.is_empty() => {
                 log::info!(target: LOG, "doing a full backup");
                 Some(Plan {
@@ -217,22 +380,7 @@ pub fn backup(
             Ok(chain) => decide_checksum(&file, &opts.datafs, chain, end, progress)?,
         }
     };
-    let Some(plan) = plan else {
-        log::info!(target: LOG, "No changes, nothing to do");
-        return Ok(BackupReport {
-            action: Action::Nothing,
-            reason: "no changes",
-            data_file: None,
-            index_file: None,
-            dat_file: None,
-            start: end,
-            end,
-            md5: None,
-            written: 0,
-            removed: Vec::new(),
-        });
-    };
-    write_backup(opts, &file, &scan, &plan, clock, progress)
+    Ok(Decided { file, scan, plan })
 }
 
 fn full(reason: &'static str) -> Option<Plan> {
@@ -541,37 +689,17 @@ fn write_backup(
 ) -> Result<BackupReport> {
     let repo = &opts.repository;
     let now = clock.now();
+    let Names {
+        data: dest,
+        index: index_path,
+        dat: dat_file,
+    } = names(opts, now, plan)?;
     let name = gen_filename(now, data_ext(plan.kind, opts.gzip));
-    let dest = join(repo, &name);
-    // The `.dat` line holds the path; whitespace in it makes a line that
-    // neither repozo nor we can read back, so refuse before writing
-    // anything (repozo writes it and fails on every later run).
-    if dest.to_string_lossy().chars().any(char::is_whitespace) {
-        return Err(Error::Config(format!(
-            "{}: the repository path contains whitespace, which a .dat line cannot hold (repozo could not read it back either)",
-            dest.display()
-        )));
-    }
-    // Any backup file of this second, not only the one we would write: a
-    // `.deltafs` beside a `.fs` of the same second is never recovered (the
-    // full wins the name), and the `.index` would be overwritten (repozo
-    // quirk, fixed; CHANGES.rst).
-    let same_second = std::iter::once(dest.clone()).chain(
-        [".fs", ".fsz", ".deltafs", ".deltafsz", ".index"]
-            .iter()
-            .map(|ext| join(repo, &gen_filename(now, ext))),
-    );
-    for path in same_second {
-        if path.symlink_metadata().is_ok() {
-            return Err(Error::WouldOverwriteFiles { path });
-        }
-    }
     let end = scan.end;
     let start = plan.start;
 
     log::info!(target: LOG, "writing index");
     let index_name = gen_filename(now, ".index");
-    let index_path = join(repo, &index_name);
     let index_tmp = temp_in(repo, &index_name)?;
     {
         let mut w = BufWriter::with_capacity(1 << 16, index_tmp.as_file());
@@ -657,10 +785,6 @@ fn write_backup(
         end,
         md5: sum.clone(),
     };
-    let dat_file = match (plan.kind, &plan.chain) {
-        (Kind::Incremental, Some(chain)) => dat::dat_path_for(&chain.files[0]),
-        _ => dat::dat_path_for(&dest),
-    };
     // The commit point: the `.dat` line. Before it, a failure removes the
     // data file and its index again; once the line is in the `.dat` (also
     // when the write reported an error after all), the backup is never
@@ -687,10 +811,7 @@ fn write_backup(
         Vec::new()
     };
     Ok(BackupReport {
-        action: match plan.kind {
-            Kind::Full => Action::Full,
-            Kind::Incremental => Action::Incremental,
-        },
+        action: plan.action(),
         reason: plan.reason,
         data_file: Some(dest),
         index_file: Some(index_path),
@@ -701,4 +822,116 @@ fn write_backup(
         written,
         removed,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::SteppingClock;
+    use crate::progress::NoProgress;
+
+    /// A Data.fs of `n` empty committed transactions.
+    fn datafs(n: u64) -> Vec<u8> {
+        let mut out = b"FS30".to_vec();
+        for i in 1..=n {
+            let tlen: u64 = 23;
+            out.extend((0x03d0_0000_0000_0000u64 + i).to_be_bytes());
+            out.extend(tlen.to_be_bytes());
+            out.push(b' ');
+            out.extend([0u8; 6]);
+            out.extend(tlen.to_be_bytes());
+        }
+        out
+    }
+
+    fn at(secs: i64) -> SteppingClock {
+        let t = DateTime::<Utc>::from_timestamp(1_790_000_000 + secs, 0).expect("time");
+        SteppingClock::new(t, chrono::Duration::zero())
+    }
+
+    fn listing(dir: &Path) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(dir)
+            .map(|rd| {
+                rd.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        v.sort();
+        v
+    }
+
+    /// The plan names what the backup then writes, and the planning writes
+    /// nothing, not even a lock file: a full backup, an incremental, quick
+    /// mode, and nothing to do.
+    #[test]
+    fn plan_backup_names_what_backup_writes() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let live = d.path().join("Data.fs");
+        let repo = d.path().join("backups");
+        let mut opts = BackupOptions::new(live.clone(), repo.clone());
+        opts.create_repository = true;
+        std::fs::write(&live, datafs(2)).expect("write");
+
+        // Missing repository: a full backup, and it is not created.
+        let p = plan_backup(&opts, &at(0), &NoProgress).expect("plan");
+        assert!(!repo.exists());
+        assert_eq!(p.action, Action::Full);
+        let r = backup(&opts, &at(0), &NoProgress).expect("backup");
+        assert_eq!(r.action, Action::Full);
+        assert_eq!(
+            (p.data_file, p.index_file, p.dat_file),
+            (r.data_file, r.index_file, r.dat_file.clone())
+        );
+
+        for quick in [false, true] {
+            let secs = if quick { 20 } else { 10 };
+            opts.quick = quick;
+            let size = if quick { 4 } else { 3 };
+            std::fs::write(&live, datafs(size)).expect("write");
+            let before = listing(&repo);
+            let p = plan_backup(&opts, &at(secs), &NoProgress).expect("plan");
+            assert_eq!(listing(&repo), before);
+            assert_eq!(p.action, Action::Incremental);
+            let r = backup(&opts, &at(secs), &NoProgress).expect("backup");
+            assert_eq!(r.action, Action::Incremental);
+            assert_eq!(
+                (p.data_file, p.index_file, p.dat_file),
+                (r.data_file, r.index_file, r.dat_file)
+            );
+
+            let p = plan_backup(&opts, &at(secs + 1), &NoProgress).expect("plan");
+            assert_eq!(p.action, Action::Nothing);
+            assert_eq!(p.data_file, None);
+            let r = backup(&opts, &at(secs + 1), &NoProgress).expect("backup");
+            assert_eq!(r.action, Action::Nothing);
+        }
+
+        // A changed (packed) Data.fs: a full backup, as backup decides.
+        let mut packed = datafs(1);
+        packed[11] ^= 1;
+        std::fs::write(&live, &packed).expect("write");
+        let p = plan_backup(&opts, &at(30), &NoProgress).expect("plan");
+        assert_eq!(p.action, Action::Full);
+        let r = backup(&opts, &at(30), &NoProgress).expect("backup");
+        assert_eq!((p.action, p.data_file), (r.action, r.data_file));
+    }
+
+    /// A file of the same second: the plan refuses as the backup would.
+    #[test]
+    fn plan_backup_refuses_an_existing_name() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let live = d.path().join("Data.fs");
+        let repo = d.path().join("backups");
+        std::fs::create_dir(&repo).expect("mkdir");
+        std::fs::write(&live, datafs(1)).expect("write");
+        let opts = BackupOptions {
+            full: true,
+            ..BackupOptions::new(live, repo.clone())
+        };
+        std::fs::write(repo.join(gen_filename(at(0).now(), ".index")), "x").expect("write");
+        let e = plan_backup(&opts, &at(0), &NoProgress);
+        assert!(matches!(e, Err(Error::WouldOverwriteFiles { .. })), "{e:?}");
+        assert_eq!(listing(&repo).len(), 1);
+    }
 }

@@ -32,7 +32,7 @@ pub mod verify;
 use std::io;
 use std::path::Path;
 
-pub use backup::{backup, Action, BackupOptions, BackupReport};
+pub use backup::{backup, plan_backup, Action, BackupOptions, BackupReport, PlannedBackup};
 pub use recover::{recover, RecoverOptions, RecoverReport};
 pub use verify::{verify, VerifyOptions, VerifyReport};
 

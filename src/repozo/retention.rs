@@ -95,6 +95,40 @@ pub fn plan_retention(names: &[String], keep: u32, complete: Option<&[String]>) 
 /// [`crate::Error::Io`] when the repository cannot be listed or a file
 /// cannot be removed.
 pub fn apply(repository: &Path, keep: u32, complete: Option<&[String]>) -> Result<FsCleanupPlan> {
+    let plan = plan_retention(&list(repository)?, keep, complete);
+    execute(repository, &plan)?;
+    Ok(plan)
+}
+
+/// What [`apply`] would remove once the files named `planned` (a backup
+/// still to be made) exist too, touching nothing (a dry run). A missing
+/// repository holds nothing yet.
+///
+/// # Errors
+/// [`crate::Error::Io`] when the repository cannot be listed.
+pub fn plan_after(
+    repository: &Path,
+    keep: u32,
+    complete: Option<&[String]>,
+    planned: &[String],
+) -> Result<FsCleanupPlan> {
+    let mut names = if repository.is_dir() {
+        list(repository)?
+    } else {
+        Vec::new()
+    };
+    names.extend(
+        planned
+            .iter()
+            .filter(|p| !names.contains(p))
+            .cloned()
+            .collect::<Vec<_>>(),
+    );
+    Ok(plan_retention(&names, keep, complete))
+}
+
+/// The names of the regular files in `repository`.
+fn list(repository: &Path) -> Result<Vec<String>> {
     let mut names = Vec::new();
     for entry in std::fs::read_dir(repository).at(repository)? {
         let entry = entry.at(repository)?;
@@ -104,9 +138,7 @@ pub fn apply(repository: &Path, keep: u32, complete: Option<&[String]>) -> Resul
             }
         }
     }
-    let plan = plan_retention(&names, keep, complete);
-    execute(repository, &plan)?;
-    Ok(plan)
+    Ok(names)
 }
 
 /// Remove the planned files from `repository`. Returns their paths.
@@ -236,5 +268,44 @@ mod tests {
         left.sort();
         assert_eq!(left.len(), REPO.len() - 5 + 1);
         assert!(left.contains(&"notes.txt".to_owned()));
+    }
+}
+
+#[cfg(test)]
+mod plan_after_tests {
+    use super::*;
+
+    /// A planned full backup counts as made: with keep 1 the old chain
+    /// goes, and nothing is removed while planning. A missing repository
+    /// holds nothing yet.
+    #[test]
+    fn plan_after_counts_the_planned_backup() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let old = [
+            "2026-01-01-00-00-00.fsz",
+            "2026-01-01-00-00-00.dat",
+            "2026-01-01-00-00-00.index",
+            "2026-01-02-00-00-00.deltafsz",
+            "2026-01-02-00-00-00.index",
+        ];
+        for n in old {
+            std::fs::write(d.path().join(n), "x").expect("write");
+        }
+        let planned: Vec<String> = ["fsz", "dat", "index"]
+            .iter()
+            .map(|e| format!("2026-02-01-00-00-00.{e}"))
+            .collect();
+        let plan = plan_after(d.path(), 1, None, &planned).expect("plan");
+        let mut want: Vec<String> = old.iter().map(|s| (*s).to_owned()).collect();
+        want.sort();
+        assert_eq!(plan.remove, want);
+        assert!(old.iter().all(|n| d.path().join(n).exists()));
+        // Without the planned full backup there is one chain: nothing goes.
+        assert!(plan_after(d.path(), 1, None, &[])
+            .expect("plan")
+            .remove
+            .is_empty());
+        let missing = plan_after(&d.path().join("missing"), 1, None, &planned).expect("plan");
+        assert!(missing.remove.is_empty());
     }
 }

@@ -4,9 +4,11 @@
   ``-h/--help``; restore scripts take one optional positional UTC date
   ``yyyy-mm-dd[-hh[-mm[-ss]]]``, validated by the core, and
   ``--accept-blob-mismatch`` (restore an older blob backup when the one of
-  the filestorage backup's date is missing; the core decides and warns).
-  Short flags combine (``-qn``). Backup scripts ignore positional
-  arguments (6.0).
+  the filestorage backup's date is missing; the core decides and warns)
+  and ``--target DIR`` (restore into DIR, the live site untouched).
+  Every script takes ``--dry-run`` (say what would be done, touch
+  nothing; no prompt). Short flags combine (``-qn``). Backup scripts
+  ignore positional arguments (6.0).
 - Logging: ``LEVEL: message`` on stderr; ``debug`` adds DEBUG and the time
   and the filestorage engine's lines (6.0: repozo ``--verbose``); ``-q``
   means WARNING and up. Rust log records arrive through the same logging
@@ -43,11 +45,21 @@ PROMPT_AGAIN = "Please explicitly answer yes/no in full (or accept the default)"
 class Arguments:
     """Parsed script arguments."""
 
-    def __init__(self, quiet, no_prompt, date, accept_blob_mismatch=False):
+    def __init__(
+        self,
+        quiet,
+        no_prompt,
+        date,
+        accept_blob_mismatch=False,
+        target=None,
+        dry_run=False,
+    ):
         self.quiet = quiet
         self.no_prompt = no_prompt
         self.date = date
         self.accept_blob_mismatch = accept_blob_mismatch
+        self.target = target
+        self.dry_run = dry_run
 
 
 class _Parser(argparse.ArgumentParser):
@@ -80,6 +92,14 @@ def parse_args(argv, prog, restore):
         action="store_true",
         help="do not ask for confirmation before restoring",
     )
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help=(
+            "say what would be done (lines starting with 'Would '), "
+            "change nothing"
+        ),
+    )
     if restore:
         parser.add_argument(
             "date",
@@ -91,6 +111,14 @@ def parse_args(argv, prog, restore):
             action="store_true",
             help=MISMATCH_HELP,
         )
+        parser.add_argument(
+            "--target",
+            metavar="DIR",
+            help=(
+                "restore the Data.fs files and blob directories into DIR "
+                "(created if missing) instead of the live site"
+            ),
+        )
     else:
         parser.add_argument("ignored", nargs="*", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -99,6 +127,8 @@ def parse_args(argv, prog, restore):
         args.no_prompt,
         getattr(args, "date", None),
         getattr(args, "accept_blob_mismatch", False),
+        getattr(args, "target", None),
+        args.dry_run,
     )
 
 
