@@ -213,7 +213,7 @@ impl Reader<'_> {
                     datafs,
                     blob_dir,
                 }),
-                Found::InMemory => log::info!(
+                Found::InMemory => log::debug!(
                     "{}: {} keeps its data in memory: nothing to back up",
                     db.at,
                     db.describe()
@@ -284,7 +284,7 @@ impl Reader<'_> {
                     datafs,
                     blob_dir,
                 }),
-                Found::InMemory => log::info!(
+                Found::InMemory => log::debug!(
                     "{}: {} keeps its data in memory: nothing to back up",
                     s.at,
                     s.describe()

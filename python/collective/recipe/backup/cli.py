@@ -38,6 +38,14 @@ MISMATCH_HELP = (
     "of refusing"
 )
 
+DRY_RUN_HELP = (
+    "say what would be done (lines starting with 'Would '), change nothing"
+)
+TARGET_HELP = (
+    "restore the Data.fs files and blob directories into DIR "
+    "(created if missing) instead of the live site"
+)
+
 PROMPT_QUESTION = "Are you sure? (yes/No)? "
 PROMPT_AGAIN = "Please explicitly answer yes/no in full (or accept the default)"
 
@@ -95,10 +103,7 @@ def parse_args(argv, prog, restore):
     parser.add_argument(
         "--dry-run",
         action="store_true",
-        help=(
-            "say what would be done (lines starting with 'Would '), "
-            "change nothing"
-        ),
+        help=DRY_RUN_HELP,
     )
     if restore:
         parser.add_argument(
@@ -114,10 +119,7 @@ def parse_args(argv, prog, restore):
         parser.add_argument(
             "--target",
             metavar="DIR",
-            help=(
-                "restore the Data.fs files and blob directories into DIR "
-                "(created if missing) instead of the live site"
-            ),
+            help=TARGET_HELP,
         )
     else:
         parser.add_argument("ignored", nargs="*", help=argparse.SUPPRESS)

@@ -140,7 +140,7 @@ def make_parser():
             sub.add_argument(
                 "--dry-run",
                 action="store_true",
-                help="print what would be written and removed; change nothing",
+                help=cli.DRY_RUN_HELP,
             )
         if kind == "restore":
             sub.add_argument(
@@ -156,7 +156,7 @@ def make_parser():
             sub.add_argument(
                 "--target",
                 metavar="DIR",
-                help="restore into DIR instead of over the live site",
+                help=cli.TARGET_HELP,
             )
         if kind == "status":
             sub.add_argument("--json", action="store_true", help="print JSON")
