@@ -25,7 +25,8 @@
 //! - [`progress`], [`clock`]: what the core reports through, and its time source.
 //! - [`config`]: `BackupConfig`, the validated buildout configuration;
 //!   [`commands`]: backup and restore orchestration over engine traits;
-//!   [`hooks`]: `pre_command` / `post_command`.
+//!   [`hooks`]: `pre_command` / `post_command`; [`status`]: the
+//!   read-only health report of all backups.
 
 pub mod clock;
 pub mod error;
@@ -44,6 +45,7 @@ pub mod retention;
 pub mod commands;
 pub mod config;
 pub mod hooks;
+pub mod status;
 
 #[cfg(feature = "python")]
 mod python;
