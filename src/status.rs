@@ -888,7 +888,14 @@ fn pair(
         }
         backup.blob_backup = blob;
     }
-    let fs_stamps: HashSet<&str> = stamps.iter().map(String::as_str).collect();
+    // A blob backup of a listed file that is missing is no orphan: the
+    // chain's problem says what is wrong.
+    let fs_stamps: HashSet<&str> = r
+        .chains
+        .iter()
+        .flat_map(|c| &c.backups)
+        .map(|x| x.stamp.as_str())
+        .collect();
     for x in &mut b.backups {
         x.filestorage_backup = owner.get(&x.name).cloned();
         let Some(stamp) = x.stamp.as_deref() else {
@@ -943,7 +950,7 @@ fn bytes_of(path: &Path, seen: &mut HashSet<(u64, u64)>) -> u64 {
         .sum()
 }
 
-/// `2d 3h`, `1h 5m`, `45s`: the two largest units.
+/// `2d 3h`, `1h 1s`, `45s`: every unit that is not zero.
 fn human_duration(secs: u64) -> String {
     let units = [
         (604_800, "w"),
@@ -955,11 +962,9 @@ fn human_duration(secs: u64) -> String {
     let mut parts = Vec::new();
     let mut rest = secs;
     for (size, unit) in units {
-        if rest >= size && parts.len() < 2 {
+        if rest >= size {
             parts.push(format!("{}{unit}", rest / size));
             rest %= size;
-        } else if !parts.is_empty() {
-            break;
         }
     }
     if parts.is_empty() {
@@ -1000,9 +1005,10 @@ impl StatusReport {
                 Some(n) => {
                     let _ = writeln!(
                         out,
-                        "  newest backup: {} ({} old) {}",
+                        "  newest backup: {} ({} old, {} seconds) {}",
                         n.stamp,
                         human_duration(n.age_seconds.unsigned_abs()),
+                        n.age_seconds,
                         n.path
                     );
                 }
@@ -1070,7 +1076,7 @@ fn text_repository(out: &mut String, kind: &str, r: &RepositoryStatus) {
 
 fn text_blobs(out: &mut String, kind: &str, b: &BlobLocationStatus) {
     if !b.exists {
-        let _ = writeln!(out, "  {kind} blobs: {} does not exist", b.path);
+        let _ = writeln!(out, "  {kind} (blobs): {} does not exist", b.path);
         return;
     }
     let count = b
@@ -1081,7 +1087,7 @@ fn text_blobs(out: &mut String, kind: &str, b: &BlobLocationStatus) {
     let newest = b.backups.first().map_or("", |x| x.name.as_str());
     let _ = writeln!(
         out,
-        "  {kind} blobs: {}: {count} backup(s), {} bytes{}{}",
+        "  {kind} (blobs): {}: {count} backup(s), {} bytes{}{}",
         b.path,
         b.bytes,
         if newest.is_empty() { "" } else { ", newest " },
@@ -1246,6 +1252,8 @@ mod tests {
         let f = fixture(ConfigInput::default());
         chain(&f.repo);
         blob_dir(&f.blobs, S1);
+        // The blob backup of the lost increment is no orphan.
+        blob_dir(&f.blobs, S2);
         fs::remove_file(f.repo.join(format!("{S2}.deltafs"))).expect("rm");
         let r = run(&f, at(S2), None);
         assert_eq!(kinds(&r), [ProblemKind::BrokenChain]);
@@ -1374,10 +1382,11 @@ mod tests {
     }
 
     #[test]
-    fn human_duration_two_units() {
+    fn human_duration_units() {
         assert_eq!(human_duration(0), "0s");
         assert_eq!(human_duration(45), "45s");
         assert_eq!(human_duration(3900), "1h 5m");
+        assert_eq!(human_duration(3601), "1h 1s");
         assert_eq!(human_duration(183_600), "2d 3h");
         assert_eq!(human_duration(86_400), "1d");
     }

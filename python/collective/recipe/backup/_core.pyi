@@ -207,3 +207,9 @@ def restore(
     now: float | None = None,
     accept_blob_mismatch: bool = False,
 ) -> None: ...
+def status(
+    config: BackupConfig,
+    *,
+    now: float | None = None,
+    max_age: str | int | None = None,
+) -> tuple[bool, str, str]: ...
