@@ -1322,6 +1322,23 @@ mod tests {
     }
 
     #[test]
+    fn status_only_blobs_counts_blob_backups() {
+        let f = fixture(ConfigInput {
+            only_blobs: true,
+            ..ConfigInput::default()
+        });
+        let r = run(&f, at(S2), None);
+        assert_eq!(kinds(&r), [ProblemKind::NoBackups]);
+        assert!(r.problems[0].path.ends_with("blobstorage"));
+        blob_dir(&f.blobs, S1);
+        let r = run(&f, at(S2), Some(3600));
+        assert!(r.healthy, "{:?}", r.problems);
+        assert!(r.storages[0].locations[0].filestorage.is_none());
+        let newest = r.storages[0].newest.as_ref().expect("newest");
+        assert_eq!((newest.stamp.as_str(), newest.age_seconds), (S1, 3600));
+    }
+
+    #[test]
     fn status_delta_without_level0_is_broken() {
         let f = fixture(ConfigInput {
             archive_blob: Some(true),
