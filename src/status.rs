@@ -597,7 +597,7 @@ fn repository_status(repo: &Path, p: &mut Problems<'_>) -> RepositoryStatus {
             p.add(
                 ProblemKind::Unreadable,
                 repo,
-                format!("{} cannot be read: {e}", repo.display()),
+                format!("A backup location cannot be read: {e}"),
             );
             return status;
         }
@@ -689,7 +689,7 @@ fn blob_location_status(
             p.add(
                 ProblemKind::Unreadable,
                 loc,
-                format!("{} cannot be read: {e}", loc.display()),
+                format!("A backup location cannot be read: {e}"),
             );
             return (status, Vec::new());
         }
@@ -1336,6 +1336,31 @@ mod tests {
         assert!(r.storages[0].locations[0].filestorage.is_none());
         let newest = r.storages[0].newest.as_ref().expect("newest");
         assert_eq!((newest.stamp.as_str(), newest.age_seconds), (S1, 3600));
+    }
+
+    #[test]
+    fn status_location_that_cannot_be_listed_is_unreadable() {
+        let f = fixture(ConfigInput::default());
+        fs::write(&f.repo, "not a directory").expect("write");
+        fs::write(&f.blobs, "not a directory").expect("write");
+        let r = run(&f, at(S2), None);
+        assert_eq!(
+            kinds(&r),
+            [
+                ProblemKind::Unreadable,
+                ProblemKind::Unreadable,
+                ProblemKind::NoBackups
+            ]
+        );
+        for p in &r.problems[..2] {
+            assert!(
+                p.message.starts_with("A backup location cannot be read: "),
+                "{}",
+                p.message
+            );
+            assert!(p.message.contains(&p.path), "{}", p.message);
+            assert!(!p.message.contains("os error"), "{}", p.message);
+        }
     }
 
     #[test]
