@@ -605,11 +605,12 @@ fn repository_status(repo: &Path, p: &mut Problems<'_>) -> RepositoryStatus {
     status.by_names = survey.by_names;
     for chain in &survey.chains {
         let dat_path = chain.dat.as_deref().map(|d| join(repo, d));
+        let at = dat_path.as_deref().unwrap_or(repo);
         for why in &chain.broken {
             p.add(
                 ProblemKind::BrokenChain,
-                dat_path.as_deref().unwrap_or(repo),
-                format!("Broken backup chain: {why}."),
+                at,
+                format!("Broken backup chain {}: {why}.", at.display()),
             );
         }
         status.chains.push(ChainStatus {

@@ -183,7 +183,8 @@ def test_deleted_increment_is_a_broken_chain(site):
     report, text = site.status()
     (dat,) = [n for n in names if n.endswith(".dat")]
     assert problems(report) == [("broken_chain", os.path.join(site.backups, dat))]
-    assert report["problems"][0]["message"].endswith(
+    assert report["problems"][0]["message"] == (
+        f"Broken backup chain {os.path.join(site.backups, dat)}: "
         f"{os.path.join(site.backups, middle)} is missing."
     )
     (chain,) = location(report, "backups")["filestorage"]["chains"]
