@@ -344,3 +344,46 @@ def test_read_only_backup_disk(site, tmp_path):
     assert report == expected
     assert report["healthy"]
     assert {d: sorted(os.listdir(d)) for d in (site.backups, site.blobs)} == before
+
+
+@pytest.mark.parametrize(
+    "options, mode, kind, suffixes",
+    [
+        ({"archive_blob": True}, "standard", "backups", [".tar"]),
+        ({"archive_blob": True, "compress_blob": True}, "standard", "backups", [".tar.gz"]),
+        (
+            {"archive_blob": True, "incremental_blobs": True},
+            "standard",
+            "backups",
+            [".tar", ".delta.tar", ".delta.tar"],
+        ),
+        ({"use_rsync": False}, "standard", "backups", ["", "", ""]),
+        ({}, "snapshot", "snapshots", ["", ""]),  # keep = 2 full backups
+    ],
+)
+def test_every_layout_pairs_each_backup(tmp_path, options, mode, kind, suffixes):
+    s = Site(str(tmp_path), **options)
+    made = []
+    for _ in range(3):
+        made.append(s.backup(mode))
+        s.change()
+    report, _ = s.status()
+    assert report["healthy"], report["problems"]
+    loc = location(report, kind)
+    backups = [b for c in loc["filestorage"]["chains"] for b in c["backups"]]
+    assert [b["stamp"] for b in backups][-len(suffixes):] == made[-len(suffixes):]
+    blob_dir = s.config.storages[-1][
+        "blob_backup_location" if kind == "backups" else "blob_snapshot_location"
+    ]
+    on_disk = os.listdir(blob_dir)
+    for b, suffix in zip(backups[-len(suffixes):], suffixes):
+        assert b["blob_backup"]["name"] == f"blobstorage.{b['stamp']}{suffix}"
+        assert b["blob_backup"]["name"] in on_disk
+    # Every blob backup belongs to one, a .snar to none.
+    for b in loc["blobs"]["backups"]:
+        if b["kind"] == "snapshot_file":
+            assert b["filestorage_backup"] is None and b["name"].endswith(".snar")
+        else:
+            assert b["filestorage_backup"] == next(
+                x["file"] for x in backups if x["stamp"] == b["stamp"]
+            )
