@@ -25,7 +25,8 @@
 //! - [`progress`], [`clock`]: what the core reports through, and its time source.
 //! - [`config`]: `BackupConfig`, the validated buildout configuration;
 //!   [`commands`]: backup and restore orchestration over engine traits;
-//!   [`hooks`]: `pre_command` / `post_command`.
+//!   [`hooks`]: `pre_command` / `post_command`; [`status`]: the
+//!   read-only health report of all backups.
 //! - [`zconfig`]: the ZConfig file syntax; [`zope_conf`]: the storages a
 //!   Zope `zope.conf` or a ZEO `zeo.conf` serves.
 
@@ -48,6 +49,7 @@ pub mod config;
 pub mod hooks;
 pub mod zconfig;
 pub mod zope_conf;
+pub mod status;
 
 #[cfg(feature = "python")]
 mod python;

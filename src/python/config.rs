@@ -1,6 +1,6 @@
 //! Bindings for [`crate::config`] and [`crate::commands`]: `BackupConfig`,
-//! the option-line parsers, the date parser, and the `backup` / `restore`
-//! commands. Conversion only: every rule lives in the core.
+//! the option-line parsers, the date parser, the `backup` / `restore`
+//! commands and the `status` report. Conversion only: every rule lives in the core.
 
 use std::path::{Path, PathBuf};
 
@@ -8,6 +8,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
 
 use super::{to_py, ConfigError};
+use crate::clock::{Clock as _, SystemClock};
 use crate::commands::{
     self, BackupMode, RestoreMode, RestoreRequest, ScriptBlobEngine, ScriptFsEngine,
 };
@@ -355,6 +356,30 @@ fn restore(
     .map_err(to_py)
 }
 
+/// The status of every backup of a part: `(healthy, json, text)`. `now`
+/// (seconds since the epoch) fixes the clock, for tests; `max_age` is
+/// seconds or text such as `26h` or `2d` (parsed by the core).
+#[pyfunction]
+#[pyo3(signature = (config, *, now = None, max_age = None))]
+fn status(
+    py: Python<'_>,
+    config: &Bound<'_, PyBackupConfig>,
+    now: Option<f64>,
+    max_age: Option<&Bound<'_, PyAny>>,
+) -> PyResult<(bool, String, String)> {
+    let max_age = match max_age {
+        Some(v) => Some(crate::status::parse_max_age(&v.str()?.to_string()).map_err(to_py)?),
+        None => None,
+    };
+    let cfg = config.get().inner.clone();
+    let now = super::fixed_time(now).unwrap_or_else(|| SystemClock.now());
+    py.detach(|| {
+        let report = crate::status::status(&cfg, now, max_age)?;
+        Ok((report.healthy, report.to_json()?, report.to_text()))
+    })
+    .map_err(to_py)
+}
+
 pub(super) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyBackupConfig>()?;
     m.add_function(wrap_pyfunction!(parse_additional_filestorages, m)?)?;
@@ -362,5 +387,6 @@ pub(super) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(parse_restore_date, m)?)?;
     m.add_function(wrap_pyfunction!(backup, m)?)?;
     m.add_function(wrap_pyfunction!(restore, m)?)?;
+    m.add_function(wrap_pyfunction!(status, m)?)?;
     Ok(())
 }

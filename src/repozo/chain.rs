@@ -16,6 +16,9 @@
 //!   committed one, their `.index`, and temporary files.
 //! - [`vouch`] (before an incremental backup) checks that the chain to be
 //!   extended is whole; if not, the backup starts a new full one.
+//! - [`survey`] (the status report) checks every chain as the two above
+//!   check the newest, and lists what no chain accounts for, writing
+//!   nothing.
 //!
 //! A repository without any `.dat` (copied without them, or written by a
 //! tool that keeps none) is taken by the file names alone, as repozo does.
@@ -468,6 +471,195 @@ fn has_gzip_magic(path: &Path) -> bool {
         && magic == [0x1f, 0x8b]
 }
 
+/// One backup file of a chain found by [`survey`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SurveyedFile {
+    /// Its name, `YYYY-MM-DD-HH-MM-SS.<ext>`.
+    pub name: String,
+    /// Its `.dat` line; `None` in a repository without `.dat` files (or
+    /// when the chain's `.dat` cannot be read).
+    pub line: Option<DatLine>,
+    /// Its size on disk; `None` when it is missing.
+    pub size: Option<u64>,
+}
+
+/// A chain as [`survey`] found it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SurveyedChain {
+    /// Its `.dat` file name; `None` in a repository without `.dat` files.
+    pub dat: Option<String>,
+    /// Its backup files, oldest first: the lines of its `.dat`, or, by
+    /// names, a full backup and the incrementals after it.
+    pub files: Vec<SurveyedFile>,
+    /// Why this chain cannot be recovered as its `.dat` claims, in the
+    /// words of [`plan_chain`] and [`vouch`]; empty for a whole chain.
+    pub broken: Vec<String>,
+}
+
+/// Every chain of a repository and what no chain accounts for, found by
+/// [`survey`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Survey {
+    /// The chains, oldest first.
+    pub chains: Vec<SurveyedChain>,
+    /// Data files that no `.dat` lists: left by runs that died before
+    /// their commit point (never in a repository without `.dat` files).
+    pub unlisted: Vec<String>,
+    /// Temporary files of our writers (`.<name>.XXXXXX.tmp`): a run that
+    /// died, or one that is running now.
+    pub temporaries: Vec<String>,
+    /// The repository keeps no `.dat`: chains were found by names alone,
+    /// and sizes cannot be checked.
+    pub by_names: bool,
+}
+
+/// Every chain of `repo`, each checked as [`plan_chain`] and [`vouch`]
+/// check the newest one (a listed file missing, a gap between two lines, a
+/// `.dat` that cannot be parsed or whose full backup file is gone, a plain
+/// file of the wrong size, a compressed one that is no gzip file), plus
+/// the files no chain accounts for. Reads the listing, the `.dat` files and
+/// two bytes of compressed files; writes nothing, logs nothing of its own
+/// (a torn `.dat` line is still warned about by [`dat::read`]).
+///
+/// # Errors
+/// [`Error::RepozoIo`] when the directory cannot be listed.
+pub fn survey(repo: &Path) -> Result<Survey> {
+    let listing = list(repo)?;
+    let size = |name: &str| {
+        std::fs::symlink_metadata(join(repo, name))
+            .ok()
+            .filter(std::fs::Metadata::is_file)
+            .map(|m| m.len())
+    };
+    let mut out = Survey {
+        temporaries: listing.temps.clone(),
+        by_names: listing.dats.is_empty(),
+        ..Survey::default()
+    };
+    if out.by_names {
+        for name in &listing.data {
+            let is_full = kind_of(name) == Some(Kind::Full);
+            if is_full || out.chains.is_empty() {
+                let mut chain = SurveyedChain::default();
+                if !is_full {
+                    chain.broken.push(format!(
+                        "{} has no full backup before {}",
+                        repo.display(),
+                        join(repo, name).display()
+                    ));
+                }
+                out.chains.push(chain);
+            }
+            if let Some(chain) = out.chains.last_mut() {
+                chain.files.push(SurveyedFile {
+                    name: name.clone(),
+                    line: None,
+                    size: size(name),
+                });
+            }
+        }
+        return Ok(out);
+    }
+    let mut accounted: BTreeSet<String> = BTreeSet::new();
+    let roots: Vec<&String> = listing.dats.iter().collect();
+    for (i, root) in roots.iter().enumerate() {
+        let dat_name = format!("{root}.dat");
+        let dat_path = join(repo, &dat_name);
+        let mut chain = SurveyedChain {
+            dat: Some(dat_name),
+            ..SurveyedChain::default()
+        };
+        let lines = match dat::read(&dat_path) {
+            Ok(lines) => lines.unwrap_or_default(),
+            Err(e) => {
+                // What it lists is unknown: the data files of its time span
+                // (up to the next `.dat`) are taken as its own, by names.
+                chain.broken.push(e.to_string());
+                let next = roots.get(i + 1).map_or("~", |r| r.as_str());
+                for name in listing.data.iter().filter(|n| {
+                    let r = splitext(n).0;
+                    r >= root.as_str() && r < next
+                }) {
+                    accounted.insert(name.clone());
+                    chain.files.push(SurveyedFile {
+                        name: name.clone(),
+                        line: None,
+                        size: size(name),
+                    });
+                }
+                out.chains.push(chain);
+                continue;
+            }
+        };
+        // An empty `.dat` (a writer that died before its line) lists
+        // nothing, so it is no chain.
+        if lines.is_empty() {
+            continue;
+        }
+        let starts_with_its_full = lines.first().is_some_and(|l| {
+            kind_of(l.basename()) == Some(Kind::Full) && splitext(l.basename()).0 == root.as_str()
+        });
+        if !starts_with_its_full {
+            chain.broken.push(format!(
+                "{} does not start with the line of its full backup",
+                dat_path.display()
+            ));
+        }
+        let mut expect_start = 0;
+        for line in lines {
+            let name = line.basename().to_owned();
+            let path = join(repo, &name);
+            if line.start != expect_start {
+                chain.broken.push(format!(
+                    "{} starts at byte {}, but the chain before it ends at byte {expect_start}: \
+                     a backup file is missing",
+                    path.display(),
+                    line.start
+                ));
+            }
+            expect_start = line.end;
+            let present = listing.data.contains(&name);
+            let file_size = if present { size(&name) } else { None };
+            match file_size {
+                None if kind_of(&name) == Some(Kind::Full) && chain.files.is_empty() => {
+                    chain.broken.push(format!(
+                        "{} lists a backup chain whose full backup file is missing",
+                        dat_path.display()
+                    ));
+                }
+                None => chain.broken.push(format!("{} is missing", path.display())),
+                Some(_) if is_gzip_name(&name) => {
+                    if !has_gzip_magic(&path) {
+                        chain
+                            .broken
+                            .push(format!("{} is not a gzip file", path.display()));
+                    }
+                }
+                Some(n) if n != line.end - line.start => chain.broken.push(format!(
+                    "{} is {n} bytes, should be {} bytes",
+                    path.display(),
+                    line.end - line.start
+                )),
+                Some(_) => {}
+            }
+            accounted.insert(name.clone());
+            chain.files.push(SurveyedFile {
+                name,
+                line: Some(line),
+                size: file_size,
+            });
+        }
+        out.chains.push(chain);
+    }
+    out.unlisted = listing
+        .data
+        .iter()
+        .filter(|n| !accounted.contains(n.as_str()))
+        .cloned()
+        .collect();
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -627,5 +819,115 @@ mod tests {
         let cleaned = clean_interrupted(d.path()).expect("clean");
         assert!(cleaned.backups.is_empty());
         assert!(d.path().join("2024-01-01-00-00-00.fs").exists());
+    }
+
+    fn broken_newest(p: &Path) -> Vec<String> {
+        survey(p)
+            .expect("survey")
+            .chains
+            .last()
+            .map(|c| c.broken.clone())
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn survey_whole_repository() {
+        let d = repo();
+        put(d.path(), "2024-01-03-00-00-00.deltafs", "67");
+        put(d.path(), ".2024-01-03-00-00-00.deltafs.abc123.tmp", "6");
+        let s = survey(d.path()).expect("survey");
+        assert!(!s.by_names);
+        assert_eq!(s.chains.len(), 1);
+        let c = &s.chains[0];
+        assert_eq!(c.dat.as_deref(), Some("2024-01-01-00-00-00.dat"));
+        assert!(c.broken.is_empty(), "{:?}", c.broken);
+        let sizes: Vec<(&str, Option<u64>)> =
+            c.files.iter().map(|f| (f.name.as_str(), f.size)).collect();
+        assert_eq!(
+            sizes,
+            [
+                ("2024-01-01-00-00-00.fs", Some(4)),
+                ("2024-01-02-00-00-00.deltafs", Some(2))
+            ]
+        );
+        assert_eq!(s.unlisted, ["2024-01-03-00-00-00.deltafs"]);
+        assert_eq!(s.temporaries, [".2024-01-03-00-00-00.deltafs.abc123.tmp"]);
+        // Nothing was removed.
+        assert!(d.path().join("2024-01-03-00-00-00.deltafs").exists());
+    }
+
+    #[test]
+    fn survey_missing_increment_as_plan_chain() {
+        let d = repo();
+        std::fs::remove_file(d.path().join("2024-01-02-00-00-00.deltafs")).expect("rm");
+        assert!(plan_chain(d.path(), "9999", None).is_err());
+        let broken = broken_newest(d.path());
+        assert_eq!(broken.len(), 1, "{broken:?}");
+        assert!(broken[0].ends_with("2024-01-02-00-00-00.deltafs is missing"));
+    }
+
+    #[test]
+    fn survey_gap_and_size_as_vouch() {
+        let d = repo();
+        let p = d.path();
+        let dat =
+            line(p, "2024-01-01-00-00-00.fs", 0, 4) + &line(p, "2024-01-02-00-00-00.deltafs", 5, 7);
+        put(p, "2024-01-01-00-00-00.dat", &dat);
+        assert!(plan_chain(p, "9999", None).is_err());
+        let broken = broken_newest(p);
+        assert!(broken[0].contains("a backup file is missing"), "{broken:?}");
+        put(
+            p,
+            "2024-01-01-00-00-00.dat",
+            &line(p, "2024-01-01-00-00-00.fs", 0, 5),
+        );
+        let doubt = vouch(p, "9999").expect("listed").expect_err("doubt");
+        assert_eq!(broken_newest(p), [doubt]);
+    }
+
+    #[test]
+    fn survey_missing_full_with_its_dat_as_plan_chain() {
+        let d = repo();
+        put(
+            d.path(),
+            "2024-01-05-00-00-00.dat",
+            &line(d.path(), "2024-01-05-00-00-00.fs", 0, 9),
+        );
+        assert!(plan_chain(d.path(), "9999", None).is_err());
+        let s = survey(d.path()).expect("survey");
+        assert_eq!(s.chains.len(), 2);
+        assert!(s.chains[0].broken.is_empty());
+        assert!(
+            s.chains[1].broken[0].contains("full backup file is missing"),
+            "{:?}",
+            s.chains[1].broken
+        );
+    }
+
+    #[test]
+    fn survey_unparsable_dat_takes_its_files_by_name() {
+        let d = repo();
+        put(d.path(), "2024-01-01-00-00-00.dat", "garbage\n");
+        assert!(plan_chain(d.path(), "9999", None).is_err());
+        let s = survey(d.path()).expect("survey");
+        assert_eq!(s.chains.len(), 1);
+        assert!(s.chains[0].broken[0].contains("expected 4 fields"));
+        assert_eq!(s.chains[0].files.len(), 2);
+        assert!(s.unlisted.is_empty());
+    }
+
+    #[test]
+    fn survey_by_names() {
+        let d = tempfile::tempdir().expect("tempdir");
+        put(d.path(), "2024-01-01-00-00-00.deltafs", "x");
+        put(d.path(), "2024-01-02-00-00-00.fs", "0123");
+        put(d.path(), "2024-01-03-00-00-00.deltafs", "45");
+        let s = survey(d.path()).expect("survey");
+        assert!(s.by_names);
+        assert_eq!(s.chains.len(), 2);
+        assert!(s.chains[0].broken[0].contains("has no full backup before"));
+        assert!(s.chains[1].broken.is_empty());
+        assert_eq!(s.chains[1].files.len(), 2);
+        assert_eq!(s.chains[1].files[1].size, Some(2));
     }
 }

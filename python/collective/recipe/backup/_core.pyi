@@ -223,3 +223,9 @@ class _ZopeConf(TypedDict):
     kind: Literal["zope", "zeo"]
 
 def read_zope_conf(path: str | os.PathLike[str]) -> _ZopeConf: ...
+def status(
+    config: BackupConfig,
+    *,
+    now: float | None = None,
+    max_age: str | int | None = None,
+) -> tuple[bool, str, str]: ...
