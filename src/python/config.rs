@@ -11,6 +11,7 @@ use super::{to_py, ConfigError};
 use crate::commands::{self, BackupMode, RestoreMode, ScriptBlobEngine, ScriptFsEngine};
 use crate::config::{self, AdditionalStorage, AltSource, ConfigInput, RestoreDate};
 use crate::hooks::ShellHooks;
+use crate::progress::StderrBar;
 
 fn config_err(msg: String) -> PyErr {
     ConfigError::new_err(msg)
@@ -263,14 +264,16 @@ fn parse_restore_date(text: &str) -> PyResult<String> {
 }
 
 /// Run a backup script: mode is standard, full, snapshot or zip. `now`
-/// (seconds since the epoch) fixes the clock, for tests.
+/// (seconds since the epoch) fixes the clock, for tests. `progress`: a
+/// progress bar on stderr when it is a terminal.
 #[pyfunction]
-#[pyo3(signature = (config, mode, now = None))]
+#[pyo3(signature = (config, mode, now = None, *, progress = false))]
 fn backup(
     py: Python<'_>,
     config: &Bound<'_, PyBackupConfig>,
     mode: &str,
     now: Option<f64>,
+    progress: bool,
 ) -> PyResult<()> {
     let mode = match mode {
         "standard" => BackupMode::Standard,
@@ -281,12 +284,19 @@ fn backup(
     };
     let cfg = config.get().inner.clone();
     let now = super::fixed_time(now);
+    let progress = StderrBar::new(progress);
     py.detach(|| {
         commands::backup(
             &cfg,
             mode,
-            &ScriptFsEngine { now },
-            &ScriptBlobEngine { now },
+            &ScriptFsEngine {
+                now,
+                progress: &progress,
+            },
+            &ScriptBlobEngine {
+                now,
+                progress: &progress,
+            },
             &ShellHooks,
         )
     })
@@ -298,8 +308,9 @@ fn backup(
 /// (seconds since the epoch) fixes the clock, for tests.
 /// `accept_blob_mismatch` restores an older blob backup when the one of the
 /// filestorage backup's date is missing (`--accept-blob-mismatch`).
+/// `progress`: a progress bar on stderr when it is a terminal.
 #[pyfunction]
-#[pyo3(signature = (config, mode, date = None, now = None, accept_blob_mismatch = false))]
+#[pyo3(signature = (config, mode, date = None, now = None, accept_blob_mismatch = false, *, progress = false))]
 fn restore(
     py: Python<'_>,
     config: &Bound<'_, PyBackupConfig>,
@@ -307,6 +318,7 @@ fn restore(
     date: Option<&str>,
     now: Option<f64>,
     accept_blob_mismatch: bool,
+    progress: bool,
 ) -> PyResult<()> {
     let mode = match mode {
         "standard" => RestoreMode::Standard,
@@ -318,14 +330,21 @@ fn restore(
     let date = date.map(RestoreDate::parse).transpose().map_err(to_py)?;
     let cfg = config.get().inner.clone();
     let now = super::fixed_time(now);
+    let progress = StderrBar::new(progress);
     py.detach(|| {
         commands::restore(
             &cfg,
             mode,
             date.as_ref(),
             accept_blob_mismatch,
-            &ScriptFsEngine { now },
-            &ScriptBlobEngine { now },
+            &ScriptFsEngine {
+                now,
+                progress: &progress,
+            },
+            &ScriptBlobEngine {
+                now,
+                progress: &progress,
+            },
             &ShellHooks,
         )
     })

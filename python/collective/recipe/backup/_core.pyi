@@ -3,7 +3,6 @@
 import os
 from pathlib import Path
 from typing import Any
-from typing import Callable
 from typing import final
 
 __version__: str
@@ -93,8 +92,6 @@ def blob_cleanup(
 def blob_list_backups(location: _Path) -> list[dict[str, Any]]: ...
 # --- repozo ---
 
-_Progress = Callable[[str, int, int | None], object] | None
-
 REPOZO_DEFAULT_GZIP_LEVEL: int
 
 class RepozoError(BackupError): ...
@@ -152,7 +149,7 @@ def repozo_backup(
     quick: bool = False,
     kill_old: bool = False,
     gzip_level: int | None = None,
-    progress: _Progress = None,
+    progress: bool = False,
     now: float | None = None,
     create_repository: bool = False,
 ) -> BackupResult: ...
@@ -162,14 +159,14 @@ def repozo_recover(
     *,
     date: str | None = None,
     verify: bool = False,
-    progress: _Progress = None,
+    progress: bool = False,
     now: float | None = None,
 ) -> RecoverResult: ...
 def repozo_verify(
     repository: str | os.PathLike[str],
     *,
     quick: bool = False,
-    progress: _Progress = None,
+    progress: bool = False,
     now: float | None = None,
 ) -> VerifyResult: ...
 
@@ -199,11 +196,19 @@ def parse_alternative_restore_source(
     text: str,
 ) -> tuple[str, str, str | None] | None: ...
 def parse_restore_date(text: str) -> str: ...
-def backup(config: BackupConfig, mode: str, now: float | None = None) -> None: ...
+def backup(
+    config: BackupConfig,
+    mode: str,
+    now: float | None = None,
+    *,
+    progress: bool = False,
+) -> None: ...
 def restore(
     config: BackupConfig,
     mode: str,
     date: str | None = None,
     now: float | None = None,
     accept_blob_mismatch: bool = False,
+    *,
+    progress: bool = False,
 ) -> None: ...

@@ -126,8 +126,9 @@ def _call(fn):
 
 def _backup(mode, argv, kwargs):
     try:
-        _, config = _start(kwargs, restore=False, argv=argv)
-        _call(lambda: _core.backup(config, mode, now=fixed_now()))
+        args, config = _start(kwargs, restore=False, argv=argv)
+        progress = cli.wants_progress(args.quiet)
+        _call(lambda: _core.backup(config, mode, now=fixed_now(), progress=progress))
     except _Failed:
         return 1
     return 0
@@ -149,6 +150,7 @@ def _restore(mode, argv, kwargs):
                 date,
                 now=fixed_now(),
                 accept_blob_mismatch=args.accept_blob_mismatch,
+                progress=cli.wants_progress(args.quiet),
             )
         )
     except _Failed:
