@@ -278,14 +278,54 @@ def test_repozo_command_line_bar_on_a_terminal_only(site, db, tmp_path):
     drawn = bars(text, rf"copying \[[=> ]{{30}}\] ({BYTES})/({BYTES}), ({BYTES})/s, {ETA}")
     assert drawn, text
     assert {m.group(2) for m in drawn} == {mib(db["size"])}
+    # Without -Q the next backup first checks the Data.fs against the
+    # repository: a phase of its own, over what the full backup covered.
+    _grow(site["datafs"], seed=30)
+    rc, text = run(repozo("-B", "-r", repo, "-f", site["datafs"]), tty=True, now=T0 + 60)
+    assert rc == 0, text
+    drawn = bars(text, rf"checking \[[=> ]{{30}}\] ({BYTES})/({BYTES}), ({BYTES})/s, {ETA}")
+    assert {m.group(2) for m in drawn} == {mib(db["size"])}, text
+    # The increment is small (about 3 MiB): no bar for it.
+    assert "copying" not in text, text
+    assert len([n for n in os.listdir(repo) if n.endswith(".deltafs")]) == 1
     # Verify with -v: its "Verifying" lines are whole.
-    rc, text = run(repozo("-V", "-v", "-r", repo), tty=True, now=T0)
+    rc, text = run(repozo("-V", "-v", "-r", repo), tty=True, now=T0 + 60)
     assert rc == 0, text
     assert bars(text, rf"verifying \[[=> ]{{30}}\] ({BYTES})/({BYTES}), ({BYTES})/s, {ETA}")
-    (name,) = [n for n in os.listdir(repo) if n.endswith(".fs")]
-    assert_whole_log_line(text, f"Verifying {repo / name}")
+    for name in os.listdir(repo):
+        if name.endswith((".fs", ".deltafs")):
+            assert_whole_log_line(text, f"Verifying {repo / name}")
     # On a pipe: not a byte on stderr.
-    rc, text = run(repozo("-V", "-r", repo), tty=False, now=T0)
+    rc, text = run(repozo("-V", "-r", repo), tty=False, now=T0 + 60)
     assert (rc, text) == (0, "")
-    rc, text = run(repozo("-R", "-r", repo, "-o", tmp_path / "out.fs"), tty=False, now=T0)
+    rc, text = run(
+        repozo("-R", "-r", repo, "-o", tmp_path / "out.fs"), tty=False, now=T0 + 60
+    )
     assert (rc, text) == (0, "")
+
+
+def test_zip_backup_and_restore_show_archive_progress(site, tmp_path):
+    """Blob archives: writing one counts its files; extracting one shows
+    a spinner with the files extracted so far."""
+    site = dict(
+        site,
+        zip_location=str(tmp_path / "zips"),
+        blob_zip_location=str(tmp_path / "blobzips"),
+    )
+    files = blob_files(site["blobdir"])
+    rc, text = run(script("zipbackup_main", [], site), tty=True, now=T0)
+    assert rc == 0, text
+    drawn = bars(text, r"blobs: archive \[[=> ]{30}\] (\d+)/(\d+) files, \d+ files/s, " + ETA)
+    assert drawn, text
+    # Every file of the blob directory, the layout marker included.
+    assert {int(m.group(2)) for m in drawn} == {files}
+    assert_no_glued_log_lines(text)
+    rc, text = run(
+        script("zip_restore_main", ["--no-prompt"], site), tty=True, now=T0 + 60
+    )
+    assert rc == 0, text
+    spun = bars(text, r"blobs: extract [|/\\ -] (\d+) files, \d+ files/s")
+    assert spun, text
+    assert max(int(m.group(1)) for m in spun) <= files
+    assert blob_files(site["blobdir"]) == files
+    assert_no_glued_log_lines(text)

@@ -458,7 +458,8 @@ fn is_write_error(e: &std::io::Error) -> bool {
 /// Read one data file (decompressing by name), feeding `hasher` (when
 /// `hash`) and copying to `out` if given. Without `hash`, a plain file is
 /// copied by the kernel where it can (`copy_file_range`). Non-regular files
-/// are refused.
+/// are refused. With `hash`, `progress` advances by the (uncompressed)
+/// bytes hashed.
 pub(crate) fn read_data_file<W: Write + Send>(
     path: &Path,
     hasher: Md5,

@@ -6,6 +6,9 @@ stop at the first non-option) and checked in the same order, with the same
 messages and exit codes. Then ONE call into the core does the work. Errors
 of the core are one line on stderr and exit code 1, never a traceback.
 
+When stderr is a terminal, the core draws a progress bar there for the long
+copies and checksums (see docs/scripts.rst); elsewhere nothing.
+
 Environment: ``CRB_REPOZO_GZIP_LEVEL`` (0-9) sets the gzip level for
 ``-z``; ``CRB_REPOZO_NOW`` (seconds since the epoch) fixes the clock that
 names backups, for tests.
