@@ -85,12 +85,18 @@ def test_would_overwrite(db, tmp_path):
         repozo.backup(db["path"], tmp_path / "repo", full=True, _now=T0)
 
 
-def test_progress_is_reported(db, tmp_path):
+def test_progress_draws_nothing_when_stderr_is_not_a_terminal(db, tmp_path, capfd):
+    """``progress=True`` asks for a bar; stderr here is pytest's file, so
+    none is drawn (tests/test_progress.py runs on a terminal)."""
     (tmp_path / "repo").mkdir()
-    calls = []
-    repozo.backup(db["path"], tmp_path / "repo", progress=lambda *a: calls.append(a), _now=T0)
-    assert calls[0] == ("compressing", 0, db["end"])
-    assert calls[-1] == ("compressing", db["end"], db["end"])
+    r = repozo.backup(db["path"], tmp_path / "repo", progress=True, _now=T0)
+    repozo.verify(tmp_path / "repo", progress=True)
+    repozo.recover(tmp_path / "repo", tmp_path / "out.fs", progress=True, _now=T0 + 1)
+    assert r.action == "full"
+    assert read(tmp_path / "out.fs") == committed(db["path"])
+    assert capfd.readouterr() == ("", "")
+    with pytest.raises(TypeError):
+        repozo.backup(db["path"], tmp_path / "repo", progress=lambda *a: None, _now=T0 + 2)
 
 
 def test_gzip_level_configurable_and_readable_by_repozo(db, tmp_path):

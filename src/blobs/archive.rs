@@ -34,7 +34,7 @@ use filetime::FileTime;
 use super::copy::{remove_tree, set_dir_meta, set_owner};
 use super::tree::{Entry, EntryKind, Tree};
 use crate::error::{Error, IoContext, Result};
-use crate::progress::Progress;
+use crate::progress::{Progress, Unit};
 
 /// The first line of snapshot files we write. GNU tar checks the
 /// `GNU tar-` prefix and reads the format number after the last dash.
@@ -232,7 +232,7 @@ pub fn write_plain<W: Write>(
     progress: &dyn Progress,
 ) -> Result<W> {
     let mut b = tar::Builder::new(out);
-    progress.start("blobs: archive", Some(tree.file_count()));
+    progress.start("blobs: archive", Some(tree.file_count()), Unit::Files);
     for e in &tree.entries {
         append_entry(&mut b, tree, e, None, dest)?;
         if e.kind == EntryKind::File {
@@ -332,7 +332,7 @@ pub fn write_incremental<W: Write>(
             },
         );
     }
-    progress.start("blobs: archive", Some(to_write.len() as u64));
+    progress.start("blobs: archive", Some(to_write.len() as u64), Unit::Files);
     for e in to_write {
         append_entry(&mut b, tree, e, None, dest)?;
         progress.advance(1);
@@ -482,7 +482,7 @@ pub fn extract(
 ) -> Result<()> {
     let mut dir_meta: HashMap<PathBuf, Entry> = HashMap::new();
     for archive in archives {
-        progress.start("blobs: extract", None);
+        progress.start("blobs: extract", None, Unit::Files);
         extract_one(archive, dest, incremental, &mut dir_meta, progress)?;
         progress.finish();
     }

@@ -27,7 +27,7 @@ use rustix::fs::{self as rfs, AtFlags, Gid, OFlags, Timespec, Timestamps, Uid};
 
 use super::tree::{open_dir, Entry, EntryKind, Tree};
 use crate::error::{Error, IoContext, Result};
-use crate::progress::Progress;
+use crate::progress::{Progress, Unit};
 
 /// What a copy did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -108,7 +108,7 @@ pub fn materialize(
         copied: AtomicU64::new(0),
         bytes: AtomicU64::new(0),
     };
-    progress.start("blobs: copy", Some(tree.file_count()));
+    progress.start("blobs: copy", Some(tree.file_count()), Unit::Files);
     let dfd = Arc::new(open_dir(dest)?);
     let lfd = link_source.and_then(|l| open_dir(l).ok()).map(Arc::new);
     if !jobs.is_empty() {

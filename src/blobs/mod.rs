@@ -30,7 +30,7 @@ use chrono::{DateTime, Utc};
 use crate::clock::Clock;
 use crate::error::{Error, IoContext, Result};
 use crate::fsutil::{sync_dir, write_atomically};
-use crate::progress::Progress;
+use crate::progress::{Progress, Unit};
 use crate::retention::{self, CleanupPlan, Listed, RetentionPolicy, Target};
 use archive::Snapshot;
 use copy::{materialize, remove_tree, CopyStats};
@@ -383,7 +383,7 @@ pub fn make_backup(
         i64::try_from(dump_time.as_secs()).unwrap_or(0),
         dump_time.subsec_nanos(),
     );
-    progress.start("blobs: scan", None);
+    progress.start("blobs: scan", None, Unit::Files);
     let tree = tree::walk(&opts.blobdir, &opts.rsync.walk_options())?;
     progress.finish();
     match fs::symlink_metadata(&opts.location) {

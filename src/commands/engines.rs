@@ -10,6 +10,10 @@
 //! ([`crate::config::RestoreDate`]), so filestorage and blobs are selected
 //! with the same normalised `YYYY-MM-DD-HH-MM-SS` string.
 //!
+//! Each engine carries the [`Progress`] its long work reports to (the
+//! scripts' bar on a terminal stderr, or [`NoProgress`]); the orchestration
+//! never sees it.
+//!
 //! `verbose` (`debug`) needs no flag here: the repozo engine logs its
 //! `--verbose` lines to the `collective.recipe.backup.repozo` logger, which
 //! the scripts enable only with `debug` (6.0 passed `--verbose` then).
@@ -29,17 +33,36 @@ use chrono::{DateTime, Utc};
 
 use crate::clock::{Clock, SteppingClock, SystemClock};
 use crate::error::{IoContext, Result};
-use crate::progress::NoProgress;
+use crate::progress::{NoProgress, Progress};
 use crate::repozo::naming::gen_filename;
 use crate::repozo::recover::{plan_chain, recover_chain, Chain};
 use crate::repozo::{self, gzip, retention};
 
 /// The filestorage engine: repozo in Rust.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct RepozoEngine {
+#[derive(Clone, Copy)]
+pub struct RepozoEngine<'a> {
     /// A fixed time for backup names and "now" (tests); `None`: the system
     /// clock.
     pub now: Option<DateTime<Utc>>,
+    /// Where the copy, checksum and recover loops report.
+    pub progress: &'a dyn Progress,
+}
+
+impl Default for RepozoEngine<'_> {
+    fn default() -> Self {
+        RepozoEngine {
+            now: None,
+            progress: &NoProgress,
+        }
+    }
+}
+
+impl std::fmt::Debug for RepozoEngine<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RepozoEngine")
+            .field("now", &self.now)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The clock an engine uses: fixed at `now` when given, else the system's.
@@ -63,12 +86,12 @@ fn repozo_options(req: &FsBackup<'_>) -> repozo::BackupOptions {
     }
 }
 
-impl FileStorageEngine for RepozoEngine {
+impl FileStorageEngine for RepozoEngine<'_> {
     type Plan = Chain;
 
     fn backup(&self, req: &FsBackup<'_>) -> Result<()> {
         let opts = repozo_options(req);
-        let report = repozo::backup(&opts, clock_at(self.now).as_ref(), &NoProgress)?;
+        let report = repozo::backup(&opts, clock_at(self.now).as_ref(), self.progress)?;
         if let Some(f) = &report.data_file {
             log::debug!("Wrote {} ({} bytes)", f.display(), report.written);
         }
@@ -138,16 +161,35 @@ impl FileStorageEngine for RepozoEngine {
     fn recover(&self, plan: &Chain, output: &Path) -> Result<()> {
         // md5 of every file against its `.dat` line: a restore is rare and
         // a silently corrupt Data.fs is the worst outcome.
-        recover_chain(plan, output, true, &NoProgress).map(|_| ())
+        recover_chain(plan, output, true, self.progress).map(|_| ())
     }
 }
 
 /// The blob engine: directory snapshots and archives in Rust.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct BlobsEngine {
+#[derive(Clone, Copy)]
+pub struct BlobsEngine<'a> {
     /// A fixed time for backup names and retention ages (tests); `None`:
     /// the system clock.
     pub now: Option<DateTime<Utc>>,
+    /// Where the copy, hard-link, archive and extract loops report.
+    pub progress: &'a dyn Progress,
+}
+
+impl Default for BlobsEngine<'_> {
+    fn default() -> Self {
+        BlobsEngine {
+            now: None,
+            progress: &NoProgress,
+        }
+    }
+}
+
+impl std::fmt::Debug for BlobsEngine<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BlobsEngine")
+            .field("now", &self.now)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A planned blob restore: what to restore, and the live directory (for
@@ -195,7 +237,7 @@ fn restore_options(req: &BlobRestore<'_>) -> RestoreOptions {
     }
 }
 
-impl BlobEngine for BlobsEngine {
+impl BlobEngine for BlobsEngine<'_> {
     type Plan = BlobPlan;
 
     fn backup(&self, req: &BlobBackup<'_>) -> Result<()> {
@@ -206,7 +248,7 @@ impl BlobEngine for BlobsEngine {
             req.full,
             req.settings,
         );
-        blobs::make_backup(&opts, clock_at(self.now).as_ref(), &NoProgress).map(|_| ())
+        blobs::make_backup(&opts, clock_at(self.now).as_ref(), self.progress).map(|_| ())
     }
 
     fn retain(&self, req: &BlobRetention<'_>) -> Result<()> {
@@ -306,7 +348,7 @@ impl BlobEngine for BlobsEngine {
         // The tree is written whole, with the backup's mode on its root; the
         // orchestration gave an empty directory to hold its place.
         fs::remove_dir(target).at(target)?;
-        write_tree(&plan.selected, target, &plan.blobdir, &NoProgress).map(|_| ())
+        write_tree(&plan.selected, target, &plan.blobdir, self.progress).map(|_| ())
     }
 }
 

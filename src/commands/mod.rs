@@ -326,10 +326,10 @@ pub trait BlobEngine {
 }
 
 /// The filestorage engine the scripts use.
-pub type ScriptFsEngine = RepozoEngine;
+pub type ScriptFsEngine<'a> = RepozoEngine<'a>;
 
 /// The blob engine the scripts use.
-pub type ScriptBlobEngine = BlobsEngine;
+pub type ScriptBlobEngine<'a> = BlobsEngine<'a>;
 
 #[cfg(test)]
 pub(crate) mod fake;

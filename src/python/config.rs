@@ -14,6 +14,7 @@ use crate::commands::{
 };
 use crate::config::{self, AdditionalStorage, AltSource, ConfigInput, RestoreDate};
 use crate::hooks::ShellHooks;
+use crate::progress::StderrBar;
 
 fn config_err(msg: String) -> PyErr {
     ConfigError::new_err(msg)
@@ -273,15 +274,17 @@ fn parse_restore_date(text: &str) -> PyResult<String> {
 
 /// Run a backup script: mode is standard, full, snapshot or zip. `now`
 /// (seconds since the epoch) fixes the clock, for tests. `dry_run` logs
-/// what would be done and touches nothing.
+/// what would be done and touches nothing. `progress`: a progress bar on
+/// stderr when it is a terminal.
 #[pyfunction]
-#[pyo3(signature = (config, mode, now = None, dry_run = false))]
+#[pyo3(signature = (config, mode, now = None, dry_run = false, *, progress = false))]
 fn backup(
     py: Python<'_>,
     config: &Bound<'_, PyBackupConfig>,
     mode: &str,
     now: Option<f64>,
     dry_run: bool,
+    progress: bool,
 ) -> PyResult<()> {
     let mode = match mode {
         "standard" => BackupMode::Standard,
@@ -292,13 +295,20 @@ fn backup(
     };
     let cfg = config.get().inner.clone();
     let now = super::fixed_time(now);
+    let progress = StderrBar::new(progress);
     py.detach(|| {
         commands::backup(
             &cfg,
             mode,
             dry_run,
-            &ScriptFsEngine { now },
-            &ScriptBlobEngine { now },
+            &ScriptFsEngine {
+                now,
+                progress: &progress,
+            },
+            &ScriptBlobEngine {
+                now,
+                progress: &progress,
+            },
             &ShellHooks,
         )
     })
@@ -312,10 +322,11 @@ fn backup(
 /// filestorage backup's date is missing (`--accept-blob-mismatch`).
 /// `target` restores into that directory instead of the live site;
 /// `dry_run` checks and logs what would be written, and writes nothing.
+/// `progress`: a progress bar on stderr when it is a terminal.
 #[pyfunction]
 #[pyo3(signature = (
     config, mode, date = None, now = None, accept_blob_mismatch = false, target = None,
-    dry_run = false
+    dry_run = false, *, progress = false
 ))]
 #[allow(clippy::too_many_arguments)]
 fn restore(
@@ -327,6 +338,7 @@ fn restore(
     accept_blob_mismatch: bool,
     target: Option<PathBuf>,
     dry_run: bool,
+    progress: bool,
 ) -> PyResult<()> {
     let mode = match mode {
         "standard" => RestoreMode::Standard,
@@ -338,6 +350,7 @@ fn restore(
     let date = date.map(RestoreDate::parse).transpose().map_err(to_py)?;
     let cfg = config.get().inner.clone();
     let now = super::fixed_time(now);
+    let progress = StderrBar::new(progress);
     py.detach(|| {
         commands::restore(
             &cfg,
@@ -348,8 +361,14 @@ fn restore(
                 target: target.as_deref(),
                 dry_run,
             },
-            &ScriptFsEngine { now },
-            &ScriptBlobEngine { now },
+            &ScriptFsEngine {
+                now,
+                progress: &progress,
+            },
+            &ScriptBlobEngine {
+                now,
+                progress: &progress,
+            },
             &ShellHooks,
         )
     })

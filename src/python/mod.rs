@@ -118,6 +118,24 @@ pub(crate) fn to_py(e: Error) -> PyErr {
     }
 }
 
+/// pyo3-log's logger, writing each record with the progress bar (if one
+/// is drawn) cleared, so that log lines and the bar never share a line.
+struct BarAwareLogger(pyo3_log::Logger);
+
+impl log::Log for BarAwareLogger {
+    fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
+        self.0.enabled(metadata)
+    }
+
+    fn log(&self, record: &log::Record<'_>) {
+        crate::progress::suspend(|| self.0.log(record));
+    }
+
+    fn flush(&self) {
+        self.0.flush();
+    }
+}
+
 #[pymodule]
 #[pyo3(name = "_core")]
 fn core_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -125,8 +143,12 @@ fn core_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     // Rust `log` records go to Python's `logging` (logger names = module paths).
     // No caching: scripts and tests configure logging after the import, and
     // a cached level would hide their INFO lines (e.g. `-v`).
+    // A progress bar on stderr is cleared while a record is written.
     if let Ok(logger) = pyo3_log::Logger::new(py, pyo3_log::Caching::Nothing) {
-        let _ = logger.install();
+        let logger = logger.filter(log::LevelFilter::Debug);
+        if log::set_boxed_logger(Box::new(BarAwareLogger(logger))).is_ok() {
+            log::set_max_level(log::LevelFilter::Debug);
+        }
     }
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add("BackupError", py.get_type::<BackupError>())?;

@@ -2,15 +2,13 @@
 //! `repozo_verify` and their result classes. Conversion only.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
 
 use chrono::Duration;
 use pyo3::prelude::*;
 
 use super::to_py;
 use crate::clock::{Clock, SteppingClock, SystemClock};
-use crate::progress::Progress;
+use crate::progress::StderrBar;
 use crate::repozo;
 
 fn s(p: &std::path::Path) -> String {
@@ -94,70 +92,9 @@ fn clock(now: Option<f64>) -> Box<dyn Clock + Send> {
     }
 }
 
-/// Calls a Python `progress(phase, done, total)` about every percent.
-struct PyProgress {
-    cb: Option<Py<PyAny>>,
-    phase: Mutex<(String, Option<u64>)>,
-    done: AtomicU64,
-    reported: AtomicU64,
-}
-
-impl PyProgress {
-    fn new(cb: Option<Py<PyAny>>) -> Self {
-        PyProgress {
-            cb,
-            phase: Mutex::new((String::new(), None)),
-            done: AtomicU64::new(0),
-            reported: AtomicU64::new(0),
-        }
-    }
-
-    fn report(&self, done: u64) {
-        let Some(cb) = &self.cb else { return };
-        let (phase, total) = match self.phase.lock() {
-            Ok(g) => g.clone(),
-            Err(p) => p.into_inner().clone(),
-        };
-        Python::attach(|py| {
-            // A failing callback must not fail the backup.
-            let _ = cb.call1(py, (phase, done, total));
-        });
-    }
-}
-
-impl Progress for PyProgress {
-    fn start(&self, phase: &str, total: Option<u64>) {
-        if let Ok(mut g) = self.phase.lock() {
-            *g = (phase.to_owned(), total);
-        }
-        self.done.store(0, Ordering::Relaxed);
-        self.reported.store(0, Ordering::Relaxed);
-        self.report(0);
-    }
-
-    fn advance(&self, n: u64) {
-        let done = self.done.fetch_add(n, Ordering::Relaxed) + n;
-        let total = self.phase.lock().map(|g| g.1).unwrap_or(None).unwrap_or(0);
-        let step = (total / 100).max(1 << 20);
-        let last = self.reported.load(Ordering::Relaxed);
-        if done >= last + step
-            && self
-                .reported
-                .compare_exchange(last, done, Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok()
-        {
-            self.report(done);
-        }
-    }
-
-    fn finish(&self) {
-        self.report(self.done.load(Ordering::Relaxed));
-    }
-}
-
 /// repozo `-B`.
 #[pyfunction]
-#[pyo3(signature = (datafs, repository, *, full=false, gzip=false, quick=false, kill_old=false, gzip_level=None, progress=None, now=None, create_repository=false))]
+#[pyo3(signature = (datafs, repository, *, full=false, gzip=false, quick=false, kill_old=false, gzip_level=None, progress=false, now=None, create_repository=false))]
 #[allow(clippy::too_many_arguments, clippy::fn_params_excessive_bools)]
 fn repozo_backup(
     py: Python<'_>,
@@ -168,7 +105,7 @@ fn repozo_backup(
     quick: bool,
     kill_old: bool,
     gzip_level: Option<u32>,
-    progress: Option<Py<PyAny>>,
+    progress: bool,
     now: Option<f64>,
     create_repository: bool,
 ) -> PyResult<BackupResult> {
@@ -182,7 +119,7 @@ fn repozo_backup(
         opts.gzip_level = l;
     }
     let clock = clock(now);
-    let progress = PyProgress::new(progress);
+    let progress = StderrBar::new(progress);
     let r = py
         .detach(|| repozo::backup(&opts, clock.as_ref(), &progress))
         .map_err(to_py)?;
@@ -206,14 +143,14 @@ fn repozo_backup(
 
 /// repozo `-R`.
 #[pyfunction]
-#[pyo3(signature = (repository, output=None, *, date=None, verify=false, progress=None, now=None))]
+#[pyo3(signature = (repository, output=None, *, date=None, verify=false, progress=false, now=None))]
 fn repozo_recover(
     py: Python<'_>,
     repository: PathBuf,
     output: Option<PathBuf>,
     date: Option<String>,
     verify: bool,
-    progress: Option<Py<PyAny>>,
+    progress: bool,
     now: Option<f64>,
 ) -> PyResult<RecoverResult> {
     let opts = repozo::RecoverOptions {
@@ -223,7 +160,7 @@ fn repozo_recover(
         verify,
     };
     let clock = clock(now);
-    let progress = PyProgress::new(progress);
+    let progress = StderrBar::new(progress);
     let r = py
         .detach(|| repozo::recover(&opts, clock.as_ref(), &progress))
         .map_err(to_py)?;
@@ -237,17 +174,17 @@ fn repozo_recover(
 
 /// repozo `-V`.
 #[pyfunction]
-#[pyo3(signature = (repository, *, quick=false, progress=None, now=None))]
+#[pyo3(signature = (repository, *, quick=false, progress=false, now=None))]
 fn repozo_verify(
     py: Python<'_>,
     repository: PathBuf,
     quick: bool,
-    progress: Option<Py<PyAny>>,
+    progress: bool,
     now: Option<f64>,
 ) -> PyResult<VerifyResult> {
     let opts = repozo::VerifyOptions { repository, quick };
     let clock = clock(now);
-    let progress = PyProgress::new(progress);
+    let progress = StderrBar::new(progress);
     let r = py
         .detach(|| repozo::verify(&opts, clock.as_ref(), &progress))
         .map_err(to_py)?;

@@ -30,7 +30,7 @@ use crate::error::{Error, Result};
 use crate::filestorage::{scan_file, ScanOptions, ScanResult};
 use crate::fsutil::open_regular;
 use crate::fsutil::sync_dir;
-use crate::progress::Progress;
+use crate::progress::{NoProgress, Progress, Unit};
 use crate::repozo::chain::{self, Chain};
 use crate::repozo::dat::{self, DatLine};
 use crate::repozo::find::{delete_old_backups, find_files};
@@ -419,7 +419,7 @@ fn decide_quick(
     if end < last.end {
         return Ok(full("file shrunk, possibly because of a pack"));
     }
-    progress.start("checksum", Some(last.end - last.start));
+    progress.start("checksum", Some(last.end - last.start), Unit::Bytes);
     let (_, srcsum) = md5_of(&mut Region::new(file, last.start, last.end), progress)
         .map_err(|e| io_err(datafs, e))?;
     progress.finish();
@@ -454,13 +454,22 @@ fn decide_checksum(
     progress: &dyn Progress,
 ) -> Result<Option<Plan>> {
     let reposz = chain.lines.last().map_or(0, |l| l.end);
+    // Progress follows the Data.fs side; the repository side reads as much.
+    let checked: u64 = chain
+        .lines
+        .iter()
+        .filter(|l| l.end <= end)
+        .map(|l| l.end - l.start)
+        .sum();
+    progress.start("checking", Some(checked), Unit::Bytes);
     let (repo, src) = rayon::join(
         || -> Result<std::result::Result<(), String>> {
             for (f, line) in chain.files.iter().zip(&chain.lines) {
-                let (n, h) = match read_data_file::<std::io::Sink>(f, Md5::new(), None, true) {
-                    Ok(r) => r,
-                    Err(e) => return Ok(Err(e.to_string())),
-                };
+                let (n, h) =
+                    match read_data_file::<std::io::Sink>(f, Md5::new(), None, true, &NoProgress) {
+                        Ok(r) => r,
+                        Err(e) => return Ok(Err(e.to_string())),
+                    };
                 let sum = hex(h);
                 if n != line.end - line.start || sum != line.md5 {
                     return Ok(Err(format!(
@@ -484,6 +493,7 @@ fn decide_checksum(
             Ok(true)
         },
     );
+    progress.finish();
     if let Err(doubt) = repo? {
         log::warn!(
             target: LOG,
@@ -596,16 +606,17 @@ fn is_write_error(e: &std::io::Error) -> bool {
 /// Read one data file (decompressing by name), feeding `hasher` (when
 /// `hash`) and copying to `out` if given. Without `hash`, a plain file is
 /// copied by the kernel where it can (`copy_file_range`). Non-regular files
-/// are refused.
+/// are refused. With `hash`, `progress` advances by the (uncompressed)
+/// bytes hashed.
 pub(crate) fn read_data_file<W: Write + Send>(
     path: &Path,
     hasher: Md5,
     out: Option<Output<'_, W>>,
     hash: bool,
+    progress: &dyn Progress,
 ) -> Result<(u64, Md5)> {
     let f = open_regular(path).map_err(|e| io_err(path, e))?;
     let name = path.to_string_lossy();
-    let nop = &crate::progress::NoProgress;
     let out_path = out.as_ref().map(|o| o.path.to_path_buf());
     let blame = |e: std::io::Error, written: bool| match (&out_path, written) {
         (Some(o), true) => io_err(o, e),
@@ -619,7 +630,7 @@ pub(crate) fn read_data_file<W: Write + Send>(
         });
         let r = match (hash, side.as_mut()) {
             (false, Some(out)) => copy_unhashed(&mut dec, out).map(|n| (n, hasher)),
-            (_, out) => copy_hashed(&mut dec, out, hasher, nop),
+            (_, out) => copy_hashed(&mut dec, out, hasher, progress),
         };
         let write_failed = side.is_some_and(|s| s.failed);
         r.map_err(|e| {
@@ -644,7 +655,7 @@ pub(crate) fn read_data_file<W: Write + Send>(
                     || std::io::copy(&mut f, out.w),
                     || {
                         let mut again = open_regular(path)?;
-                        copy_hashed::<_, std::io::Sink>(&mut again, None, hasher, nop)
+                        copy_hashed::<_, std::io::Sink>(&mut again, None, hasher, progress)
                     },
                 );
                 let copied = copied.map_err(|e| {
@@ -661,7 +672,7 @@ pub(crate) fn read_data_file<W: Write + Send>(
                 Ok((n, h))
             }
             (_, None) => {
-                copy_hashed::<_, W>(&mut f, None, hasher, nop).map_err(|e| io_err(path, e))
+                copy_hashed::<_, W>(&mut f, None, hasher, progress).map_err(|e| io_err(path, e))
             }
         }
     }
@@ -728,6 +739,7 @@ fn write_backup(
     progress.start(
         if opts.gzip { "compressing" } else { "copying" },
         Some(end - start),
+        Unit::Bytes,
     );
     let mut src = Region::new(file, start, end);
     let copied = {

@@ -27,7 +27,7 @@ use crate::clock::Clock;
 use crate::error::{Error, Result};
 use crate::filestorage::{scan_file, ScanOptions};
 use crate::fsutil::{parent_dir, sync_dir};
-use crate::progress::Progress;
+use crate::progress::{Progress, Unit};
 use crate::repozo::backup::{read_data_file, Output};
 pub use crate::repozo::chain::{plan_chain, Chain};
 use crate::repozo::naming::{gen_filename, is_valid_date, with_ext};
@@ -304,7 +304,11 @@ fn concat_checked<W: Write + Send>(
     let (files, plan) = (&chain.files, &chain.lines);
     // Without a `.dat` there is no size or md5 to check a file against.
     let verify = verify && !chain.by_names;
-    progress.start("recovering", (!chain.by_names).then(|| chain.total()));
+    progress.start(
+        "recovering",
+        (!chain.by_names).then(|| chain.total()),
+        Unit::Bytes,
+    );
     let mut whole = Md5::new();
     let mut bytes = 0;
     for (f, line) in files.iter().zip(plan) {
@@ -319,8 +323,8 @@ fn concat_checked<W: Write + Send>(
                 path: out_path,
             }),
             true,
+            progress,
         )?;
-        progress.advance(n);
         let expected = line.end - line.start;
         if !chain.by_names && n != expected {
             return Err(Error::VerificationFail(format!(

@@ -15,7 +15,7 @@ use md5::{Digest, Md5};
 
 use crate::clock::Clock;
 use crate::error::{Error, Result};
-use crate::progress::Progress;
+use crate::progress::{Progress, Unit};
 use crate::repozo::backup::bad_gzip;
 use crate::repozo::chain::plan_chain;
 use crate::repozo::naming::{gen_filename, is_gzip_name, join};
@@ -70,7 +70,7 @@ pub fn verify(
     let total = lines
         .iter()
         .fold(0u64, |t, l| t.saturating_add(l.end.saturating_sub(l.start)));
-    progress.start("verifying", Some(total));
+    progress.start("verifying", Some(total), Unit::Bytes);
     let mut checked = Vec::with_capacity(lines.len());
     let mut bytes = 0;
     for line in &lines {

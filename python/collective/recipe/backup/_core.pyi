@@ -3,7 +3,6 @@
 import os
 from pathlib import Path
 from typing import Any
-from typing import Callable
 from typing import Literal
 from typing import TypedDict
 from typing import final
@@ -95,8 +94,6 @@ def blob_cleanup(
 def blob_list_backups(location: _Path) -> list[dict[str, Any]]: ...
 # --- repozo ---
 
-_Progress = Callable[[str, int, int | None], object] | None
-
 REPOZO_DEFAULT_GZIP_LEVEL: int
 
 class RepozoError(BackupError): ...
@@ -154,7 +151,7 @@ def repozo_backup(
     quick: bool = False,
     kill_old: bool = False,
     gzip_level: int | None = None,
-    progress: _Progress = None,
+    progress: bool = False,
     now: float | None = None,
     create_repository: bool = False,
 ) -> BackupResult: ...
@@ -164,14 +161,14 @@ def repozo_recover(
     *,
     date: str | None = None,
     verify: bool = False,
-    progress: _Progress = None,
+    progress: bool = False,
     now: float | None = None,
 ) -> RecoverResult: ...
 def repozo_verify(
     repository: str | os.PathLike[str],
     *,
     quick: bool = False,
-    progress: _Progress = None,
+    progress: bool = False,
     now: float | None = None,
 ) -> VerifyResult: ...
 
@@ -204,7 +201,12 @@ def parse_alternative_restore_source(
 ) -> tuple[str, str, str | None] | None: ...
 def parse_restore_date(text: str) -> str: ...
 def backup(
-    config: BackupConfig, mode: str, now: float | None = None, dry_run: bool = False
+    config: BackupConfig,
+    mode: str,
+    now: float | None = None,
+    dry_run: bool = False,
+    *,
+    progress: bool = False,
 ) -> None: ...
 def restore(
     config: BackupConfig,
@@ -214,6 +216,8 @@ def restore(
     accept_blob_mismatch: bool = False,
     target: str | os.PathLike[str] | None = None,
     dry_run: bool = False,
+    *,
+    progress: bool = False,
 ) -> None: ...
 
 class _ZopeConf(TypedDict):

@@ -13,6 +13,8 @@
   and the filestorage engine's lines (6.0: repozo ``--verbose``); ``-q``
   means WARNING and up. Rust log records arrive through the same logging
   (pyo3-log).
+- Progress: the core draws a bar on stderr for long work when stderr is a
+  terminal and ``-q`` is not given (:func:`wants_progress`).
 - The restore prompt of docs/scripts.rst: only ``yes`` restores; empty,
   ``no`` and end of input mean no; anything else asks again.
 """
@@ -155,6 +157,18 @@ def setup_logging(quiet, debug):
     logging.getLogger(REPOZO_LOGGER).setLevel(
         logging.INFO if debug and not quiet else logging.WARNING
     )
+
+
+def wants_progress(quiet=False):
+    """Whether to ask the core for a progress bar: not with ``-q``, and only
+    when stderr is a terminal (never in cron mails or log files)."""
+    if quiet:
+        return False
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):
+        # No stderr (pythonw) or a closed one.
+        return False
 
 
 def check_date(date):

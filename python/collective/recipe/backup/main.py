@@ -124,9 +124,14 @@ def call(fn):
     raise Failed
 
 
-def run_backup(config, mode, *, dry_run=False):
+def run_backup(config, mode, *, quiet=False, dry_run=False):
     """One backup command on a built config; raises ``Failed``."""
-    call(lambda: _core.backup(config, mode, now=fixed_now(), dry_run=dry_run))
+    progress = cli.wants_progress(quiet)
+    call(
+        lambda: _core.backup(
+            config, mode, now=fixed_now(), dry_run=dry_run, progress=progress
+        )
+    )
 
 
 def run_restore(config, mode, args, *, no_prompt=False):
@@ -150,6 +155,7 @@ def run_restore(config, mode, args, *, no_prompt=False):
             accept_blob_mismatch=args.accept_blob_mismatch,
             target=target,
             dry_run=dry_run,
+            progress=cli.wants_progress(args.quiet),
         )
     )
     return 0
@@ -158,7 +164,9 @@ def run_restore(config, mode, args, *, no_prompt=False):
 def _backup(mode, argv, kwargs):
     try:
         args, config = _start(kwargs, restore=False, argv=argv)
-        run_backup(config, mode, dry_run=getattr(args, "dry_run", False))
+        run_backup(
+            config, mode, quiet=args.quiet, dry_run=getattr(args, "dry_run", False)
+        )
     except Failed:
         return 1
     return 0

@@ -340,7 +340,7 @@ def run(argv=None):
         if config.debug:
             cli.setup_logging(args.quiet, True)
         if kind == "backup":
-            main.run_backup(config, mode, dry_run=args.dry_run)
+            main.run_backup(config, mode, quiet=args.quiet, dry_run=args.dry_run)
             return 0
         if kind == "restore":
             return main.run_restore(config, mode, args)

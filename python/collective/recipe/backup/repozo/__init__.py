@@ -55,7 +55,7 @@ def backup(
     quick=True,
     kill_old=False,
     gzip_level=None,
-    progress=None,
+    progress=False,
     _now=None,
 ):
     """Back up ``datafs`` into the directory ``repository``, created when
@@ -67,8 +67,9 @@ def backup(
     incremental one; or nothing when nothing was committed since.
     ``quick`` trusts the last ``.dat`` line instead of re-reading the whole
     repository (repozo ``-Q``). ``kill_old`` deletes older chains after a
-    full backup (``-k``). ``progress(phase, done, total)`` is called now and
-    then. Returns a :class:`BackupResult` (``action`` is ``"full"``,
+    full backup (``-k``). With ``progress``, the copy and checksum loops draw
+    a progress bar on stderr when it is a terminal (nothing otherwise).
+    Returns a :class:`BackupResult` (``action`` is ``"full"``,
     ``"incremental"`` or ``"nothing"``).
     """
     return repozo_backup(
@@ -85,14 +86,14 @@ def backup(
     )
 
 
-def recover(repository, output, *, date=None, verify=True, progress=None, _now=None):
+def recover(repository, output, *, date=None, verify=True, progress=False, _now=None):
     """Write the Data.fs as of ``date`` (UTC ``yyyy-mm-dd[-hh[-mm[-ss]]]``,
     default now) to ``output``, plus ``<output>.index``.
 
     The chain is checked for gaps and sizes first; with ``verify`` each
     file's md5 too. An existing ``output`` is replaced only when the new one
-    is complete. ``output=None`` writes to stdout. Returns a
-    :class:`RecoverResult`.
+    is complete. ``output=None`` writes to stdout. ``progress``: a progress
+    bar on stderr when it is a terminal. Returns a :class:`RecoverResult`.
     """
     return repozo_recover(
         os.fspath(repository),
@@ -104,8 +105,9 @@ def recover(repository, output, *, date=None, verify=True, progress=None, _now=N
     )
 
 
-def verify(repository, *, quick=False, progress=None, _now=None):
+def verify(repository, *, quick=False, progress=False, _now=None):
     """Check the newest chain against its ``.dat``: sizes, and md5s unless
-    ``quick``. Returns a :class:`VerifyResult`; raises
-    :class:`VerificationFail` (or :class:`NoFiles`)."""
+    ``quick``. ``progress``: a progress bar on stderr when it is a terminal.
+    Returns a :class:`VerifyResult`; raises :class:`VerificationFail` (or
+    :class:`NoFiles`)."""
     return repozo_verify(os.fspath(repository), quick=quick, progress=progress, now=_now)

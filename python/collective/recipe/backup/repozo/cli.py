@@ -6,6 +6,9 @@ stop at the first non-option) and checked in the same order, with the same
 messages and exit codes. Then ONE call into the core does the work. Errors
 of the core are one line on stderr and exit code 1, never a traceback.
 
+When stderr is a terminal, the core draws a progress bar there for the long
+copies and checksums (see docs/scripts.rst); elsewhere nothing.
+
 Environment: ``CRB_REPOZO_GZIP_LEVEL`` (0-9) sets the gzip level for
 ``-z``; ``CRB_REPOZO_NOW`` (seconds since the epoch) fixes the clock that
 names backups, for tests.
@@ -20,6 +23,7 @@ from collective.recipe.backup._core import BackupError
 from collective.recipe.backup._core import repozo_backup
 from collective.recipe.backup._core import repozo_recover
 from collective.recipe.backup._core import repozo_verify
+from collective.recipe.backup.cli import wants_progress
 
 
 USAGE = """\
@@ -213,26 +217,6 @@ def parseargs(argv):
     return o
 
 
-def _progress_bar():
-    """A one-line progress display on a terminal stderr, else None."""
-    try:
-        if not sys.stderr.isatty():
-            return None
-    except (AttributeError, ValueError):
-        return None
-
-    def show(phase, done, total):
-        if total:
-            pct = min(100, done * 100 // total)
-            bar = "#" * (pct // 4)
-            sys.stderr.write(f"\r{phase:12} [{bar:25}] {pct:3d}% {done >> 20}/{total >> 20} MiB")
-        else:
-            sys.stderr.write(f"\r{phase:12} {done >> 20} MiB")
-        sys.stderr.flush()
-
-    return show
-
-
 def _level():
     value = os.environ.get("CRB_REPOZO_GZIP_LEVEL")
     return int(value) if value else None
@@ -248,36 +232,32 @@ def fixed_now():
 
 
 def run(o):
-    """The one core call for the mode."""
-    progress = _progress_bar()
-    try:
-        if o.mode == BACKUP:
-            repozo_backup(
-                o.file,
-                o.repository,
-                full=o.full,
-                gzip=o.gzip,
-                quick=o.quick,
-                kill_old=o.killold,
-                gzip_level=_level(),
-                progress=progress,
-                now=fixed_now(),
-            )
-        elif o.mode == RECOVER:
-            repozo_recover(
-                o.repository,
-                o.output,
-                date=o.date,
-                verify=o.withverify,
-                progress=progress,
-                now=fixed_now(),
-            )
-        else:
-            repozo_verify(o.repository, quick=o.quick, progress=progress, now=fixed_now())
-    finally:
-        if progress is not None:
-            sys.stderr.write("\r\033[K")
-            sys.stderr.flush()
+    """The one core call for the mode. The core draws a progress bar on
+    stderr when it is a terminal."""
+    progress = wants_progress()
+    if o.mode == BACKUP:
+        repozo_backup(
+            o.file,
+            o.repository,
+            full=o.full,
+            gzip=o.gzip,
+            quick=o.quick,
+            kill_old=o.killold,
+            gzip_level=_level(),
+            progress=progress,
+            now=fixed_now(),
+        )
+    elif o.mode == RECOVER:
+        repozo_recover(
+            o.repository,
+            o.output,
+            date=o.date,
+            verify=o.withverify,
+            progress=progress,
+            now=fixed_now(),
+        )
+    else:
+        repozo_verify(o.repository, quick=o.quick, progress=progress, now=fixed_now())
 
 
 def main(argv=None):
