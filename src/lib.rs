@@ -47,9 +47,9 @@ pub mod retention;
 pub mod commands;
 pub mod config;
 pub mod hooks;
+pub mod status;
 pub mod zconfig;
 pub mod zope_conf;
-pub mod status;
 
 #[cfg(feature = "python")]
 mod python;
