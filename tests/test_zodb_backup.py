@@ -5,6 +5,7 @@ the reference for what a restore must give, and a real buildout part whose
 section, copied into an INI file, must give the same backup files."""
 
 import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -38,7 +39,13 @@ def tree(path):
             out[os.path.relpath(os.path.join(root, d), path)] = "dir"
         for f in files:
             p = os.path.join(root, f)
-            out[os.path.relpath(p, path)] = sha(p) if not os.path.islink(p) else "link"
+            if os.path.islink(p):
+                out[os.path.relpath(p, path)] = "link"
+            elif f == ".crb.lock":
+                # Exists after any run that locked the location; holds a pid.
+                out[os.path.relpath(p, path)] = "lock"
+            else:
+                out[os.path.relpath(p, path)] = sha(p)
     return out
 
 
@@ -178,6 +185,31 @@ def test_pip_site_backs_up_checks_and_restores_with_its_zope_conf(pip_site, tmp_
     assert sha(s.datafs) == sha(reference)
     s.ok("--zope-conf", s.zope_conf, "restore", "-n")
     assert s.state() == second
+
+    # status: healthy, and what it lists is what is on disk.
+    p = s.ok("--zope-conf", s.zope_conf, "status", "--json")
+    report = json.loads(p.stdout)
+    assert report["healthy"] is True and report["problems"] == []
+    (storage,) = report["storages"]
+    assert storage["datafs"] == s.datafs and storage["blobdir"] == s.blobdir
+    (location,) = [loc for loc in storage["locations"] if loc["kind"] == "backups"]
+    listed = [b["file"] for c in location["filestorage"]["chains"] for b in c["backups"]]
+    on_disk = [n for n in listing(backups) if n.endswith((".fsz", ".deltafsz"))]
+    assert sorted(listed) == sorted(on_disk)
+    p = s.ok("--zope-conf", s.zope_conf, "status")
+    assert p.stdout.splitlines()[-1] == "OK"
+    # A backup older than --max-age is a problem: exit 1, for monitoring.
+    p = s.run("--zope-conf", s.zope_conf, "status", "--max-age", "1h",
+              env=dict(os.environ, CRB_REPOZO_NOW=str(s.now + 7200)))
+    assert p.returncode == 1
+    assert "[too_old]" in p.stdout
+    # So is the blob backup of a filestorage backup gone missing.
+    newest = sorted(n for n in listing(blob_backups) if n.startswith("blobstorage.2"))[-1]
+    shutil.rmtree(os.path.join(blob_backups, newest))
+    p = s.run("--zope-conf", s.zope_conf, "status", "--json")
+    assert p.returncode == 1
+    kinds = [problem["kind"] for problem in json.loads(p.stdout)["problems"]]
+    assert kinds == ["missing_blob_backup"]
 
 
 def test_restore_prompt_is_the_scripts_prompt(pip_site):
@@ -345,3 +377,25 @@ def test_buildout_part_copied_into_an_ini_file_makes_the_same_backups(sample_bui
         a, b_ = by_command[kind], by_script[kind]
         assert sorted(a) == sorted(b_)
         assert {k for k in a if a[k] != b_[k]} == set()
+
+
+def test_target_and_dry_run_leave_the_site_alone(pip_site, tmp_path):
+    s = pip_site
+    first = s.change()
+    s.ok("--zope-conf", s.zope_conf, "backup")
+    s.change()
+    before = tree(s.home)
+    p = s.ok("--zope-conf", s.zope_conf, "backup", "--dry-run")
+    assert any(line.startswith("INFO: Would ") for line in p.lines), p.stderr
+    p = s.ok("--zope-conf", s.zope_conf, "restore", "--dry-run")
+    assert any(line.startswith("INFO: Would ") for line in p.lines), p.stderr
+    assert tree(s.home) == before
+
+    copy = tmp_path / "copy"
+    # The prompt names the target, not the live site.
+    p = s.run("--zope-conf", s.zope_conf, "restore", "--target", str(copy), input="no\n")
+    assert p.returncode == 0 and str(copy) in p.stdout and s.datafs not in p.stdout
+    s.ok("--zope-conf", s.zope_conf, "restore", "-n", "--target", str(copy))
+    assert tree(s.home) == before
+    assert sha(copy / "Data.fs") == first[0]
+    assert state(str(copy / "blobstorage"), mtimes=False) == first[1]
