@@ -669,6 +669,124 @@ fn extract_one(
     Ok(())
 }
 
+/// What a chain of archives restores, read without extracting: every
+/// regular file's path (relative to the blob directory) and size, and the
+/// contents of a top-level `.layout`.
+#[derive(Debug, Clone, Default)]
+pub struct Listing {
+    /// Files and their sizes, as the tar headers give them.
+    pub files: HashMap<PathBuf, u64>,
+    /// The `.layout` file's contents, if the chain has one.
+    pub layout: Option<String>,
+}
+
+/// Read `archives` in order to the end, as [`extract`] with `incremental`
+/// would, without writing anything: every member's data and every gzip
+/// trailer is read (a truncated or damaged archive is an error), and the
+/// dumpdirs of incremental archives remove what they do not list.
+///
+/// # Errors
+/// [`Error::BrokenArchive`] for unreadable or unsafe archives,
+/// [`Error::Io`] when one cannot be opened.
+pub fn list(archives: &[PathBuf]) -> Result<Listing> {
+    let mut out = Listing::default();
+    for archive in archives {
+        list_one(archive, &mut out)?;
+    }
+    Ok(out)
+}
+
+fn list_one(archive: &Path, out: &mut Listing) -> Result<()> {
+    let broken = |e: io::Error| Error::BrokenArchive {
+        path: archive.to_path_buf(),
+        reason: if e.kind() == io::ErrorKind::UnexpectedEof {
+            "truncated archive".to_owned()
+        } else {
+            e.to_string()
+        },
+    };
+    let mut ar = tar::Archive::new(open_archive(archive)?);
+    let mut seen_any = false;
+    for member in ar.entries().map_err(broken)? {
+        let mut member = member.map_err(broken)?;
+        seen_any = true;
+        let raw = member.path().map_err(broken)?.into_owned();
+        let rel = safe_rel(archive, &raw)?;
+        let etype = member.header().entry_type();
+        let size = member.header().size().map_err(broken)?;
+        match etype {
+            _ if etype.as_byte() == b'D' => {
+                let mut data = Vec::new();
+                member.read_to_end(&mut data).map_err(broken)?;
+                let keep: HashSet<&[u8]> = data
+                    .split(|b| *b == 0)
+                    .filter(|i| !i.is_empty())
+                    .map(|i| &i[1..])
+                    .collect();
+                out.files.retain(|p, _| {
+                    let Ok(under) = p.strip_prefix(&rel) else {
+                        return true;
+                    };
+                    under
+                        .components()
+                        .next()
+                        .is_none_or(|c| keep.contains(c.as_os_str().as_encoded_bytes()))
+                });
+                if !keep.contains(b".layout".as_slice()) && rel.as_os_str().is_empty() {
+                    out.layout = None;
+                }
+            }
+            tar::EntryType::Regular | tar::EntryType::Continuous => {
+                if rel == Path::new(".layout") {
+                    let mut data = Vec::new();
+                    member.read_to_end(&mut data).map_err(broken)?;
+                    out.layout = Some(String::from_utf8_lossy(&data).into_owned());
+                } else {
+                    io::copy(&mut member, &mut io::sink()).map_err(broken)?;
+                }
+                out.files.insert(rel, size);
+            }
+            tar::EntryType::Link => {
+                let target = member.link_name().map_err(broken)?.map(|t| t.into_owned());
+                let target = match target {
+                    Some(t) => safe_rel(archive, &t)?,
+                    None => PathBuf::new(),
+                };
+                match out.files.get(&target).copied() {
+                    Some(n) => {
+                        out.files.insert(rel, n);
+                    }
+                    None => {
+                        return Err(Error::BrokenArchive {
+                            path: archive.to_path_buf(),
+                            reason: format!(
+                                "hard link {} to {}, which is not a file extracted here",
+                                raw.display(),
+                                target.display()
+                            ),
+                        })
+                    }
+                }
+            }
+            _ => {
+                // Directories, symlinks, long-name records: no file data.
+                io::copy(&mut member, &mut io::sink()).map_err(broken)?;
+                out.files.remove(&rel);
+            }
+        }
+    }
+    if !seen_any {
+        return Err(Error::BrokenArchive {
+            path: archive.to_path_buf(),
+            reason: "empty archive".to_owned(),
+        });
+    }
+    // The rest of the stream: the end-of-archive blocks and, for gzip, the
+    // trailer with its CRC, which the tar reader leaves unread.
+    io::copy(&mut ar.into_inner(), &mut io::sink()).map_err(broken)?;
+    Ok(())
+}
+
 /// Make sure every ancestor of `rel` below `dest` is a real directory (not
 /// a symlink that would lead the extraction elsewhere).
 fn ensure_parent(dest: &Path, rel: &Path) -> Result<()> {
