@@ -207,3 +207,10 @@ def restore(
     now: float | None = None,
     accept_blob_mismatch: bool = False,
 ) -> None: ...
+def verify(
+    config: BackupConfig,
+    mode: str = "standard",
+    date: str | None = None,
+    all: bool = False,
+    now: float | None = None,
+) -> None: ...
