@@ -386,8 +386,7 @@ def test_blob_backup_of_a_state_missing(tmp_path, caplog):
     shutil.rmtree(site.blobbackups / f"blobstorage.{site.stamps[3]}")
     found = fails(site, caplog, all=True)
     assert found == [
-        f"No blob backup for the filestorage backup of {site.stamps[3]} in {site.blobbackups}: "
-        f"Could not find backup of '{site.stamps[3]}' or earlier."
+        f"No blob backup of {site.stamps[3]} (the date of its filestorage backup) in {site.blobbackups}."
     ]
 
 
@@ -464,3 +463,43 @@ def test_blob_records_counted_as_zodb_reads_them(tmp_path, caplog):
     site.verify()
     (line,) = verified(caplog)
     assert line.endswith(f": {expected} blob records checked."), line
+
+
+def test_only_blobs(tmp_path, caplog):
+    """Without filestorage backups there is no state to pair: the blob
+    backup a restore would pick is checked as readable and complete."""
+    site = Site(tmp_path, only_blobs=True, archive_blob=True)
+    site.set_blob("a", b"one")
+    site.backup()
+    site.set_blob("b", b"two")
+    site.backup()
+    caplog.set_level(logging.INFO)
+    site.verify()
+    (newest,) = sorted(site.blobbackups.glob("blobstorage.*.tar"))[-1:]
+    import tarfile
+
+    with tarfile.open(newest) as t:
+        files = sum(1 for m in t.getmembers() if m.isfile())
+    assert files >= 3  # .layout and two blobs
+    assert verified(caplog) == [f"Verified {newest}: {files} files."]
+    with open(newest, "r+b") as f:
+        f.truncate(1000)
+    found = fails(site, caplog)
+    assert len(found) == 1 and found[0].startswith(f"{newest}: "), found
+
+
+def test_waits_for_a_running_backup(tmp_path, monkeypatch):
+    """The locations are locked as a restore locks them: a backup or
+    retention holding one is waited for, then verify gives up, having
+    checked nothing."""
+    import fcntl
+
+    site = Site(tmp_path)
+    site.set_blob("a", b"one")
+    site.backup()
+    monkeypatch.setenv("CRB_LOCK_TIMEOUT", "1")
+    with open(site.blobbackups / ".crb.lock", "a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        with pytest.raises(_core.BackupError, match=f"{site.blobbackups} is in use by another backup or restore"):
+            site.verify()
+    site.verify()

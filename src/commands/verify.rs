@@ -23,7 +23,9 @@
 //! checked: the state pickles, and blob files no record needs (a blob
 //! backup may hold files of transactions made after its filestorage
 //! backup, as a backup copies the blob directory after the Data.fs).
-//! Nothing is written and no lock is taken.
+//! No backup is written; the locations read are locked as a restore locks
+//! them (see docs/repository.rst), so that a running backup or retention
+//! is waited for instead of being reported as damage.
 
 use std::collections::HashMap;
 use std::fmt::Display;
@@ -92,33 +94,48 @@ pub fn verify(
         settings.archive = true;
         settings.timestamps = false;
     }
-    let mut problems = Problems::default();
-    let now = now.unwrap_or_else(Utc::now);
+    // Every storage needs a location in this mode, checked before any is
+    // verified.
+    let mut storages = Vec::with_capacity(cfg.storages.len());
     for s in &cfg.storages {
         let (fs_location, blob_location) = sources(s, mode);
         let blob_location = blob_location.filter(|_| s.blobdir.is_some());
+        if fs_location.is_none() && !cfg.only_blobs {
+            return Err(Error::Config(format!(
+                "No backup location to verify for {} in this mode.",
+                s.datafs.display()
+            )));
+        }
+        storages.push((s, fs_location, blob_location));
+    }
+    let _locks = crate::lock::lock_locations(
+        storages
+            .iter()
+            .flat_map(|(_, fs, blobs)| [fs.filter(|_| !cfg.only_blobs), *blobs])
+            .flatten(),
+    )?;
+    let mut problems = Problems::default();
+    let now = now.unwrap_or_else(Utc::now);
+    for (s, fs_location, blob_location) in storages {
         let v = StorageVerify {
             storage: s,
             blob_location,
             settings: &settings,
             selection,
         };
-        if cfg.only_blobs {
-            if let Some(loc) = blob_location {
-                v.blob_backups_only(loc, &mut problems);
+        match fs_location {
+            Some(repo) if !cfg.only_blobs => {
+                for planned in chains(repo, selection, now) {
+                    match planned {
+                        Ok((chain, states)) => v.chain(&chain, &states, &mut problems),
+                        Err(e) => problems.report(format_args!("{}: {e}", repo.display())),
+                    }
+                }
             }
-            continue;
-        }
-        let Some(repo) = fs_location else {
-            return Err(Error::Config(format!(
-                "No backup location to verify for {} in this mode.",
-                s.datafs.display()
-            )));
-        };
-        for planned in chains(repo, selection, now) {
-            match planned {
-                Ok((chain, states)) => v.chain(&chain, &states, &mut problems),
-                Err(e) => problems.report(format_args!("{}: {e}", repo.display())),
+            _ => {
+                if let Some(loc) = blob_location {
+                    v.blob_backups_only(loc, &mut problems);
+                }
             }
         }
     }
@@ -167,15 +184,17 @@ fn chains(
             if let Some((last, _)) = files.last() {
                 whens.push(last.clone());
             }
-            let mut seen = Vec::new();
+            let mut seen = std::collections::HashSet::new();
             let mut out = Vec::new();
             for when in whens {
                 match plan_chain(repo, &when, Some(&when)) {
                     Ok(c) => {
-                        if seen.contains(&c.files[..1].to_vec()) {
+                        let Some(head) = c.files.first() else {
+                            continue;
+                        };
+                        if !seen.insert(head.clone()) {
                             continue;
                         }
-                        seen.push(c.files[..1].to_vec());
                         let states = if c.by_names {
                             vec![c.files.len().saturating_sub(1)]
                         } else {
@@ -241,11 +260,11 @@ impl StorageVerify<'_> {
                 chain.total()
             ));
         }
-        if let Some((pos, why)) = refs.unreadable.first() {
+        if let Some((pos, why)) = &refs.first_unreadable {
             log::warn!(
                 "{}: {} data records whose class could not be read were not checked against the blobs (the first at offset {pos}: {why})",
                 first.display(),
-                refs.unreadable.len()
+                refs.unreadable
             );
         }
         let mut contents: HashMap<String, Option<BlobContents>> = HashMap::new();
@@ -324,9 +343,16 @@ impl StorageVerify<'_> {
         };
         let selected = match selected {
             Ok(s) => s,
+            Err(Error::NoBlobBackupAtDate { .. }) if self.settings.timestamps => {
+                problems.report(format_args!(
+                    "No blob backup of {stamp} (the date of its filestorage backup) in {}.",
+                    loc.display()
+                ));
+                return None;
+            }
             Err(e) => {
                 problems.report(format_args!(
-                    "No blob backup for the filestorage backup of {stamp} in {}: {e}",
+                    "No usable blob backup for the filestorage backup of {stamp} in {}: {e}",
                     loc.display()
                 ));
                 return None;

@@ -55,9 +55,11 @@ pub struct BlobRecords {
     pub end: u64,
     /// Data records read.
     pub data_records: u64,
-    /// Data records whose class could not be read (with the first reason),
-    /// counted as not being blobs.
-    pub unreadable: Vec<(u64, String)>,
+    /// Data records whose class could not be read, counted as not being
+    /// blobs.
+    pub unreadable: u64,
+    /// The first of them: its offset, and why.
+    pub first_unreadable: Option<(u64, String)>,
 }
 
 impl BlobRecords {
@@ -185,7 +187,8 @@ pub fn blob_records<R: Read>(src: R, name: &Path) -> Result<BlobRecords> {
                     match record_class(&pickle) {
                         Ok(c) => c.is_blob(),
                         Err(e) => {
-                            out.unreadable.push((pos, e.to_string()));
+                            out.unreadable += 1;
+                            out.first_unreadable.get_or_insert((pos, e.to_string()));
                             false
                         }
                     }
