@@ -693,6 +693,9 @@ pub fn list(archives: &[PathBuf]) -> Result<Listing> {
     for archive in archives {
         list_one(archive, &mut out)?;
     }
+    if !out.files.contains_key(Path::new(".layout")) {
+        out.layout = None;
+    }
     Ok(out)
 }
 
@@ -705,6 +708,10 @@ fn list_one(archive: &Path, out: &mut Listing) -> Result<()> {
             e.to_string()
         },
     };
+    // What `extract_one` removes before it writes at `rel`.
+    let remove_subtree = |files: &mut HashMap<PathBuf, u64>, rel: &Path| {
+        files.retain(|p, _| !p.starts_with(rel));
+    };
     let mut ar = tar::Archive::new(open_archive(archive)?);
     let mut seen_any = false;
     for member in ar.entries().map_err(broken)? {
@@ -714,29 +721,68 @@ fn list_one(archive: &Path, out: &mut Listing) -> Result<()> {
         let rel = safe_rel(archive, &raw)?;
         let etype = member.header().entry_type();
         let size = member.header().size().map_err(broken)?;
-        match etype {
-            _ if etype.as_byte() == b'D' => {
-                let mut data = Vec::new();
-                member.read_to_end(&mut data).map_err(broken)?;
-                let keep: HashSet<&[u8]> = data
-                    .split(|b| *b == 0)
-                    .filter(|i| !i.is_empty())
-                    .map(|i| &i[1..])
-                    .collect();
-                out.files.retain(|p, _| {
-                    let Ok(under) = p.strip_prefix(&rel) else {
-                        return true;
-                    };
-                    under
-                        .components()
-                        .next()
-                        .is_none_or(|c| keep.contains(c.as_os_str().as_encoded_bytes()))
+        let makes_entry = matches!(
+            etype,
+            tar::EntryType::Regular
+                | tar::EntryType::Continuous
+                | tar::EntryType::Symlink
+                | tar::EntryType::Link
+        );
+        if rel.as_os_str().is_empty() {
+            if makes_entry {
+                return Err(Error::BrokenArchive {
+                    path: archive.to_path_buf(),
+                    reason: format!(
+                        "member {} of type {:?} names the target directory",
+                        raw.display(),
+                        etype
+                    ),
                 });
-                if !keep.contains(b".layout".as_slice()) && rel.as_os_str().is_empty() {
-                    out.layout = None;
+            }
+        } else {
+            // Its parents become directories, replacing files of those
+            // names.
+            for parent in rel.ancestors().skip(1) {
+                out.files.remove(parent);
+            }
+        }
+        match etype {
+            _ if etype.as_byte() == b'D' || etype == tar::EntryType::Directory => {
+                out.files.remove(&rel);
+                if etype.as_byte() == b'D' {
+                    let mut data = Vec::new();
+                    member.read_to_end(&mut data).map_err(broken)?;
+                    let mut keep: HashSet<&[u8]> = HashSet::new();
+                    for item in data.split(|b| *b == 0).filter(|i| !i.is_empty()) {
+                        match item[0] {
+                            b'Y' | b'N' | b'D' => {
+                                keep.insert(&item[1..]);
+                            }
+                            code => {
+                                return Err(Error::BrokenArchive {
+                                    path: archive.to_path_buf(),
+                                    reason: format!(
+                                        "unsupported dumpdir code {:?} for {}",
+                                        char::from(code),
+                                        rel.display()
+                                    ),
+                                })
+                            }
+                        }
+                    }
+                    out.files.retain(|p, _| {
+                        let Ok(under) = p.strip_prefix(&rel) else {
+                            return true;
+                        };
+                        under
+                            .components()
+                            .next()
+                            .is_none_or(|c| keep.contains(c.as_os_str().as_encoded_bytes()))
+                    });
                 }
             }
             tar::EntryType::Regular | tar::EntryType::Continuous => {
+                remove_subtree(&mut out.files, &rel);
                 if rel == Path::new(".layout") {
                     let mut data = Vec::new();
                     member.read_to_end(&mut data).map_err(broken)?;
@@ -746,32 +792,29 @@ fn list_one(archive: &Path, out: &mut Listing) -> Result<()> {
                 }
                 out.files.insert(rel, size);
             }
+            tar::EntryType::Symlink => remove_subtree(&mut out.files, &rel),
             tar::EntryType::Link => {
                 let target = member.link_name().map_err(broken)?.map(|t| t.into_owned());
                 let target = match target {
                     Some(t) => safe_rel(archive, &t)?,
                     None => PathBuf::new(),
                 };
-                match out.files.get(&target).copied() {
-                    Some(n) => {
-                        out.files.insert(rel, n);
-                    }
-                    None => {
-                        return Err(Error::BrokenArchive {
-                            path: archive.to_path_buf(),
-                            reason: format!(
-                                "hard link {} to {}, which is not a file extracted here",
-                                raw.display(),
-                                target.display()
-                            ),
-                        })
-                    }
-                }
+                let Some(n) = out.files.get(&target).copied() else {
+                    return Err(Error::BrokenArchive {
+                        path: archive.to_path_buf(),
+                        reason: format!(
+                            "hard link {} to {}, which is not a file extracted here",
+                            raw.display(),
+                            target.display()
+                        ),
+                    });
+                };
+                remove_subtree(&mut out.files, &rel);
+                out.files.insert(rel, n);
             }
+            // Long-name and extended headers, and types extraction skips.
             _ => {
-                // Directories, symlinks, long-name records: no file data.
                 io::copy(&mut member, &mut io::sink()).map_err(broken)?;
-                out.files.remove(&rel);
             }
         }
     }
