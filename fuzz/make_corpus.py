@@ -162,6 +162,58 @@ debug-mode off
 </zodb_db>
 """,
 }
+def pickle_class_seeds(tmp):
+    """pickle_class: the pickles of the data records of a real ZODB database
+    with blobs, undo and several classes, each named
+    ``<module>.<class>-<n>`` after what ZODB's own ``get_pickle_metadata``
+    reads from it (the cargo test ``pickle_class_zodb`` checks our reader
+    against these names); plus Python's protocol 4 and 2 pickles of a class
+    and a ``(class, None)`` tuple (``STACK_GLOBAL``, short unicode, memo)."""
+    import pickle
+
+    import transaction
+    import ZODB
+    from BTrees.OOBTree import OOBTree
+    from persistent.list import PersistentList
+    from persistent.mapping import PersistentMapping
+    from ZODB.blob import Blob
+    from ZODB.FileStorage import FileStorage
+    from ZODB.utils import get_pickle_metadata
+
+    d = os.path.join(tmp, "classes")
+    os.makedirs(os.path.join(d, "blobs"))
+    path = os.path.join(d, "Data.fs")
+    db = ZODB.DB(FileStorage(path, blob_dir=os.path.join(d, "blobs")))
+    conn = db.open()
+    root = conn.root()
+    root["tree"] = OOBTree()
+    root["list"] = PersistentList([1, 2])
+    root["map"] = PersistentMapping()
+    root["blob"] = Blob(b"blob data")
+    transaction.commit()
+    with root["blob"].open("w") as f:
+        f.write(b"second")
+    transaction.commit()
+    conn.close()
+    db.undo(db.undoInfo(0, 1)[0]["id"])
+    transaction.commit()
+    db.close()
+    seen = {}
+    fs = FileStorage(path, read_only=True)
+    try:
+        for txn in fs.iterator():
+            for rec in txn:
+                if not rec.data:
+                    continue
+                module, name = get_pickle_metadata(rec.data)
+                n = seen[f"{module}.{name}"] = seen.get(f"{module}.{name}", 0) + 1
+                if n <= 2:
+                    put("pickle_class", f"{module}.{name}-{n}", rec.data[:512])
+    finally:
+        fs.close()
+    for proto in (2, 4):
+        put("pickle_class", f"ZODB.blob.Blob-protocol{proto}", pickle.dumps(Blob, proto))
+        put("pickle_class", f"ZODB.blob.Blob-tuple-protocol{proto}", pickle.dumps((Blob, None), proto))
 
 
 def main():
@@ -244,6 +296,7 @@ def main():
             h.linkname = "./l/f"
             t.addfile(h)
         put("archive", "escape-attempts", b"\x00" + buf.getvalue())
+        pickle_class_seeds(tmp)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     for name, text in ZCONFIG_SEEDS.items():

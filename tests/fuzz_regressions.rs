@@ -9,7 +9,8 @@ use std::io::Read;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use crb::blobs::archive::{extract, Snapshot};
+use crb::blobs::archive::{extract, list, Snapshot};
+use crb::blobs::tree::{walk, EntryKind, WalkOptions};
 use crb::filestorage::{scan, ScanOptions};
 use crb::progress::NoProgress;
 use crb::repozo::{dat, gzip};
@@ -133,12 +134,27 @@ fn archive_extraction_stays_inside() {
         let ar = root.path().join("a.tar");
         fs::write(&ar, archive).expect("write");
         let before = snapshot(&outside);
-        let _ = extract(&[ar], &dest, mode & 1 == 1, &NoProgress);
+        let extracted = extract(std::slice::from_ref(&ar), &dest, mode & 1 == 1, &NoProgress);
         assert!(
             fs::symlink_metadata(&dest).expect("stat").is_dir(),
             "{}: dest replaced",
             name.display()
         );
+        // What verify's reading says an archive restores is what extract
+        // wrote.
+        if mode & 1 == 1 && extracted.is_ok() {
+            if let Ok(listed) = list(&[ar]) {
+                let files: std::collections::HashMap<PathBuf, u64> =
+                    walk(&dest, &WalkOptions::default())
+                        .expect("walk dest")
+                        .entries
+                        .into_iter()
+                        .filter(|e| e.kind == EntryKind::File)
+                        .map(|e| (e.rel, e.size))
+                        .collect();
+                assert_eq!(listed.files, files, "{}: list differs", name.display());
+            }
+        }
         assert_eq!(
             snapshot(&outside),
             before,

@@ -40,6 +40,25 @@ def change_tree(live):
     age_dirs(live, 1_760_000_000)
 
 
+def backup_state(backup):
+    """``state`` of a directory backup without its manifest, which rsync
+    does not make (it is compared with rsync's tree by ``manifest_matches``)."""
+    return state(backup, exclude_top=("tmp", ".removed", ".crb-manifest"))
+
+
+def manifest_matches(backup, tree):
+    """The manifest of ``backup`` lists every file of ``tree`` (rsync's copy
+    of the same blobs) with its size, and nothing else."""
+    lines = (backup / ".crb-manifest").read_text().splitlines()
+    assert lines[0] == "crb-manifest 1"
+    listed = {}
+    for line in lines[1:]:
+        size, rel = line.split(" ", 1)
+        listed[rel] = int(size)
+    files = {rel: v[3] for rel, v in state(tree).items() if v[0] == "file"}
+    assert listed == files
+
+
 @pytest.fixture
 def live(tmp_path):
     return make_blobtree(str(tmp_path / "var" / "blobstorage"))
@@ -53,7 +72,8 @@ def test_snapshots_match_rsync_link_dest(tmp_path, live):
     rs1 = theirs / f"blobstorage.{T1}"
     rsync_backup(live, rs1)
     o1 = ours / f"blobstorage.{T1}"
-    assert state(o1) == state(rs1)
+    assert backup_state(o1) == state(rs1)
+    manifest_matches(o1, rs1 / "blobstorage")
     assert os.readlink(ours / "latest") == f"blobstorage.{T1}"
 
     change_tree(live)
@@ -61,7 +81,8 @@ def test_snapshots_match_rsync_link_dest(tmp_path, live):
     rs2 = theirs / f"blobstorage.{T2}"
     rsync_backup(live, rs2, prev=rs1)
     o2 = ours / f"blobstorage.{T2}"
-    assert state(o2) == state(rs2)
+    assert backup_state(o2) == state(rs2)
+    manifest_matches(o2, rs2 / "blobstorage")
     assert state(o2 / "blobstorage") == state(live)
     # The same files are hard links to the previous backup, by inode.
     linked_ours = shared(o1, o2)
@@ -327,7 +348,7 @@ def test_rsync_options_copy_dirlinks(tmp_path, live, caplog):
     theirs = tmp_path / "rs" / f"blobstorage.{T1}"
     theirs.parent.mkdir()
     run("rsync", "-a", "--no-l", "-k", "--exclude=/blobstorage/tmp", live, theirs)
-    assert state(ours) == state(theirs)
+    assert backup_state(ours) == state(theirs)
     assert (ours / "blobstorage" / "linked-dir" / "f.blob").read_text() == "outside"
     assert not (ours / "blobstorage" / "link-to-layout").exists()
 
@@ -348,7 +369,8 @@ def test_real_zodb_blob_tree(tmp_path, make_storage):
     rsync_backup(live, theirs / f"blobstorage.{T2}", prev=theirs / f"blobstorage.{T1}")
     assert r["linked"] > 0 and r["copied"] > 0
     for t in (T1, T2):
-        assert state(ours / f"blobstorage.{t}") == state(theirs / f"blobstorage.{t}")
+        assert backup_state(ours / f"blobstorage.{t}") == state(theirs / f"blobstorage.{t}")
+        manifest_matches(ours / f"blobstorage.{t}", theirs / f"blobstorage.{t}" / "blobstorage")
     assert shared(ours / f"blobstorage.{T1}", ours / f"blobstorage.{T2}") == shared(
         theirs / f"blobstorage.{T1}", theirs / f"blobstorage.{T2}"
     )

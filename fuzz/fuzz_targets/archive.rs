@@ -6,7 +6,9 @@
 //! Layout of the sandbox: `a.tar` (the input), `dest/` (the target) and
 //! `outside/` (a file `f` and a directory `d`, which must stay as they are).
 //! The first input byte selects incremental extraction; the rest is the
-//! archive.
+//! archive. With incremental extraction, what `list` (verify's reading of
+//! an archive, which writes nothing) says the archive restores is what
+//! `extract` wrote, when both succeed.
 #![no_main]
 
 use std::fs;
@@ -14,8 +16,9 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use crb::blobs::archive::extract;
+use crb::blobs::archive::{extract, list};
 use crb::blobs::copy::remove_tree;
+use crb::blobs::tree::{walk, EntryKind, WalkOptions};
 use crb::progress::NoProgress;
 use libfuzzer_sys::fuzz_target;
 
@@ -63,7 +66,19 @@ fuzz_target!(|data: &[u8]| {
     fs::write(&ar, archive).expect("write archive");
     let before = state(root, &dest);
 
-    let _ = extract(&[ar], &dest, mode & 1 == 1, &NoProgress);
+    let extracted = extract(std::slice::from_ref(&ar), &dest, mode & 1 == 1, &NoProgress);
+    if mode & 1 == 1 && extracted.is_ok() {
+        if let Ok(listed) = list(&[ar]) {
+            let tree = walk(&dest, &WalkOptions::default()).expect("walk dest");
+            let files: std::collections::HashMap<PathBuf, u64> = tree
+                .entries
+                .into_iter()
+                .filter(|e| e.kind == EntryKind::File)
+                .map(|e| (e.rel, e.size))
+                .collect();
+            assert_eq!(listed.files, files, "list differs from extract");
+        }
+    }
 
     let dm = fs::symlink_metadata(&dest).expect("dest still there");
     assert!(dm.is_dir(), "dest replaced");

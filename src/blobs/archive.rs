@@ -669,6 +669,167 @@ fn extract_one(
     Ok(())
 }
 
+/// What a chain of archives restores, read without extracting: every
+/// regular file's path (relative to the blob directory) and size, and the
+/// contents of a top-level `.layout`.
+#[derive(Debug, Clone, Default)]
+pub struct Listing {
+    /// Files and their sizes, as the tar headers give them.
+    pub files: HashMap<PathBuf, u64>,
+    /// The `.layout` file's contents, if the chain has one.
+    pub layout: Option<String>,
+}
+
+/// Read `archives` in order to the end, as [`extract`] with `incremental`
+/// would, without writing anything: every member's data and every gzip
+/// trailer is read (a truncated or damaged archive is an error), and the
+/// dumpdirs of incremental archives remove what they do not list.
+///
+/// # Errors
+/// [`Error::BrokenArchive`] for unreadable or unsafe archives,
+/// [`Error::Io`] when one cannot be opened.
+pub fn list(archives: &[PathBuf]) -> Result<Listing> {
+    let mut out = Listing::default();
+    for archive in archives {
+        list_one(archive, &mut out)?;
+    }
+    if !out.files.contains_key(Path::new(".layout")) {
+        out.layout = None;
+    }
+    Ok(out)
+}
+
+fn list_one(archive: &Path, out: &mut Listing) -> Result<()> {
+    let broken = |e: io::Error| Error::BrokenArchive {
+        path: archive.to_path_buf(),
+        reason: if e.kind() == io::ErrorKind::UnexpectedEof {
+            "truncated archive".to_owned()
+        } else {
+            e.to_string()
+        },
+    };
+    // What `extract_one` removes before it writes at `rel`.
+    let remove_subtree = |files: &mut HashMap<PathBuf, u64>, rel: &Path| {
+        files.retain(|p, _| !p.starts_with(rel));
+    };
+    let mut ar = tar::Archive::new(open_archive(archive)?);
+    let mut seen_any = false;
+    for member in ar.entries().map_err(broken)? {
+        let mut member = member.map_err(broken)?;
+        seen_any = true;
+        let raw = member.path().map_err(broken)?.into_owned();
+        let rel = safe_rel(archive, &raw)?;
+        let etype = member.header().entry_type();
+        let size = member.header().size().map_err(broken)?;
+        let makes_entry = matches!(
+            etype,
+            tar::EntryType::Regular
+                | tar::EntryType::Continuous
+                | tar::EntryType::Symlink
+                | tar::EntryType::Link
+        );
+        if rel.as_os_str().is_empty() {
+            if makes_entry {
+                return Err(Error::BrokenArchive {
+                    path: archive.to_path_buf(),
+                    reason: format!(
+                        "member {} of type {:?} names the target directory",
+                        raw.display(),
+                        etype
+                    ),
+                });
+            }
+        } else {
+            // Its parents become directories, replacing files of those
+            // names.
+            for parent in rel.ancestors().skip(1) {
+                out.files.remove(parent);
+            }
+        }
+        match etype {
+            _ if etype.as_byte() == b'D' || etype == tar::EntryType::Directory => {
+                out.files.remove(&rel);
+                if etype.as_byte() == b'D' {
+                    let mut data = Vec::new();
+                    member.read_to_end(&mut data).map_err(broken)?;
+                    let mut keep: HashSet<&[u8]> = HashSet::new();
+                    for item in data.split(|b| *b == 0).filter(|i| !i.is_empty()) {
+                        match item[0] {
+                            b'Y' | b'N' | b'D' => {
+                                keep.insert(&item[1..]);
+                            }
+                            code => {
+                                return Err(Error::BrokenArchive {
+                                    path: archive.to_path_buf(),
+                                    reason: format!(
+                                        "unsupported dumpdir code {:?} for {}",
+                                        char::from(code),
+                                        rel.display()
+                                    ),
+                                })
+                            }
+                        }
+                    }
+                    out.files.retain(|p, _| {
+                        let Ok(under) = p.strip_prefix(&rel) else {
+                            return true;
+                        };
+                        under
+                            .components()
+                            .next()
+                            .is_none_or(|c| keep.contains(c.as_os_str().as_encoded_bytes()))
+                    });
+                }
+            }
+            tar::EntryType::Regular | tar::EntryType::Continuous => {
+                remove_subtree(&mut out.files, &rel);
+                if rel == Path::new(".layout") {
+                    let mut data = Vec::new();
+                    member.read_to_end(&mut data).map_err(broken)?;
+                    out.layout = Some(String::from_utf8_lossy(&data).into_owned());
+                } else {
+                    io::copy(&mut member, &mut io::sink()).map_err(broken)?;
+                }
+                out.files.insert(rel, size);
+            }
+            tar::EntryType::Symlink => remove_subtree(&mut out.files, &rel),
+            tar::EntryType::Link => {
+                let target = member.link_name().map_err(broken)?.map(|t| t.into_owned());
+                let target = match target {
+                    Some(t) => safe_rel(archive, &t)?,
+                    None => PathBuf::new(),
+                };
+                let Some(n) = out.files.get(&target).copied() else {
+                    return Err(Error::BrokenArchive {
+                        path: archive.to_path_buf(),
+                        reason: format!(
+                            "hard link {} to {}, which is not a file extracted here",
+                            raw.display(),
+                            target.display()
+                        ),
+                    });
+                };
+                remove_subtree(&mut out.files, &rel);
+                out.files.insert(rel, n);
+            }
+            // Long-name and extended headers, and types extraction skips.
+            _ => {
+                io::copy(&mut member, &mut io::sink()).map_err(broken)?;
+            }
+        }
+    }
+    if !seen_any {
+        return Err(Error::BrokenArchive {
+            path: archive.to_path_buf(),
+            reason: "empty archive".to_owned(),
+        });
+    }
+    // The rest of the stream: the end-of-archive blocks and, for gzip, the
+    // trailer with its CRC, which the tar reader leaves unread.
+    io::copy(&mut ar.into_inner(), &mut io::sink()).map_err(broken)?;
+    Ok(())
+}
+
 /// Make sure every ancestor of `rel` below `dest` is a real directory (not
 /// a symlink that would lead the extraction elsewhere).
 fn ensure_parent(dest: &Path, rel: &Path) -> Result<()> {

@@ -10,11 +10,13 @@
 //!
 //! - [`naming`]: THE parser of names in a backup location;
 //! - [`tree`]: the parallel walk; [`copy`]: directory copies and links;
+//!   [`manifest`]: the sizes a directory backup should have;
 //! - [`archive`]: tar, dumpdirs and `.snar` files; [`restore`]: selection
 //!   and restore; retention lives in [`crate::retention`].
 
 pub mod archive;
 pub mod copy;
+pub mod manifest;
 pub mod naming;
 pub mod restore;
 pub mod tree;
@@ -460,6 +462,10 @@ pub fn make_backup(
             remove_tree(&tmp)?;
             fs::create_dir(&tmp).at(&tmp)?;
             let made = materialize(&tree, &tmp.join(&base), link_source.as_deref(), progress);
+            let made = made.and_then(|stats| {
+                manifest::write(&tree, &tmp.join(manifest::MANIFEST))?;
+                Ok(stats)
+            });
             match made {
                 Ok(stats) => report.stats = stats,
                 Err(e) => {

@@ -9,6 +9,8 @@
 //! the order with fakes (`fake.rs`), and the scripts use the real engines
 //! through the adapters in `engines.rs` ([`RepozoEngine`], [`BlobsEngine`]).
 //!
+//! `verify.rs` checks the backups a restore would read, and reads only.
+//!
 //! Every failure is an `Err`: the caller maps it to an `ERROR:` line and
 //! exit code 1. Nothing here prints; progress lines go through `log`.
 
@@ -17,12 +19,14 @@ mod engines;
 mod lock;
 mod restore;
 mod swap;
+mod verify;
 
 use std::path::Path;
 
 pub use backup::backup;
 pub use engines::{BlobPlan, BlobsEngine, RepozoEngine};
 pub use restore::{restore, RestoreRequest};
+pub use verify::{verify, Selection};
 
 use std::path::PathBuf;
 

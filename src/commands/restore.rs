@@ -36,7 +36,7 @@ use crate::config::{BackupConfig, RestoreDate, Storage};
 use crate::error::{Error, IoContext, Result};
 use crate::hooks::Hooks;
 
-fn sources(s: &Storage, mode: RestoreMode) -> (Option<&Path>, Option<&Path>) {
+pub(super) fn sources(s: &Storage, mode: RestoreMode) -> (Option<&Path>, Option<&Path>) {
     match mode {
         RestoreMode::Standard => (Some(&s.backup_location), s.blob_backup_location.as_deref()),
         RestoreMode::Snapshot => (

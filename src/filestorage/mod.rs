@@ -5,9 +5,13 @@
 //!   exactly as ZODB's `read_index` does (§3.5), reusing a `Data.fs.index`
 //!   the way `_restore_index`/`_check_sanity` do (§3.7).
 //! - [`index`]: the fsIndex map and its `.index` file format (§4).
+//! - [`blobrefs`]: the records of a FileStorage stream that need a blob
+//!   file; [`pickle_class`]: the class a data record's pickle names.
 
+pub mod blobrefs;
 pub mod format;
 pub mod index;
+pub mod pickle_class;
 pub mod scan;
 
 pub use format::{DataHeader, Oid, Tid, TxnHeader, TxnStatus};

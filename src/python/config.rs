@@ -1,6 +1,7 @@
 //! Bindings for [`crate::config`] and [`crate::commands`]: `BackupConfig`,
-//! the option-line parsers, the date parser, the `backup` / `restore`
-//! commands and the `status` report. Conversion only: every rule lives in the core.
+//! the option-line parsers, the date parser, the `backup` / `restore` /
+//! `verify` commands and the `status` report. Conversion only: every rule
+//! lives in the core.
 
 use std::path::{Path, PathBuf};
 
@@ -399,6 +400,47 @@ fn status(
     .map_err(to_py)
 }
 
+/// Verify backups: the filestorage chain's checksums, the blob backup
+/// that belongs to each state, and that every blob record of the state has
+/// its file there. mode is standard, snapshot, zip or alt (the locations
+/// the restore script of that name reads); date as accepted by
+/// `parse_restore_date` selects the state a restore to that date would
+/// choose, None the newest, `all` every state. Problems are logged; the
+/// error (VerificationFail) gives their count.
+#[pyfunction]
+#[pyo3(signature = (config, mode = "standard", date = None, all = false, now = None))]
+fn verify(
+    py: Python<'_>,
+    config: &Bound<'_, PyBackupConfig>,
+    mode: &str,
+    date: Option<&str>,
+    all: bool,
+    now: Option<f64>,
+) -> PyResult<()> {
+    let mode = match mode {
+        "standard" => RestoreMode::Standard,
+        "snapshot" => RestoreMode::Snapshot,
+        "zip" => RestoreMode::Zip,
+        "alt" => RestoreMode::Alt,
+        other => return Err(config_err(format!("unknown verify mode '{other}'"))),
+    };
+    let date = date.map(RestoreDate::parse).transpose().map_err(to_py)?;
+    let selection = match (&date, all) {
+        (Some(_), true) => {
+            return Err(config_err(
+                "verify takes a date or all, not both.".to_owned(),
+            ))
+        }
+        (Some(d), false) => commands::Selection::Date(d),
+        (None, true) => commands::Selection::All,
+        (None, false) => commands::Selection::Newest,
+    };
+    let cfg = config.get().inner.clone();
+    let now = super::fixed_time(now);
+    py.detach(|| commands::verify(&cfg, mode, selection, now))
+        .map_err(to_py)
+}
+
 pub(super) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyBackupConfig>()?;
     m.add_function(wrap_pyfunction!(parse_additional_filestorages, m)?)?;
@@ -407,5 +449,6 @@ pub(super) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(backup, m)?)?;
     m.add_function(wrap_pyfunction!(restore, m)?)?;
     m.add_function(wrap_pyfunction!(status, m)?)?;
+    m.add_function(wrap_pyfunction!(verify, m)?)?;
     Ok(())
 }

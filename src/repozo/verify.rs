@@ -9,7 +9,8 @@
 //! reported as such (repozo says "is missing", or crashes with a traceback
 //! for a truncated one); a malformed `.dat` line is a one-line error.
 
-use std::path::PathBuf;
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
 
 use md5::{Digest, Md5};
 
@@ -17,7 +18,8 @@ use crate::clock::Clock;
 use crate::error::{Error, Result};
 use crate::progress::{Progress, Unit};
 use crate::repozo::backup::bad_gzip;
-use crate::repozo::chain::plan_chain;
+use crate::repozo::chain::{plan_chain, Chain};
+use crate::repozo::dat::DatLine;
 use crate::repozo::naming::{gen_filename, is_gzip_name, join};
 use crate::repozo::stream::{copy_hashed, copy_unhashed, hex};
 use crate::repozo::{gzip, LOG};
@@ -75,7 +77,6 @@ pub fn verify(
     let mut bytes = 0;
     for line in &lines {
         let filename = join(repo, line.basename());
-        let expected = line.end - line.start;
         log::info!(target: LOG, "Verifying {}", filename.display());
         let missing = || Error::VerificationFail(format!("{} is missing", filename.display()));
         let gz = is_gzip_name(&filename.to_string_lossy());
@@ -103,20 +104,7 @@ pub fn verify(
                 .map_err(|_| missing())?;
             (n, hex(h))
         };
-        let when_uncompressed = if gz { " (when uncompressed)" } else { "" };
-        if size != expected {
-            return Err(Error::VerificationFail(format!(
-                "{} is {size} bytes{when_uncompressed}, should be {expected} bytes",
-                filename.display()
-            )));
-        }
-        if !opts.quick && sum != line.md5 {
-            return Err(Error::VerificationFail(format!(
-                "{} has checksum {sum}{when_uncompressed} instead of {}",
-                filename.display(),
-                line.md5
-            )));
-        }
+        check_line(&filename, gz, size, &sum, line, opts.quick)?;
         bytes += size;
         checked.push(filename);
     }
@@ -125,4 +113,160 @@ pub fn verify(
         files: checked,
         bytes,
     })
+}
+
+/// Compare a file's uncompressed size and md5 (unless `quick`) with its
+/// `.dat` line, in repozo's words.
+///
+/// # Errors
+/// [`Error::VerificationFail`] naming the file.
+fn check_line(
+    filename: &Path,
+    gz: bool,
+    size: u64,
+    sum: &str,
+    line: &DatLine,
+    quick: bool,
+) -> Result<()> {
+    let expected = line.end - line.start;
+    let when_uncompressed = if gz { " (when uncompressed)" } else { "" };
+    if size != expected {
+        return Err(Error::VerificationFail(format!(
+            "{} is {size} bytes{when_uncompressed}, should be {expected} bytes",
+            filename.display()
+        )));
+    }
+    if !quick && sum != line.md5 {
+        return Err(Error::VerificationFail(format!(
+            "{} has checksum {sum}{when_uncompressed} instead of {}",
+            filename.display(),
+            line.md5
+        )));
+    }
+    Ok(())
+}
+
+/// A planned chain read as one stream, the bytes a recover would write,
+/// while every file is checked against its `.dat` line as `-V` checks it
+/// (size and md5). A file that does not match is recorded in
+/// [`ChainReader::problems`] and the stream goes on; a file that cannot be
+/// opened or decompressed ends the stream there (what follows could not be
+/// placed). A chain without `.dat` ([`Chain::by_names`]) is only read.
+pub struct ChainReader<'a> {
+    chain: &'a Chain,
+    next: usize,
+    current: Option<Current>,
+    ended: bool,
+    /// What did not match, in chain order.
+    pub problems: Vec<Error>,
+}
+
+struct Current {
+    index: usize,
+    path: PathBuf,
+    gz: bool,
+    reader: Box<dyn Read + Send>,
+    md5: Md5,
+    size: u64,
+}
+
+impl<'a> ChainReader<'a> {
+    /// Read `chain` from its first file.
+    #[must_use]
+    pub fn new(chain: &'a Chain) -> Self {
+        ChainReader {
+            chain,
+            next: 0,
+            current: None,
+            ended: false,
+            problems: Vec::new(),
+        }
+    }
+
+    fn open_next(&mut self) -> bool {
+        let Some(path) = self.chain.files.get(self.next) else {
+            return false;
+        };
+        let index = self.next;
+        self.next += 1;
+        log::info!(target: LOG, "Verifying {}", path.display());
+        let gz = is_gzip_name(&path.to_string_lossy());
+        match crate::fsutil::open_regular(path) {
+            Ok(f) => {
+                let buffered = io::BufReader::with_capacity(1 << 16, f);
+                let reader: Box<dyn Read + Send> = if gz {
+                    Box::new(gzip::decoder(buffered))
+                } else {
+                    Box::new(buffered)
+                };
+                self.current = Some(Current {
+                    index,
+                    path: path.clone(),
+                    gz,
+                    reader,
+                    md5: Md5::new(),
+                    size: 0,
+                });
+                true
+            }
+            Err(_) => {
+                self.problems.push(Error::VerificationFail(format!(
+                    "{} is missing",
+                    path.display()
+                )));
+                false
+            }
+        }
+    }
+
+    fn finish_current(&mut self) {
+        if let Some(c) = self.current.take() {
+            if self.chain.by_names {
+                return;
+            }
+            if let Some(line) = self.chain.lines.get(c.index) {
+                let sum = hex(c.md5);
+                if let Err(e) = check_line(&c.path, c.gz, c.size, &sum, line, false) {
+                    self.problems.push(e);
+                }
+            }
+        }
+    }
+}
+
+impl Read for ChainReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            if self.ended || buf.is_empty() {
+                return Ok(0);
+            }
+            if self.current.is_none() && !self.open_next() {
+                self.ended = true;
+                return Ok(0);
+            }
+            let Some(c) = self.current.as_mut() else {
+                return Ok(0);
+            };
+            match c.reader.read(buf) {
+                Ok(0) => self.finish_current(),
+                Ok(n) => {
+                    c.md5.update(&buf[..n]);
+                    c.size += n as u64;
+                    return Ok(n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    let err = if c.gz {
+                        bad_gzip(&c.path, &e)
+                    } else {
+                        crate::repozo::io_err(&c.path, e)
+                    };
+                    self.problems.push(err);
+                    self.current = None;
+                    self.ended = true;
+                    return Ok(0);
+                }
+            }
+        }
+    }
 }

@@ -233,3 +233,10 @@ def status(
     now: float | None = None,
     max_age: str | int | None = None,
 ) -> tuple[bool, str, str]: ...
+def verify(
+    config: BackupConfig,
+    mode: str = "standard",
+    date: str | None = None,
+    all: bool = False,
+    now: float | None = None,
+) -> None: ...
