@@ -225,6 +225,35 @@ def test_dry_run_backup_names_what_the_real_run_does(site, caplog):
     assert latest(site) == f"blobstorage.{s3}"
 
 
+def simulate(listing, lines):
+    """A location listing after the plan's renames, new backups and
+    removals, in the plan's order."""
+    out = set(listing)
+    for line in lines:
+        m = re.match(r"Would rename (\S+) to (\S+)$", line)
+        if m:
+            out.discard(m.group(1))
+            out.add(m.group(2))
+    created, removed = planned(lines)
+    return (out | created) - removed
+
+
+def test_dry_run_numbered_blob_backups(tmp_path, caplog):
+    """Numbered blob backups (``blob_timestamps = false``): the plan's
+    renames, new backup and removals turn the listing before into the one
+    after the real run."""
+    caplog.set_level(logging.INFO)
+    site = Site(tmp_path, blob_timestamps=False, keep=2)
+    for i in range(4):
+        site.change(seed=10 + i)
+        listed = top_level(site.repo, site.blobrepo)
+        lines, _, _ = dry_then_real(site, caplog, "standard", T0 + 10 * i)
+        assert simulate(listed, lines) == top_level(site.repo, site.blobrepo)
+        assert f"Would make a blob backup {site.blobrepo / 'blobstorage.0'} of {site.blobdir}" in lines
+        numbered = [n for n in listed if os.path.basename(n).startswith("blobstorage.")]
+        assert sum(line.startswith("Would rename ") for line in lines) == len(numbered)
+
+
 def test_dry_run_hooks_say_they_would_run(tmp_path, caplog):
     caplog.set_level(logging.INFO)
     marker = tmp_path / "ran"
