@@ -445,3 +445,22 @@ def test_scripts_take_dry_run_and_target(backed_up, tmp_path, monkeypatch, capsy
         f"ERROR: --target {bad}: its parent directory {bad.parent} does not exist. "
         "Nothing was changed."
     )
+
+
+def test_target_replaces_what_is_there(backed_up, tmp_path):
+    """A second restore into the same DIR replaces its files by the
+    restore's swap, leaving no temporaries or intent record."""
+    site, s0, _ = backed_up
+    target = tmp_path / "copy"
+    _core.restore(site.config, "standard", now=T0 + 100, target=target)
+    newest = read_blobs(target / "Data.fs", target / "blobstorage")
+    expected = tmp_path / "repozo.fs"
+    repozo_chain(site.repo, expected, s0)
+    _core.restore(site.config, "standard", s0, now=T0 + 100, target=target)
+    with open(target / "Data.fs", "rb") as a, open(expected, "rb") as b:
+        assert a.read() == b.read()
+    older = read_blobs(target / "Data.fs", target / "blobstorage")
+    assert newest and older
+    # The blobs of that date: repozo's Data.fs with the blob backup's tree.
+    assert older == read_blobs(expected, site.blobrepo / f"blobstorage.{s0}" / "blobstorage")
+    assert sorted(os.listdir(target)) == ["Data.fs", "Data.fs.index", "Data.fs.lock", "blobstorage"]
