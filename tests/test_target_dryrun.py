@@ -125,7 +125,7 @@ def planned(lines):
         m = m or re.match(r"Would write (\S+)$", line)
         if m:
             created.add(m.group(1))
-        m = re.match(r"Would remove (\S+)$", line)
+        m = re.match(r"Would remove (\S+?)(?:: left by an interrupted run)?$", line)
         if m:
             removed.add(m.group(1))
     return created, removed
@@ -252,6 +252,28 @@ def test_dry_run_numbered_blob_backups(tmp_path, caplog):
         assert f"Would make a blob backup {site.blobrepo / 'blobstorage.0'} of {site.blobdir}" in lines
         numbered = [n for n in listed if os.path.basename(n).startswith("blobstorage.")]
         assert sum(line.startswith("Would rename ") for line in lines) == len(numbered)
+
+
+def test_dry_run_names_what_dead_runs_left(site, caplog):
+    """Leftovers of interrupted runs (a temporary file and an ``.index``
+    of a backup that never got its ``.dat`` line, a blob backup build) are
+    named: the real run removes them first."""
+    caplog.set_level(logging.INFO)
+    _core.backup(site.config, "standard", now=T0)
+    dead = stamp(T0 + 5)
+    (site.repo / f".{dead}.deltafsz.abc123.tmp").write_bytes(b"half")
+    (site.repo / f"{dead}.index").write_bytes(b"index of a dead run")
+    partial = site.blobrepo / f".blobstorage.{dead}.partial"
+    (partial / "blobstorage").mkdir(parents=True)
+    site.change(seed=2)
+    lines, created, removed = dry_then_real(site, caplog, "standard", T0 + 10)
+    assert planned(lines) == (created, removed)
+    assert removed == {
+        str(site.repo / f".{dead}.deltafsz.abc123.tmp"),
+        str(site.repo / f"{dead}.index"),
+        str(partial),
+    }
+    assert any(line.startswith("Would make an incremental backup ") for line in lines)
 
 
 def test_dry_run_hooks_say_they_would_run(tmp_path, caplog):

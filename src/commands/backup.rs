@@ -288,8 +288,9 @@ where
         ensure_dir(dir, true)?;
     }
 
-    // Filestorages: (storage, planned files, stamp).
-    let mut fs_planned: Vec<(&Storage, Vec<PathBuf>, Option<String>)> = Vec::new();
+    // Filestorages: (storage, planned files, stamp, leftovers removed first).
+    type FsPlanned<'s> = (&'s Storage, Vec<PathBuf>, Option<String>, Vec<PathBuf>);
+    let mut fs_planned: Vec<FsPlanned<'_>> = Vec::new();
     if with_fs {
         for s in &cfg.storages {
             let repository = fs_location(s, mode);
@@ -301,13 +302,14 @@ where
                 gzip: plan.gzip,
                 verbose: cfg.debug,
             })?;
+            log_leftovers(&p.leftovers);
             let Some(data) = p.data_file.clone() else {
                 log::info!(
                     "Would make no backup of {}: nothing to do, no changes since the last backup in {}",
                     s.datafs.display(),
                     repository.display()
                 );
-                fs_planned.push((s, Vec::new(), None));
+                fs_planned.push((s, Vec::new(), None, p.leftovers));
                 continue;
             };
             let full = p.action == crate::repozo::Action::Full;
@@ -340,7 +342,7 @@ where
                 .and_then(|n| n.to_str())
                 .and_then(parse_repozo_data_file)
                 .map(|(stamp, _)| stamp.to_owned());
-            fs_planned.push((s, files, stamp));
+            fs_planned.push((s, files, stamp, p.leftovers));
         }
     }
     let fs_plan_of = |s: &Storage| fs_planned.iter().find(|p| std::ptr::eq(p.0, s));
@@ -359,6 +361,7 @@ where
             },
             fs_stamp,
         )?;
+        log_leftovers(&p.leftovers);
         if p.exists {
             log::info!(
                 "Would make no blob backup of {}: {} exists, so there were no database changes since the last backup",
@@ -384,7 +387,7 @@ where
     // Retention, as if the planned backups existed.
     let mut fs_removed: Vec<(&Storage, Vec<PathBuf>)> = Vec::new();
     if with_fs {
-        for (s, files, stamp) in &fs_planned {
+        for (s, files, stamp, leftovers) in &fs_planned {
             let repository = fs_location(s, mode);
             // The planned blob backup completes the planned (or newest)
             // filestorage backup's stamp.
@@ -408,11 +411,12 @@ where
                     complete: complete.as_deref(),
                 },
                 files,
+                leftovers,
             )?;
             for path in &remove {
                 log::info!("Would remove {}", path.display());
             }
-            fs_removed.push((*s, remove));
+            fs_removed.push((*s, leftovers.iter().cloned().chain(remove).collect()));
         }
     }
     for (s, planned) in &blob_planned {
@@ -501,6 +505,13 @@ where
             })
             .collect(),
     ))
+}
+
+/// What a dead run left, which the real run removes first.
+fn log_leftovers(leftovers: &[PathBuf]) {
+    for p in leftovers {
+        log::info!("Would remove {}: left by an interrupted run", p.display());
+    }
 }
 
 /// The stamp in a blob backup's name, if it has one.
