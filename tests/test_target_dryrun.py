@@ -125,7 +125,7 @@ def planned(lines):
         m = m or re.match(r"Would write (\S+)$", line)
         if m:
             created.add(m.group(1))
-        m = re.match(r"Would remove (\S+)$", line)
+        m = re.match(r"Would remove (\S+?)(?:: left by an interrupted run)?$", line)
         if m:
             removed.add(m.group(1))
     return created, removed
@@ -223,6 +223,57 @@ def test_dry_run_backup_names_what_the_real_run_does(site, caplog):
         str(site.blobrepo / f"blobstorage.{s1}"),
     }
     assert latest(site) == f"blobstorage.{s3}"
+
+
+def simulate(listing, lines):
+    """A location listing after the plan's renames, new backups and
+    removals, in the plan's order."""
+    out = set(listing)
+    for line in lines:
+        m = re.match(r"Would rename (\S+) to (\S+)$", line)
+        if m:
+            out.discard(m.group(1))
+            out.add(m.group(2))
+    created, removed = planned(lines)
+    return (out | created) - removed
+
+
+def test_dry_run_numbered_blob_backups(tmp_path, caplog):
+    """Numbered blob backups (``blob_timestamps = false``): the plan's
+    renames, new backup and removals turn the listing before into the one
+    after the real run."""
+    caplog.set_level(logging.INFO)
+    site = Site(tmp_path, blob_timestamps=False, keep=2)
+    for i in range(4):
+        site.change(seed=10 + i)
+        listed = top_level(site.repo, site.blobrepo)
+        lines, _, _ = dry_then_real(site, caplog, "standard", T0 + 10 * i)
+        assert simulate(listed, lines) == top_level(site.repo, site.blobrepo)
+        assert f"Would make a blob backup {site.blobrepo / 'blobstorage.0'} of {site.blobdir}" in lines
+        numbered = [n for n in listed if os.path.basename(n).startswith("blobstorage.")]
+        assert sum(line.startswith("Would rename ") for line in lines) == len(numbered)
+
+
+def test_dry_run_names_what_dead_runs_left(site, caplog):
+    """Leftovers of interrupted runs (a temporary file and an ``.index``
+    of a backup that never got its ``.dat`` line, a blob backup build) are
+    named: the real run removes them first."""
+    caplog.set_level(logging.INFO)
+    _core.backup(site.config, "standard", now=T0)
+    dead = stamp(T0 + 5)
+    (site.repo / f".{dead}.deltafsz.abc123.tmp").write_bytes(b"half")
+    (site.repo / f"{dead}.index").write_bytes(b"index of a dead run")
+    partial = site.blobrepo / f".blobstorage.{dead}.partial"
+    (partial / "blobstorage").mkdir(parents=True)
+    site.change(seed=2)
+    lines, created, removed = dry_then_real(site, caplog, "standard", T0 + 10)
+    assert planned(lines) == (created, removed)
+    assert removed == {
+        str(site.repo / f".{dead}.deltafsz.abc123.tmp"),
+        str(site.repo / f"{dead}.index"),
+        str(partial),
+    }
+    assert any(line.startswith("Would make an incremental backup ") for line in lines)
 
 
 def test_dry_run_hooks_say_they_would_run(tmp_path, caplog):
@@ -416,3 +467,22 @@ def test_scripts_take_dry_run_and_target(backed_up, tmp_path, monkeypatch, capsy
         f"ERROR: --target {bad}: its parent directory {bad.parent} does not exist. "
         "Nothing was changed."
     )
+
+
+def test_target_replaces_what_is_there(backed_up, tmp_path):
+    """A second restore into the same DIR replaces its files by the
+    restore's swap, leaving no temporaries or intent record."""
+    site, s0, _ = backed_up
+    target = tmp_path / "copy"
+    _core.restore(site.config, "standard", now=T0 + 100, target=target)
+    newest = read_blobs(target / "Data.fs", target / "blobstorage")
+    expected = tmp_path / "repozo.fs"
+    repozo_chain(site.repo, expected, s0)
+    _core.restore(site.config, "standard", s0, now=T0 + 100, target=target)
+    with open(target / "Data.fs", "rb") as a, open(expected, "rb") as b:
+        assert a.read() == b.read()
+    older = read_blobs(target / "Data.fs", target / "blobstorage")
+    assert newest and older
+    # The blobs of that date: repozo's Data.fs with the blob backup's tree.
+    assert older == read_blobs(expected, site.blobrepo / f"blobstorage.{s0}" / "blobstorage")
+    assert sorted(os.listdir(target)) == ["Data.fs", "Data.fs.index", "Data.fs.lock", "blobstorage"]

@@ -321,20 +321,34 @@ fn base_name(blobdir: &Path) -> Result<String> {
 /// `location`. Only under the location's lock: a live run's build is never
 /// taken.
 fn remove_dead_partials(location: &Path) -> Result<()> {
-    for entry in fs::read_dir(location).at(location)? {
+    for p in dead_partials(location)? {
+        log::warn!(
+            "Removing {}, left by a blob backup that was interrupted",
+            p.display()
+        );
+        remove_tree(&p)?;
+    }
+    Ok(())
+}
+
+/// The `.<name>.partial` builds in `location` (none when it is missing).
+fn dead_partials(location: &Path) -> Result<Vec<PathBuf>> {
+    let rd = match fs::read_dir(location) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(Error::io(location, e)),
+    };
+    let mut out = Vec::new();
+    for entry in rd {
         let entry = entry.at(location)?;
         let name = entry.file_name();
         let name = name.to_string_lossy();
         if name.starts_with('.') && name.ends_with(".partial") {
-            let p = entry.path();
-            log::warn!(
-                "Removing {}, left by a blob backup that was interrupted",
-                p.display()
-            );
-            remove_tree(&p)?;
+            out.push(entry.path());
         }
     }
-    Ok(())
+    out.sort();
+    Ok(out)
 }
 
 fn partial_path(location: &Path, final_name: &str) -> PathBuf {
@@ -590,7 +604,8 @@ fn plan_listing(
 }
 
 /// The backup [`make_backup`] would make now, touching nothing (a dry
-/// run): no lock, no removal of dead runs' leftovers, nothing written.
+/// run): no lock, no removal of dead runs' leftovers (they are listed),
+/// nothing written.
 /// `fs_stamp`: the stamp of a filestorage backup planned in the same run
 /// (the newest one once made); otherwise the newest in
 /// `opts.fs_backup_location` names the backup, as in [`make_backup`]. A
@@ -613,7 +628,9 @@ pub fn plan_backup(
         (None, None) => None,
     }
     .unwrap_or_else(|| naming::format_timestamp(clock.now()));
-    decide(opts, &base, &stamp, &listing)
+    let mut planned = decide(opts, &base, &stamp, &listing)?;
+    planned.leftovers = dead_partials(&opts.location)?;
+    Ok(planned)
 }
 
 /// What [`cleanup`] would remove once `planned` is made and the
@@ -744,6 +761,8 @@ pub struct PlannedBackup {
     pub snapshot_file: Option<PathBuf>,
     /// Numbered backups renamed first (`.N` to `.N+1`), in order.
     pub renames: Vec<(PathBuf, PathBuf)>,
+    /// For a dry run: the builds of interrupted runs, removed first.
+    pub leftovers: Vec<PathBuf>,
 }
 
 /// Decide the name of this run's backup in a location holding `listing`:
@@ -761,6 +780,7 @@ fn decide(
         delta: false,
         snapshot_file: None,
         renames,
+        leftovers: Vec::new(),
     };
     let (compress, incremental) = match opts.format {
         Format::Directories { .. } => {
@@ -804,6 +824,7 @@ fn decide(
                     delta,
                     snapshot_file: None,
                     renames: Vec::new(),
+                    leftovers: Vec::new(),
                 });
             }
         }

@@ -114,14 +114,17 @@ fn check_blobdir(blobdir: &Path) -> Result<()> {
     }
 }
 
-/// Create a backup location when missing (6.0 `check_folders`).
-fn ensure_dir(dir: &Path) -> Result<()> {
+/// Create a backup location when missing (6.0 `check_folders`); with
+/// `dry_run`, say so instead.
+fn ensure_dir(dir: &Path, dry_run: bool) -> Result<()> {
     if dir.exists() && !dir.is_dir() {
         return Err(Error::NotADirectory {
             path: dir.to_path_buf(),
         });
     }
-    if !dir.is_dir() {
+    if !dir.is_dir() && dry_run {
+        log::info!("Would create directory {}", dir.display());
+    } else if !dir.is_dir() {
         std::fs::create_dir_all(dir).at(dir)?;
         log::info!("Created {}", dir.display());
     }
@@ -161,7 +164,7 @@ where
     // (backups and retention), so that an overlapping run waits or refuses.
     let locations = locations(cfg, mode, &blob_jobs);
     for dir in &locations {
-        ensure_dir(dir)?;
+        ensure_dir(dir, false)?;
     }
     let _locks = crate::lock::lock_locations(locations.iter().copied())?;
     if with_fs {
@@ -206,23 +209,7 @@ where
             // With dated blob backups, `keep` counts the full backups that
             // can be restored with their blobs: a full backup whose blob
             // step failed does not push out an older complete pair.
-            let complete = match blob_jobs.iter().find(|(js, _, _)| std::ptr::eq(*js, s)) {
-                Some((_, blobdir, destination)) if plan.blobs.timestamps => {
-                    let request = BlobRestore {
-                        source: destination,
-                        blobdir,
-                        date: None,
-                        settings: &plan.blobs,
-                    };
-                    Some(
-                        fs.stamps(repository)?
-                            .into_iter()
-                            .filter(|stamp| blobs.plan_exact(&request, stamp).is_ok())
-                            .collect::<Vec<String>>(),
-                    )
-                }
-                _ => None,
-            };
+            let complete = complete_stamps(mode, &plan, s, &blob_jobs, fs, blobs, None)?;
             fs.retain(&FsRetention {
                 repository,
                 keep: plan.keep,
@@ -298,18 +285,12 @@ where
     let with_fs = !cfg.only_blobs;
     let blob_jobs = blob_jobs(cfg, mode)?;
     for dir in locations(cfg, mode, &blob_jobs) {
-        if dir.exists() && !dir.is_dir() {
-            return Err(Error::NotADirectory {
-                path: dir.to_path_buf(),
-            });
-        }
-        if !dir.is_dir() {
-            log::info!("Would create directory {}", dir.display());
-        }
+        ensure_dir(dir, true)?;
     }
 
-    // Filestorages: (storage, planned files, stamp).
-    let mut fs_planned: Vec<(&Storage, Vec<PathBuf>, Option<String>)> = Vec::new();
+    // Filestorages: (storage, planned files, stamp, leftovers removed first).
+    type FsPlanned<'s> = (&'s Storage, Vec<PathBuf>, Option<String>, Vec<PathBuf>);
+    let mut fs_planned: Vec<FsPlanned<'_>> = Vec::new();
     if with_fs {
         for s in &cfg.storages {
             let repository = fs_location(s, mode);
@@ -321,13 +302,14 @@ where
                 gzip: plan.gzip,
                 verbose: cfg.debug,
             })?;
+            log_leftovers(&p.leftovers);
             let Some(data) = p.data_file.clone() else {
                 log::info!(
                     "Would make no backup of {}: nothing to do, no changes since the last backup in {}",
                     s.datafs.display(),
                     repository.display()
                 );
-                fs_planned.push((s, Vec::new(), None));
+                fs_planned.push((s, Vec::new(), None, p.leftovers));
                 continue;
             };
             let full = p.action == crate::repozo::Action::Full;
@@ -360,7 +342,7 @@ where
                 .and_then(|n| n.to_str())
                 .and_then(parse_repozo_data_file)
                 .map(|(stamp, _)| stamp.to_owned());
-            fs_planned.push((s, files, stamp));
+            fs_planned.push((s, files, stamp, p.leftovers));
         }
     }
     let fs_plan_of = |s: &Storage| fs_planned.iter().find(|p| std::ptr::eq(p.0, s));
@@ -379,6 +361,7 @@ where
             },
             fs_stamp,
         )?;
+        log_leftovers(&p.leftovers);
         if p.exists {
             log::info!(
                 "Would make no blob backup of {}: {} exists, so there were no database changes since the last backup",
@@ -404,41 +387,23 @@ where
     // Retention, as if the planned backups existed.
     let mut fs_removed: Vec<(&Storage, Vec<PathBuf>)> = Vec::new();
     if with_fs {
-        for (s, files, stamp) in &fs_planned {
+        for (s, files, stamp, leftovers) in &fs_planned {
             let repository = fs_location(s, mode);
-            let complete = match blob_jobs.iter().find(|(js, _, _)| std::ptr::eq(*js, *s)) {
-                Some((_, blobdir, destination)) if plan.blobs.timestamps => {
-                    let request = BlobRestore {
-                        source: destination,
-                        blobdir,
-                        date: None,
-                        settings: &plan.blobs,
-                    };
-                    // The planned blob backup completes the planned (or
-                    // newest) filestorage backup's stamp.
-                    let planned_blob = blob_planned
-                        .iter()
-                        .find(|(bs, _)| std::ptr::eq(*bs, *s))
-                        .and_then(|(_, p)| blob_stamp(&p.backup));
-                    let mut stamps = if repository.is_dir() {
-                        fs.stamps(repository)?
-                    } else {
-                        Vec::new()
-                    };
-                    stamps.extend(stamp.clone());
-                    Some(
-                        stamps
-                            .into_iter()
-                            .filter(|st| {
-                                planned_blob.as_deref() == Some(st.as_str())
-                                    || (destination.is_dir()
-                                        && blobs.plan_exact(&request, st).is_ok())
-                            })
-                            .collect::<Vec<String>>(),
-                    )
-                }
-                _ => None,
-            };
+            // The planned blob backup completes the planned (or newest)
+            // filestorage backup's stamp.
+            let planned_blob = blob_planned
+                .iter()
+                .find(|(bs, _)| std::ptr::eq(*bs, *s))
+                .and_then(|(_, p)| blob_stamp(&p.backup));
+            let complete = complete_stamps(
+                mode,
+                plan,
+                s,
+                &blob_jobs,
+                fs,
+                blobs,
+                Some((stamp.as_deref(), planned_blob.as_deref())),
+            )?;
             let remove = fs.plan_retention(
                 &FsRetention {
                     repository,
@@ -446,11 +411,12 @@ where
                     complete: complete.as_deref(),
                 },
                 files,
+                leftovers,
             )?;
             for path in &remove {
                 log::info!("Would remove {}", path.display());
             }
-            fs_removed.push((*s, remove));
+            fs_removed.push((*s, leftovers.iter().cloned().chain(remove).collect()));
         }
     }
     for (s, planned) in &blob_planned {
@@ -496,6 +462,56 @@ where
         log::info!("Would run post_command: {}", cfg.post_command);
     }
     Ok(())
+}
+
+/// With dated blob backups, `keep` counts the full backups that can be
+/// restored with their blobs: the stamps of `s`'s repository whose blob
+/// backup is complete (None: every full backup counts). A dry run adds its
+/// `planned` (filestorage stamp, blob backup stamp).
+fn complete_stamps<F, B>(
+    mode: BackupMode,
+    plan: &Plan,
+    s: &Storage,
+    blob_jobs: &[(&Storage, &Path, &Path)],
+    fs: &F,
+    blobs: &B,
+    planned: Option<(Option<&str>, Option<&str>)>,
+) -> Result<Option<Vec<String>>>
+where
+    F: FileStorageEngine,
+    B: BlobEngine,
+{
+    let Some((_, blobdir, destination)) = blob_jobs.iter().find(|(js, _, _)| std::ptr::eq(*js, s))
+    else {
+        return Ok(None);
+    };
+    if !plan.blobs.timestamps {
+        return Ok(None);
+    }
+    let request = BlobRestore {
+        source: destination,
+        blobdir,
+        date: None,
+        settings: &plan.blobs,
+    };
+    let (planned_fs, planned_blob) = planned.unwrap_or((None, None));
+    let mut stamps = fs.stamps(fs_location(s, mode))?;
+    stamps.extend(planned_fs.map(str::to_owned));
+    Ok(Some(
+        stamps
+            .into_iter()
+            .filter(|stamp| {
+                planned_blob == Some(stamp.as_str()) || blobs.plan_exact(&request, stamp).is_ok()
+            })
+            .collect(),
+    ))
+}
+
+/// What a dead run left, which the real run removes first.
+fn log_leftovers(leftovers: &[PathBuf]) {
+    for p in leftovers {
+        log::info!("Would remove {}: left by an interrupted run", p.display());
+    }
 }
 
 /// The stamp in a blob backup's name, if it has one.

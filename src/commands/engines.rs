@@ -112,12 +112,25 @@ impl FileStorageEngine for RepozoEngine<'_> {
         repozo::plan_backup(&opts, clock_at(self.now).as_ref(), &NoProgress)
     }
 
-    fn plan_retention(&self, req: &FsRetention<'_>, planned: &[PathBuf]) -> Result<Vec<PathBuf>> {
-        let names: Vec<String> = planned
-            .iter()
-            .filter_map(|p| Some(p.file_name()?.to_str()?.to_owned()))
-            .collect();
-        let plan = retention::plan_after(req.repository, req.keep, req.complete, &names)?;
+    fn plan_retention(
+        &self,
+        req: &FsRetention<'_>,
+        added: &[PathBuf],
+        removed: &[PathBuf],
+    ) -> Result<Vec<PathBuf>> {
+        let names = |paths: &[PathBuf]| -> Vec<String> {
+            paths
+                .iter()
+                .filter_map(|p| Some(p.file_name()?.to_str()?.to_owned()))
+                .collect()
+        };
+        let plan = retention::plan_after(
+            req.repository,
+            req.keep,
+            req.complete,
+            &names(added),
+            &names(removed),
+        )?;
         Ok(plan.remove.iter().map(|n| req.repository.join(n)).collect())
     }
 

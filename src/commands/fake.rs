@@ -97,9 +97,15 @@ impl FileStorageEngine for FakeFs<'_> {
             data_file: Some(r.repository.join("2026-11-30-10-00-00.fsz")),
             index_file: None,
             dat_file: None,
+            leftovers: Vec::new(),
         })
     }
-    fn plan_retention(&self, r: &FsRetention<'_>, _planned: &[PathBuf]) -> Result<Vec<PathBuf>> {
+    fn plan_retention(
+        &self,
+        r: &FsRetention<'_>,
+        _added: &[PathBuf],
+        _removed: &[PathBuf],
+    ) -> Result<Vec<PathBuf>> {
         self.0
             .record(format!("fs plan retain {}", name(r.repository)))?;
         Ok(Vec::new())
@@ -169,6 +175,7 @@ impl BlobEngine for FakeBlobs<'_> {
             delta: false,
             snapshot_file: None,
             renames: Vec::new(),
+            leftovers: Vec::new(),
         })
     }
     fn plan_retention(

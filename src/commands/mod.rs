@@ -219,12 +219,18 @@ pub trait FileStorageEngine {
     /// As `backup` before it writes.
     fn plan_backup(&self, req: &FsBackup<'_>) -> Result<FsPlanned>;
 
-    /// What `retain` would remove once the `planned` files exist too,
-    /// touching nothing.
+    /// What `retain` would remove once the `added` files exist too and the
+    /// `removed` ones (leftovers of interrupted runs) are gone, touching
+    /// nothing.
     ///
     /// # Errors
     /// The repository cannot be read.
-    fn plan_retention(&self, req: &FsRetention<'_>, planned: &[PathBuf]) -> Result<Vec<PathBuf>>;
+    fn plan_retention(
+        &self,
+        req: &FsRetention<'_>,
+        added: &[PathBuf],
+        removed: &[PathBuf],
+    ) -> Result<Vec<PathBuf>>;
 
     /// Find the backup chain for the date and check it (files present,
     /// checksums where cheap), touching nothing.

@@ -222,7 +222,10 @@ pub fn backup(
 }
 
 /// What [`backup`] would do now, touching nothing: no lock, no cleaning of
-/// an interrupted run's leftovers, no file written (a dry run). The
+/// an interrupted run's leftovers (they are listed), no file written (a
+/// dry run). The decision is made on the repository as it is: a leftover
+/// data file of a dead run counts in it, where the real run removes it
+/// first. The
 /// decision (full, incremental or nothing, quick mode included) and the
 /// names are [`backup`]'s own. A repository that does not exist yet gets a
 /// full backup when `opts.create_repository`, else repozo's error.
@@ -238,6 +241,7 @@ pub fn plan_backup(
 ) -> Result<PlannedBackup> {
     let repo = &opts.repository;
     let exists = repo.is_dir() || !opts.create_repository;
+    let leftovers = chain::plan_clean_interrupted(repo)?;
     let now = clock.now();
     let when = gen_filename(now, "");
     let decided = decide(opts, &when, exists, progress)?;
@@ -248,6 +252,7 @@ pub fn plan_backup(
             data_file: None,
             index_file: None,
             dat_file: None,
+            leftovers,
         });
     };
     let names = names(opts, now, &plan)?;
@@ -257,6 +262,7 @@ pub fn plan_backup(
         data_file: Some(names.data),
         index_file: Some(names.index),
         dat_file: Some(names.dat),
+        leftovers,
     })
 }
 
@@ -274,6 +280,9 @@ pub struct PlannedBackup {
     /// The `.dat` that would get the new line: a new one for a full
     /// backup, the chain's for an incremental.
     pub dat_file: Option<PathBuf>,
+    /// What interrupted runs left, which the backup removes first
+    /// ([`chain::plan_clean_interrupted`]).
+    pub leftovers: Vec<PathBuf>,
 }
 
 fn nothing(end: u64) -> BackupReport {

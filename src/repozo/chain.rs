@@ -344,14 +344,60 @@ pub fn clean_interrupted(repo: &Path) -> Result<Cleaned> {
             );
         }
     }
+    let Some((data, indexes)) = uncommitted(repo, &listing) else {
+        return Ok(cleaned);
+    };
+    for p in data {
+        remove_leftover(
+            p,
+            "no .dat lists it, it was left by an interrupted backup",
+            &mut cleaned.backups,
+        );
+    }
+    for p in indexes {
+        if remove_or_warn(&p) {
+            cleaned.backups.push(p);
+        }
+    }
+    Ok(cleaned)
+}
+
+/// What [`clean_interrupted`] would remove now, touching nothing (a dry
+/// run): temporary files, then the data and `.index` files of interrupted
+/// backups. A missing repository holds nothing.
+///
+/// # Errors
+/// [`Error::RepozoIo`] when the directory cannot be listed.
+pub fn plan_clean_interrupted(repo: &Path) -> Result<Vec<PathBuf>> {
+    if !repo.is_dir() {
+        return Ok(Vec::new());
+    }
+    let listing = list(repo)?;
+    let mut out: Vec<PathBuf> = listing.temps.iter().map(|t| join(repo, t)).collect();
+    if listing.dats.is_empty() {
+        return Ok(out);
+    }
+    // A torn last `.dat` line is not read (see `dat::read`), so what the
+    // `.dat` files list is what they list once repaired.
+    if let Some((data, indexes)) = uncommitted(repo, &listing) {
+        out.extend(data);
+        out.extend(indexes);
+    }
+    Ok(out)
+}
+
+/// The data files newer than every committed backup that no `.dat` lists,
+/// and the `.index` files newer than every committed data file without a
+/// committed data file of their own: what backups that died before their
+/// commit point left. None when a `.dat` cannot be read (what it lists is
+/// unknown: no backup is removed).
+fn uncommitted(repo: &Path, listing: &Listing) -> Option<(Vec<PathBuf>, Vec<PathBuf>)> {
     let mut listed = BTreeSet::new();
     for root in &listing.dats {
         match dat::read(&join(repo, &format!("{root}.dat"))) {
             Ok(Some(lines)) => listed.extend(lines.iter().map(|l| l.basename().to_owned())),
             Ok(None) => {}
-            // What an unreadable `.dat` lists is unknown: remove no backup
-            // (the backup then starts a new chain, see `vouch`).
-            Err(_) => return Ok(cleaned),
+            Err(_) => return None,
         }
     }
     let newest_committed = listing
@@ -359,33 +405,25 @@ pub fn clean_interrupted(repo: &Path) -> Result<Cleaned> {
         .iter()
         .rfind(|n| listed.contains(n.as_str()))
         .map_or("", |n| splitext(n).0);
-    for name in &listing.data {
-        let root = splitext(name).0;
-        if root <= newest_committed || listed.contains(name) {
-            continue;
-        }
-        remove_leftover(
-            join(repo, name),
-            "no .dat lists it, it was left by an interrupted backup",
-            &mut cleaned.backups,
-        );
-    }
-    // `.index` files of interrupted backups: newer than every committed
-    // data file and without a data file of their own.
-    for root in &listing.indexes {
-        if root.as_str() > newest_committed
-            && !listing
-                .data
-                .iter()
-                .any(|n| splitext(n).0 == root && listed.contains(n))
-        {
-            let p = join(repo, &format!("{root}.index"));
-            if remove_or_warn(&p) {
-                cleaned.backups.push(p);
-            }
-        }
-    }
-    Ok(cleaned)
+    let data = listing
+        .data
+        .iter()
+        .filter(|name| !(splitext(name).0 <= newest_committed || listed.contains(name.as_str())))
+        .map(|name| join(repo, name))
+        .collect();
+    let indexes = listing
+        .indexes
+        .iter()
+        .filter(|root| {
+            root.as_str() > newest_committed
+                && !listing
+                    .data
+                    .iter()
+                    .any(|n| splitext(n).0 == root.as_str() && listed.contains(n))
+        })
+        .map(|root| join(repo, &format!("{root}.index")))
+        .collect();
+    Some((data, indexes))
 }
 
 /// Remove `p`, left by a dead run (`why`), with a warning saying so, and

@@ -101,7 +101,8 @@ pub fn apply(repository: &Path, keep: u32, complete: Option<&[String]>) -> Resul
 }
 
 /// What [`apply`] would remove once the files named `planned` (a backup
-/// still to be made) exist too, touching nothing (a dry run). A missing
+/// still to be made) exist too and those named `gone` (an interrupted
+/// run's leftovers) do not, touching nothing (a dry run). A missing
 /// repository holds nothing yet.
 ///
 /// # Errors
@@ -111,12 +112,14 @@ pub fn plan_after(
     keep: u32,
     complete: Option<&[String]>,
     planned: &[String],
+    gone: &[String],
 ) -> Result<FsCleanupPlan> {
     let mut names = if repository.is_dir() {
         list(repository)?
     } else {
         Vec::new()
     };
+    names.retain(|n| !gone.contains(n));
     names.extend(
         planned
             .iter()
@@ -295,17 +298,17 @@ mod plan_after_tests {
             .iter()
             .map(|e| format!("2026-02-01-00-00-00.{e}"))
             .collect();
-        let plan = plan_after(d.path(), 1, None, &planned).expect("plan");
+        let plan = plan_after(d.path(), 1, None, &planned, &[]).expect("plan");
         let mut want: Vec<String> = old.iter().map(|s| (*s).to_owned()).collect();
         want.sort();
         assert_eq!(plan.remove, want);
         assert!(old.iter().all(|n| d.path().join(n).exists()));
         // Without the planned full backup there is one chain: nothing goes.
-        assert!(plan_after(d.path(), 1, None, &[])
+        assert!(plan_after(d.path(), 1, None, &[], &[])
             .expect("plan")
             .remove
             .is_empty());
-        let missing = plan_after(&d.path().join("missing"), 1, None, &planned).expect("plan");
+        let missing = plan_after(&d.path().join("missing"), 1, None, &planned, &[]).expect("plan");
         assert!(missing.remove.is_empty());
     }
 }
