@@ -203,8 +203,21 @@ def test_pip_site_backs_up_checks_and_restores_with_its_zope_conf(pip_site, tmp_
               env=dict(os.environ, CRB_REPOZO_NOW=str(s.now + 7200)))
     assert p.returncode == 1
     assert "[too_old]" in p.stdout
-    # So is the blob backup of a filestorage backup gone missing.
+    # verify: every state, then a blob file gone from the newest blob backup.
+    p = s.ok("--zope-conf", s.zope_conf, "verify", "--all")
+    assert len([line for line in p.lines if line.startswith("INFO: Verified ")]) == 2
     newest = sorted(n for n in listing(blob_backups) if n.startswith("blobstorage.2"))[-1]
+    blob_files = [
+        os.path.join(root, f)
+        for root, _, files in os.walk(os.path.join(blob_backups, newest))
+        for f in files if f.endswith(".blob")
+    ]
+    os.unlink(sorted(blob_files)[-1])
+    p = s.run("--zope-conf", s.zope_conf, "verify")
+    assert p.returncode == 1
+    assert any(line.startswith("ERROR: The blob of oid 0x") for line in p.lines), p.stderr
+    assert p.lines[-1].startswith("ERROR: verify found "), p.stderr
+    # status sees the blob backup of a filestorage backup gone missing.
     shutil.rmtree(os.path.join(blob_backups, newest))
     p = s.run("--zope-conf", s.zope_conf, "status", "--json")
     assert p.returncode == 1
