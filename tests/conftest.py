@@ -108,7 +108,9 @@ import subprocess  # noqa: E402
 import textwrap  # noqa: E402
 
 REPO = os.path.dirname(HERE)
-DIST = os.path.join(REPO, "dist")
+#: Where buildout finds the package: dist/ of scripts/test, or the folder
+#: CRB_WHEEL_DIR names (scripts/wheels-test puts one portable wheel there).
+DIST = os.environ.get("CRB_WHEEL_DIR") or os.path.join(REPO, "dist")
 RECIPE_VERSION = "7.0.0a1"
 #: zc.buildout majors the recipe is tested on, with the pins of each venv.
 BUILDOUT_PINS = {
@@ -121,8 +123,9 @@ BUILDOUT_PINS = {
 def _buildout_executable(major):
     """``bin/buildout`` of a venv that has zc.buildout but NOT our package,
     so that buildout installs the freshly built wheel as an egg (the path
-    users take). Made once in ``.venv-buildout<major>`` and reused."""
-    venv = os.path.join(REPO, f".venv-buildout{major}")
+    users take). Made once in ``.venv-buildout<major>`` and reused, in the
+    clone or in the folder CRB_BUILDOUT_VENVS names (one per Python)."""
+    venv = os.path.join(os.environ.get("CRB_BUILDOUT_VENVS") or REPO, f".venv-buildout{major}")
     exe = os.path.join(venv, "bin", "buildout")
     if not os.path.exists(exe):
         try:
