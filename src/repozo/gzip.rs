@@ -17,16 +17,16 @@
 use std::cell::RefCell;
 use std::io::{self, BufRead, BufReader, Read, Write};
 
-use flate2::{Compress, Compression, Crc, Decompress, FlushCompress, FlushDecompress, Status};
 use md5::{Digest, Md5};
 use rayon::prelude::*;
 
 use crate::progress::Progress;
 use crate::repozo::stream::fill;
 
-/// Default compression level, chosen by measurement on generated storages
-/// against repozo's level 9 (see CHANGES.rst and `benches/repozo_bench.py`).
-pub const DEFAULT_LEVEL: u32 = 2;
+/// Default compression level (libdeflate's), chosen by measurement on
+/// generated storages against repozo's level 9 (see CHANGES.rst,
+/// `benches/deflate_codecs.rs` and `benches/repozo_bench.py`).
+pub const DEFAULT_LEVEL: u32 = 1;
 
 /// Uncompressed bytes per gzip member.
 pub const MEMBER_SIZE: usize = 512 << 10;
@@ -38,57 +38,51 @@ pub fn decoder<R: Read + Send>(r: R) -> GzReader<R> {
 }
 
 thread_local! {
-    /// One raw-deflate compressor per worker thread, reused for every
-    /// member (allocating one per member costs time and memory).
-    static DEFLATE: RefCell<Option<(u32, Compress)>> = const { RefCell::new(None) };
+    /// One libdeflate compressor per worker thread and level, reused for
+    /// every member (allocating one per member costs time and memory).
+    static DEFLATE: RefCell<Option<(u32, libdeflater::Compressor)>> = const { RefCell::new(None) };
+    /// One libdeflate decompressor per worker thread.
+    static INFLATE: RefCell<Option<libdeflater::Decompressor>> = const { RefCell::new(None) };
 }
 
 /// Compress `data` into `out` as one complete gzip member (RFC 1952): a
-/// 10-byte header without a file name, raw deflate, CRC32 and size.
+/// 20-byte header with our extra field, raw deflate (libdeflate, which
+/// compresses a whole buffer at once faster than zlib streams, at a better
+/// ratio for the same speed: see `benches/deflate_codecs.rs`), CRC32 and
+/// size.
 fn compress_member(data: &[u8], level: u32, mtime: u32, out: &mut Vec<u8>) -> io::Result<()> {
-    out.clear();
-    out.reserve(data.len() + data.len() / 512 + 256);
     let xfl = match level {
         9 => 2,
         0 | 1 => 4,
         _ => 0,
     };
-    out.extend_from_slice(&[0x1f, 0x8b, 8, FEXTRA]);
-    out.extend_from_slice(&mtime.to_le_bytes());
-    out.extend_from_slice(&[xfl, 255]);
-    // XLEN 8: subfield "CR", length 4, the member length (patched below).
-    out.extend_from_slice(&[8, 0, b'C', b'R', 4, 0, 0, 0, 0, 0]);
     DEFLATE.with(|cell| -> io::Result<()> {
         let mut slot = cell
             .try_borrow_mut()
             .map_err(|_| io::Error::other("deflate state in use"))?;
         let c = match &mut *slot {
-            Some((l, c)) if *l == level => {
-                c.reset();
-                c
-            }
+            Some((l, c)) if *l == level => c,
             other => {
-                &mut other
-                    .insert((level, Compress::new(Compression::new(level), false)))
-                    .1
+                let lvl =
+                    libdeflater::CompressionLvl::new(i32::try_from(level.min(9)).unwrap_or(9))
+                        .map_err(|_| io::Error::other("invalid gzip level"))?;
+                &mut other.insert((level, libdeflater::Compressor::new(lvl))).1
             }
         };
-        loop {
-            let done = usize::try_from(c.total_in())
-                .unwrap_or(usize::MAX)
-                .min(data.len());
-            let status = c
-                .compress_vec(&data[done..], out, FlushCompress::Finish)
-                .map_err(io::Error::other)?;
-            if status == Status::StreamEnd {
-                return Ok(());
-            }
-            out.reserve(64 << 10);
-        }
+        out.clear();
+        out.extend_from_slice(&[0x1f, 0x8b, 8, FEXTRA]);
+        out.extend_from_slice(&mtime.to_le_bytes());
+        out.extend_from_slice(&[xfl, 255]);
+        // XLEN 8: subfield "CR", length 4, the member length (patched below).
+        out.extend_from_slice(&[8, 0, b'C', b'R', 4, 0, 0, 0, 0, 0]);
+        out.resize(OUR_HEADER + c.deflate_compress_bound(data.len()), 0);
+        let n = c
+            .deflate_compress(data, &mut out[OUR_HEADER..])
+            .map_err(io::Error::other)?;
+        out.truncate(OUR_HEADER + n);
+        Ok(())
     })?;
-    let mut crc = Crc::new();
-    crc.update(data);
-    out.extend_from_slice(&crc.sum().to_le_bytes());
+    out.extend_from_slice(&libdeflater::crc32(data).to_le_bytes());
     // ISIZE is the length modulo 2^32 (RFC 1952).
     #[allow(clippy::cast_possible_truncation)]
     out.extend_from_slice(&(data.len() as u32).to_le_bytes());
@@ -127,35 +121,29 @@ fn inflate_member(member: &[u8], out: &mut Vec<u8>) -> io::Result<()> {
     let t = &member[member.len() - 8..];
     let crc = u32::from_le_bytes([t[0], t[1], t[2], t[3]]);
     let isize = u32::from_le_bytes([t[4], t[5], t[6], t[7]]) as usize;
-    out.clear();
-    // ISIZE is only a hint (it may be damaged): none of our members holds
-    // more than MEMBER_SIZE bytes, and the loop below grows `out` as needed.
-    out.reserve(isize.min(MEMBER_SIZE));
-    let mut d = Decompress::new(false);
-    loop {
-        let done = usize::try_from(d.total_in())
-            .unwrap_or(usize::MAX)
-            .min(body.len());
-        let before = (d.total_in(), d.total_out());
-        let status = d
-            .decompress_vec(&body[done..], out, FlushDecompress::Finish)
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
-        if status == Status::StreamEnd {
-            break;
-        }
-        if (d.total_in(), d.total_out()) == before && out.len() < out.capacity() {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "truncated gzip file",
-            ));
-        }
-        out.reserve(64 << 10);
+    // None of our members holds more than MEMBER_SIZE bytes; ISIZE may be
+    // damaged, so it only has to fit, and a member that does not is read
+    // by the sequential reader.
+    if isize > MEMBER_SIZE {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "gzip member larger than ours",
+        ));
     }
-    let mut c = Crc::new();
-    c.update(out);
-    #[allow(clippy::cast_possible_truncation)]
-    if d.total_in() as usize != body.len() || c.sum() != crc || (out.len() as u32) as usize != isize
-    {
+    out.resize(isize, 0);
+    let n = INFLATE.with(|cell| -> io::Result<usize> {
+        let mut slot = cell
+            .try_borrow_mut()
+            .map_err(|_| io::Error::other("inflate state in use"))?;
+        slot.get_or_insert_with(libdeflater::Decompressor::new)
+            .deflate_decompress(body, out)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+    })?;
+    // libdeflate stops at the end of the deflate stream and ignores what
+    // follows it: the trailer at the end of the member as its header
+    // delimits it must match the data, or the length was wrong (it has no
+    // checksum of its own) or the data damaged.
+    if n != isize || libdeflater::crc32(out) != crc {
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
             "corrupt gzip member (CRC or length mismatch)",
@@ -460,6 +448,7 @@ fn read_batch<R: Read>(src: &mut R, bufs: &mut [Vec<u8>]) -> io::Result<usize> {
 mod tests {
     use super::*;
     use crate::progress::NoProgress;
+    use flate2::Compression;
 
     fn sample(n: usize) -> Vec<u8> {
         (0..n).map(|i| ((i * 7919) % 251) as u8).collect()
