@@ -16,6 +16,7 @@
 
 use std::cell::RefCell;
 use std::io::{self, BufRead, BufReader, Read, Write};
+use std::sync::{mpsc, Mutex};
 
 use md5::{Digest, Md5};
 use rayon::prelude::*;
@@ -369,12 +370,23 @@ impl<R: Read> Read for Members<R> {
     }
 }
 
+/// A chunk of input and the member made of it, travelling through the
+/// pipeline of [`compress`] and back to be reused.
+#[derive(Default)]
+struct Slot {
+    seq: usize,
+    data: Vec<u8>,
+    member: Vec<u8>,
+}
+
 /// Read `src` to its end, write it gzip-compressed (parallel members) to
 /// `dst`, and return `(bytes read, md5 of the bytes read)`.
 ///
-/// The md5 and the reading of the next batch run while the current batch
-/// is compressed, so a two-core machine keeps both cores busy. Buffers are
-/// reused: memory stays at three batches of [`MEMBER_SIZE`] chunks.
+/// A pipeline without barriers, so that no core waits for the slowest
+/// member of a batch: one thread reads [`MEMBER_SIZE`] chunks and feeds the
+/// md5, one worker per core compresses chunks into members as they come,
+/// and this thread writes the members in order. A fixed set of buffers
+/// goes round (three per worker), which bounds the memory.
 ///
 /// # Errors
 /// I/O errors of `src` or `dst`.
@@ -389,59 +401,84 @@ where
     R: Read + Send,
     W: Write,
 {
-    let slots = rayon::current_num_threads().max(1) * 2;
-    let new_set = || (0..slots).map(|_| Vec::new()).collect::<Vec<Vec<u8>>>();
-    let (mut cur, mut next, mut outs) = (new_set(), new_set(), new_set());
-    let mut hasher = Md5::new();
-    let mut total = 0u64;
-    let mut n = read_batch(src, &mut cur)?;
-    if n == 0 {
-        // An empty input still makes a valid gzip file (one empty member).
-        compress_member(&[], level, mtime, &mut outs[0])?;
-        dst.write_all(&outs[0])?;
-        return Ok((0, hasher));
+    let workers = rayon::current_num_threads().max(1);
+    let (free_tx, free_rx) = mpsc::channel::<Slot>();
+    for _ in 0..workers * 3 {
+        free_tx
+            .send(Slot::default())
+            .map_err(|_| io::Error::other("gzip pipeline closed"))?;
     }
-    while n > 0 {
-        let batch = &cur[..n];
-        let (compressed, read_next) = rayon::join(
-            || {
-                batch
-                    .par_iter()
-                    .zip(outs[..n].par_iter_mut())
-                    .try_for_each(|(c, o)| compress_member(c, level, mtime, o))
-            },
-            || {
-                for c in batch {
-                    hasher.update(c);
+    let (work_tx, work_rx) = mpsc::channel::<Slot>();
+    let work_rx = Mutex::new(work_rx);
+    let (done_tx, done_rx) = mpsc::channel::<io::Result<Slot>>();
+    std::thread::scope(|s| {
+        let reader = s.spawn(move || -> io::Result<(usize, u64, Md5)> {
+            let mut hasher = Md5::new();
+            let (mut seq, mut total) = (0, 0u64);
+            while let Ok(mut slot) = free_rx.recv() {
+                slot.data.resize(MEMBER_SIZE, 0);
+                let got = fill(src, &mut slot.data)?;
+                slot.data.truncate(got);
+                // An empty input still makes a valid gzip file (one empty
+                // member); otherwise the end adds nothing.
+                if got == 0 && seq > 0 {
+                    break;
                 }
-                read_batch(src, &mut next)
-            },
-        );
-        compressed?;
-        for o in &outs[..n] {
-            dst.write_all(o)?;
+                hasher.update(&slot.data);
+                total += got as u64;
+                slot.seq = seq;
+                seq += 1;
+                if work_tx.send(slot).is_err() || got < MEMBER_SIZE {
+                    break;
+                }
+            }
+            Ok((seq, total, hasher))
+        });
+        for _ in 0..workers {
+            let done_tx = done_tx.clone();
+            let work_rx = &work_rx;
+            s.spawn(move || loop {
+                let next = work_rx.lock().ok().and_then(|rx| rx.recv().ok());
+                let Some(mut slot) = next else { return };
+                let r = compress_member(&slot.data, level, mtime, &mut slot.member).map(|()| slot);
+                if done_tx.send(r).is_err() {
+                    return;
+                }
+            });
         }
-        let bytes: u64 = batch.iter().map(|c| c.len() as u64).sum();
-        total += bytes;
-        progress.advance(bytes);
-        n = read_next?;
-        std::mem::swap(&mut cur, &mut next);
-    }
-    Ok((total, hasher))
-}
-
-/// Fill the buffers of `bufs` with the next chunks of `src`; returns how
-/// many hold data (all but the last are full).
-fn read_batch<R: Read>(src: &mut R, bufs: &mut [Vec<u8>]) -> io::Result<usize> {
-    for (i, buf) in bufs.iter_mut().enumerate() {
-        buf.resize(MEMBER_SIZE, 0);
-        let got = fill(src, buf)?;
-        buf.truncate(got);
-        if got < MEMBER_SIZE {
-            return Ok(if got == 0 { i } else { i + 1 });
+        drop(done_tx);
+        // Whatever ends this block drops the channel ends it owns, which
+        // stops the reader and the workers.
+        let written = {
+            let (free_tx, done_rx) = (free_tx, done_rx);
+            let mut pending = std::collections::BTreeMap::new();
+            let mut next = 0;
+            let mut write = || -> io::Result<usize> {
+                for done in &done_rx {
+                    let slot = done?;
+                    pending.insert(slot.seq, slot);
+                    while let Some(slot) = pending.remove(&next) {
+                        dst.write_all(&slot.member)?;
+                        progress.advance(slot.data.len() as u64);
+                        next += 1;
+                        // The reader may have finished: nobody to give it to.
+                        let _ = free_tx.send(slot);
+                    }
+                }
+                Ok(next)
+            };
+            write()
+        };
+        let read = reader
+            .join()
+            .map_err(|_| io::Error::other("gzip reader failed"))?;
+        let written = written?;
+        let (chunks, total, hasher) = read?;
+        if written != chunks {
+            return Err(io::Error::other("a gzip worker failed"));
         }
-    }
-    Ok(bufs.len())
+        Ok((total, hasher))
+    })
 }
 
 #[cfg(test)]
@@ -464,6 +501,73 @@ mod tests {
         let mut back = Vec::new();
         decoder(&out[..]).read_to_end(&mut back).expect("decode");
         assert_eq!(back, data);
+    }
+
+    #[test]
+    fn compress_exact_multiple_of_member_size() {
+        let data = sample(4 * MEMBER_SIZE);
+        let mut out = Vec::new();
+        let (n, h) = compress(&mut &data[..], &mut out, 1, 0, &NoProgress).expect("compress");
+        assert_eq!(n, data.len() as u64);
+        assert_eq!(h.finalize()[..], Md5::digest(&data)[..]);
+        let mut back = Vec::new();
+        flate2::read::MultiGzDecoder::new(&out[..])
+            .read_to_end(&mut back)
+            .expect("decode");
+        assert!(back == data);
+    }
+
+    /// Accepts `left` bytes, then fails like a full disk.
+    struct FullAfter {
+        left: usize,
+    }
+
+    impl Write for FullAfter {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            if self.left == 0 {
+                return Err(io::Error::other("disk full"));
+            }
+            let n = buf.len().min(self.left);
+            self.left -= n;
+            Ok(n)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// Gives `left` bytes, then fails.
+    struct FailAfter {
+        left: usize,
+    }
+
+    impl Read for FailAfter {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            if self.left == 0 {
+                return Err(io::Error::other("read error"));
+            }
+            let n = buf.len().min(self.left);
+            buf[..n].fill(7);
+            self.left -= n;
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn compress_write_error_is_returned() {
+        let data = sample(20 * MEMBER_SIZE);
+        let mut dst = FullAfter { left: 1000 };
+        let e = compress(&mut &data[..], &mut dst, 1, 0, &NoProgress).expect_err("full");
+        assert_eq!(e.to_string(), "disk full");
+    }
+
+    #[test]
+    fn compress_read_error_is_returned() {
+        let mut src = FailAfter {
+            left: 5 * MEMBER_SIZE + 10,
+        };
+        let e = compress(&mut src, &mut Vec::new(), 1, 0, &NoProgress).expect_err("read");
+        assert_eq!(e.to_string(), "read error");
     }
 
     #[test]
