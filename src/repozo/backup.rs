@@ -35,7 +35,7 @@ use crate::repozo::chain::{self, Chain};
 use crate::repozo::dat::{self, DatLine};
 use crate::repozo::find::{delete_old_backups, find_files};
 use crate::repozo::naming::{data_ext, gen_filename, is_gzip_name, join, splitext, Kind};
-use crate::repozo::stream::{copy_hashed, copy_unhashed, hex, md5_of, Region};
+use crate::repozo::stream::{copy_hashed, hex, md5_of, Region};
 use crate::repozo::{gzip, io_err, temp_in, LOG};
 
 /// What to back up, and how (repozo's `-B` options).
@@ -575,26 +575,6 @@ pub(crate) struct Output<'a, W> {
     pub path: &'a Path,
 }
 
-/// A writer that remembers whether a write failed, to tell the two sides
-/// of a copy apart.
-struct WriteSide<'a, W> {
-    w: &'a mut W,
-    failed: bool,
-}
-
-impl<W: Write> Write for WriteSide<'_, W> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let r = self.w.write(buf);
-        self.failed |= r.is_err();
-        r
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        let r = self.w.flush();
-        self.failed |= r.is_err();
-        r
-    }
-}
-
 /// Errors only a writer gets (for kernel copies, where the side is not
 /// known otherwise).
 fn is_write_error(e: &std::io::Error) -> bool {
@@ -632,17 +612,22 @@ pub(crate) fn read_data_file<W: Write + Send>(
         _ => io_err(path, e),
     };
     if is_gzip_name(&name) {
-        let mut dec = gzip::decoder(std::io::BufReader::with_capacity(1 << 16, f));
-        let mut side = out.map(|o| WriteSide {
-            w: o.w,
-            failed: false,
+        // Inflated on every core; the md5 and the writing of each piece
+        // happen here, in order, while the next pieces are inflated.
+        let mut hasher = hasher;
+        let mut w = out.map(|o| o.w);
+        let mut write_failed = false;
+        let r = gzip::decompress_file(&f, &mut |b: &[u8]| {
+            if hash {
+                hasher.update(b);
+                progress.advance(b.len() as u64);
+            }
+            if let Some(w) = w.as_mut() {
+                w.write_all(b).inspect_err(|_| write_failed = true)?;
+            }
+            Ok(())
         });
-        let r = match (hash, side.as_mut()) {
-            (false, Some(out)) => copy_unhashed(&mut dec, out).map(|n| (n, hasher)),
-            (_, out) => copy_hashed(&mut dec, out, hasher, progress),
-        };
-        let write_failed = side.is_some_and(|s| s.failed);
-        r.map_err(|e| {
+        r.map(|n| (n, hasher)).map_err(|e| {
             if write_failed {
                 blame(e, true)
             } else {

@@ -22,7 +22,7 @@ use md5::{Digest, Md5};
 use rayon::prelude::*;
 
 use crate::progress::Progress;
-use crate::repozo::stream::fill;
+use crate::repozo::stream::{fill, Region};
 
 /// Default compression level (libdeflate's), chosen by measurement on
 /// generated storages against repozo's level 9 (see CHANGES.rst,
@@ -370,6 +370,135 @@ impl<R: Read> Read for Members<R> {
     }
 }
 
+/// One of our members read from the file and what it inflates to,
+/// travelling through the pipeline of [`decompress_file`] and back.
+#[derive(Default)]
+struct Inflated {
+    seq: usize,
+    /// Offset of the member in the file.
+    pos: u64,
+    raw: Vec<u8>,
+    data: Vec<u8>,
+    ok: bool,
+}
+
+/// Decompress the gzip file `file` to its end, giving the bytes in order
+/// to `sink`; returns how many.
+///
+/// Our members are inflated on every core as they are read, without batch
+/// barriers: one thread reads members (their length is in our header), one
+/// worker per core inflates them, and this thread gives them to `sink` in
+/// order, so the md5 and the writing of one member overlap with the
+/// inflating of the next ones. From the first member that is not ours or
+/// does not inflate as its header says, the rest of the file is read
+/// sequentially from that member's offset ([`Members`]), as any gzip
+/// reader reads it, which also gives the error if there is one. `sink`'s
+/// errors are returned as they are.
+///
+/// # Errors
+/// Errors of `file`, damaged gzip data, errors of `sink`.
+pub fn decompress_file(
+    file: &std::fs::File,
+    sink: &mut dyn FnMut(&[u8]) -> io::Result<()>,
+) -> io::Result<u64> {
+    let workers = rayon::current_num_threads().max(1);
+    let (free_tx, free_rx) = mpsc::channel::<Inflated>();
+    for _ in 0..workers * 3 {
+        free_tx
+            .send(Inflated::default())
+            .map_err(|_| io::Error::other("gzip pipeline closed"))?;
+    }
+    let (work_tx, work_rx) = mpsc::channel::<Inflated>();
+    let work_rx = Mutex::new(work_rx);
+    let (done_tx, done_rx) = mpsc::channel::<Inflated>();
+    let (total, rest) = std::thread::scope(|s| -> io::Result<(u64, u64)> {
+        let reader = s.spawn(move || -> io::Result<(usize, u64)> {
+            let (mut seq, mut pos) = (0, 0u64);
+            while let Ok(mut m) = free_rx.recv() {
+                m.raw.resize(OUR_HEADER, 0);
+                let got = fill(&mut Region::new(file, pos, u64::MAX), &mut m.raw)?;
+                let Some(len) = our_member_len(&m.raw[..got]) else {
+                    break;
+                };
+                m.raw.resize(len, 0);
+                let at = pos + OUR_HEADER as u64;
+                if fill(
+                    &mut Region::new(file, at, u64::MAX),
+                    &mut m.raw[OUR_HEADER..],
+                )? < len - OUR_HEADER
+                {
+                    break;
+                }
+                m.seq = seq;
+                m.pos = pos;
+                seq += 1;
+                pos += len as u64;
+                if work_tx.send(m).is_err() {
+                    break;
+                }
+            }
+            // Where the members the workers got end.
+            Ok((seq, pos))
+        });
+        for _ in 0..workers {
+            let done_tx = done_tx.clone();
+            let work_rx = &work_rx;
+            s.spawn(move || loop {
+                let next = work_rx.lock().ok().and_then(|rx| rx.recv().ok());
+                let Some(mut m) = next else { return };
+                m.ok = inflate_member(&m.raw, &mut m.data).is_ok();
+                if done_tx.send(m).is_err() {
+                    return;
+                }
+            });
+        }
+        drop(done_tx);
+        let given = {
+            let (free_tx, done_rx) = (free_tx, done_rx);
+            let mut pending = std::collections::BTreeMap::new();
+            let (mut next, mut total) = (0, 0u64);
+            let mut give = || -> io::Result<(usize, u64, Option<u64>)> {
+                for m in &done_rx {
+                    pending.insert(m.seq, m);
+                    while let Some(m) = pending.remove(&next) {
+                        if !m.ok {
+                            return Ok((next, total, Some(m.pos)));
+                        }
+                        sink(&m.data)?;
+                        total += m.data.len() as u64;
+                        next += 1;
+                        let _ = free_tx.send(m);
+                    }
+                }
+                Ok((next, total, None))
+            };
+            give()
+        };
+        let read = reader
+            .join()
+            .map_err(|_| io::Error::other("gzip reader failed"))?;
+        let (given, total, failed_at) = given?;
+        let (read, end) = read?;
+        match failed_at {
+            Some(pos) => Ok((total, pos)),
+            None if given == read => Ok((total, end)),
+            None => Err(io::Error::other("a gzip worker failed")),
+        }
+    })?;
+    // Anything after our members: foreign members, padding, damage.
+    let mut tail = Members::new(Region::new(file, rest, u64::MAX), rest > 0);
+    let mut buf = vec![0u8; MEMBER_SIZE];
+    let mut total = total;
+    loop {
+        let n = fill(&mut tail, &mut buf)?;
+        if n == 0 {
+            return Ok(total);
+        }
+        sink(&buf[..n])?;
+        total += n as u64;
+    }
+}
+
 /// A chunk of input and the member made of it, travelling through the
 /// pipeline of [`compress`] and back to be reused.
 #[derive(Default)]
@@ -487,6 +616,29 @@ mod tests {
     use crate::progress::NoProgress;
     use flate2::Compression;
 
+    /// Decode `bytes` with [`decoder`] and with [`decompress_file`] (from a
+    /// file), check that both give the same bytes or both fail, and give
+    /// [`decoder`]'s result.
+    fn decode_both(bytes: &[u8], back: &mut Vec<u8>) -> io::Result<usize> {
+        let r = decoder(bytes).read_to_end(back);
+        let mut f = tempfile::tempfile().expect("tempfile");
+        f.write_all(bytes).expect("write");
+        let mut pushed = Vec::new();
+        let n = decompress_file(&f, &mut |b| {
+            pushed.extend_from_slice(b);
+            Ok(())
+        });
+        match (&r, &n) {
+            (Ok(a), Ok(b)) => {
+                assert_eq!(a, &usize::try_from(*b).expect("size"));
+                assert!(*back == pushed, "decompress_file gives other bytes");
+            }
+            (Err(_), Err(_)) => {}
+            _ => panic!("decoder: {r:?}, decompress_file: {n:?}"),
+        }
+        r
+    }
+
     fn sample(n: usize) -> Vec<u8> {
         (0..n).map(|i| ((i * 7919) % 251) as u8).collect()
     }
@@ -499,7 +651,7 @@ mod tests {
         assert_eq!(n, data.len() as u64);
         assert_eq!(h.finalize()[..], Md5::digest(&data)[..]);
         let mut back = Vec::new();
-        decoder(&out[..]).read_to_end(&mut back).expect("decode");
+        decode_both(&out[..], &mut back).expect("decode");
         assert_eq!(back, data);
     }
 
@@ -576,7 +728,7 @@ mod tests {
         compress(&mut &b""[..], &mut out, 1, 0, &NoProgress).expect("compress");
         assert_eq!(&out[..2], &[0x1f, 0x8b]);
         let mut back = Vec::new();
-        decoder(&out[..]).read_to_end(&mut back).expect("decode");
+        decode_both(&out[..], &mut back).expect("decode");
         assert!(back.is_empty());
     }
 
@@ -601,7 +753,7 @@ mod tests {
             let mut out = Vec::new();
             compress(&mut &data[..], &mut out, level, 0, &NoProgress).expect("compress");
             let mut back = Vec::new();
-            decoder(&out[..]).read_to_end(&mut back).expect("decode");
+            decode_both(&out[..], &mut back).expect("decode");
             assert_eq!(back, data, "level {level}");
         }
     }
@@ -617,7 +769,7 @@ mod tests {
         out.extend(e.finish().expect("finish"));
         compress(&mut &a[..], &mut out, 1, 0, &NoProgress).expect("compress");
         let mut back = Vec::new();
-        decoder(&out[..]).read_to_end(&mut back).expect("decode");
+        decode_both(&out[..], &mut back).expect("decode");
         assert_eq!(back.len(), 2 * a.len() + b.len());
         assert_eq!(back, [&a[..], &b[..], &a[..]].concat());
     }
@@ -632,7 +784,7 @@ mod tests {
         e.flush().expect("sync flush");
         let out = e.finish().expect("finish");
         let mut back = Vec::new();
-        decoder(&out[..]).read_to_end(&mut back).expect("decode");
+        decode_both(&out[..], &mut back).expect("decode");
         assert_eq!(back, b);
     }
 
@@ -644,13 +796,13 @@ mod tests {
         let mid = out.len() / 2;
         out[mid] ^= 0x55;
         let mut back = Vec::new();
-        assert!(decoder(&out[..]).read_to_end(&mut back).is_err());
+        assert!(decode_both(&out[..], &mut back).is_err());
     }
 
     #[test]
     fn empty_input_reads_empty() {
         let mut back = Vec::new();
-        decoder(&b""[..]).read_to_end(&mut back).expect("decode");
+        decode_both(&b""[..], &mut back).expect("decode");
         assert!(back.is_empty());
     }
 
@@ -676,8 +828,7 @@ mod tests {
         for (k, delta) in [(0, 1), (0, -1), (1, 100), (1, -3), (3, 5), (3, -8)] {
             let bytes = with_member_len_off(&data, k, delta);
             let mut back = Vec::new();
-            decoder(&bytes[..])
-                .read_to_end(&mut back)
+            decode_both(&bytes[..], &mut back)
                 .unwrap_or_else(|e| panic!("member {k}, length {delta:+}: {e}"));
             assert!(back == data, "member {k}, length {delta:+}");
         }
@@ -691,7 +842,7 @@ mod tests {
         let second = our_member_len(&out).expect("our member");
         out[second + 100] ^= 0x10;
         let mut back = Vec::new();
-        assert!(decoder(&out[..]).read_to_end(&mut back).is_err());
+        assert!(decode_both(&out[..], &mut back).is_err());
     }
 
     #[test]
@@ -701,6 +852,6 @@ mod tests {
         compress(&mut &data[..], &mut out, 6, 0, &NoProgress).expect("compress");
         out.truncate(out.len() - 10);
         let mut back = Vec::new();
-        assert!(decoder(&out[..]).read_to_end(&mut back).is_err());
+        assert!(decode_both(&out[..], &mut back).is_err());
     }
 }
