@@ -545,7 +545,14 @@ fn copy_and_hash(
     let mut dup = file.try_clone()?;
     dup.seek(SeekFrom::Start(start))?;
     let (copied, hashed) = rayon::join(
-        || std::io::copy(&mut (&dup).take(end - start), out),
+        || {
+            // The kernel copy is done long before the md5: flush the copy
+            // to disk meanwhile, so the fsync before the rename finds
+            // nothing left to write.
+            let n = std::io::copy(&mut (&dup).take(end - start), out)?;
+            out.sync_data()?;
+            Ok::<_, std::io::Error>(n)
+        },
         || {
             copy_hashed::<_, std::io::Sink>(
                 &mut Region::new(file, start, end),
@@ -573,6 +580,10 @@ pub(crate) struct Output<'a, W> {
     pub w: &'a mut W,
     /// The file it writes (for messages).
     pub path: &'a Path,
+    /// The file behind `w`, if it is one: a plain data file's copy is
+    /// flushed to it (`fdatasync`) while the md5 of the data file is still
+    /// being computed, which leaves the caller's fsync nothing to wait for.
+    pub sync: Option<&'a File>,
 }
 
 /// Errors only a writer gets (for kernel copies, where the side is not
@@ -646,16 +657,22 @@ pub(crate) fn read_data_file<W: Write + Send>(
             (true, Some(out)) => {
                 // Kernel copy on one core, md5 of the same file on another.
                 let (copied, hashed) = rayon::join(
-                    || std::io::copy(&mut f, out.w),
+                    || {
+                        let n = std::io::copy(&mut f, out.w).map_err(|e| {
+                            let w = is_write_error(&e);
+                            blame(e, w)
+                        })?;
+                        if let Some(sync) = out.sync {
+                            sync.sync_data().map_err(|e| blame(e, true))?;
+                        }
+                        Ok::<_, Error>(n)
+                    },
                     || {
                         let mut again = open_regular(path)?;
                         copy_hashed::<_, std::io::Sink>(&mut again, None, hasher, progress)
                     },
                 );
-                let copied = copied.map_err(|e| {
-                    let w = is_write_error(&e);
-                    blame(e, w)
-                })?;
+                let copied = copied?;
                 let (n, h) = hashed.map_err(|e| io_err(path, e))?;
                 if copied != n {
                     return Err(Error::VerificationFail(format!(
