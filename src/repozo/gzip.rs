@@ -370,6 +370,14 @@ impl<R: Read> Read for Members<R> {
     }
 }
 
+/// Buffers in flight in a pipeline of `workers` (de)compressors: one being
+/// worked on per worker, one being read and one being written or hashed,
+/// and as many again waiting, so that a worker never waits for the slowest
+/// one to be written.
+fn slots(workers: usize) -> usize {
+    workers * 2 + 2
+}
+
 /// One of our members read from the file and what it inflates to,
 /// travelling through the pipeline of [`decompress_file`] and back.
 #[derive(Default)]
@@ -403,7 +411,7 @@ pub fn decompress_file(
 ) -> io::Result<u64> {
     let workers = rayon::current_num_threads().max(1);
     let (free_tx, free_rx) = mpsc::channel::<Inflated>();
-    for _ in 0..workers * 3 {
+    for _ in 0..slots(workers) {
         free_tx
             .send(Inflated::default())
             .map_err(|_| io::Error::other("gzip pipeline closed"))?;
@@ -515,7 +523,7 @@ struct Slot {
 /// member of a batch: one thread reads [`MEMBER_SIZE`] chunks and feeds the
 /// md5, one worker per core compresses chunks into members as they come,
 /// and this thread writes the members in order. A fixed set of buffers
-/// goes round (three per worker), which bounds the memory.
+/// goes round ([`slots`]), which bounds the memory.
 ///
 /// # Errors
 /// I/O errors of `src` or `dst`.
@@ -532,7 +540,7 @@ where
 {
     let workers = rayon::current_num_threads().max(1);
     let (free_tx, free_rx) = mpsc::channel::<Slot>();
-    for _ in 0..workers * 3 {
+    for _ in 0..slots(workers) {
         free_tx
             .send(Slot::default())
             .map_err(|_| io::Error::other("gzip pipeline closed"))?;
