@@ -731,6 +731,24 @@ mod tests {
     }
 
     #[test]
+    fn decompress_file_sink_error_is_returned() {
+        let data = sample(20 * MEMBER_SIZE);
+        let mut f = tempfile::tempfile().expect("tempfile");
+        compress(&mut &data[..], &mut f, 1, 0, &NoProgress).expect("compress");
+        let mut calls = 0;
+        let e = decompress_file(&f, &mut |_| {
+            calls += 1;
+            if calls == 3 {
+                return Err(io::Error::other("disk full"));
+            }
+            Ok(())
+        })
+        .expect_err("sink fails");
+        assert_eq!(e.to_string(), "disk full");
+        assert_eq!(calls, 3);
+    }
+
+    #[test]
     fn compress_empty_is_valid_gzip() {
         let mut out = Vec::new();
         compress(&mut &b""[..], &mut out, 1, 0, &NoProgress).expect("compress");
