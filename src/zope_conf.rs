@@ -206,19 +206,7 @@ impl Reader<'_> {
                 main = Some(self.local(found, db, name)?);
                 continue;
             }
-            check_name(db, &name)?;
-            match found {
-                Found::Local { datafs, blob_dir } => additional.push(ConfStorage {
-                    name,
-                    datafs,
-                    blob_dir,
-                }),
-                Found::InMemory => log::debug!(
-                    "{}: {} keeps its data in memory: nothing to back up",
-                    db.at,
-                    db.describe()
-                ),
-            }
+            additional.extend(additional_storage(found, db, name)?);
         }
         let main = main.ok_or_else(|| Error::ZConfig {
             path: top.at.file.clone(),
@@ -277,19 +265,7 @@ impl Reader<'_> {
                 main = Some(self.local(found, s, name)?);
                 continue;
             }
-            check_name(s, &name)?;
-            match found {
-                Found::Local { datafs, blob_dir } => additional.push(ConfStorage {
-                    name,
-                    datafs,
-                    blob_dir,
-                }),
-                Found::InMemory => log::debug!(
-                    "{}: {} keeps its data in memory: nothing to back up",
-                    s.at,
-                    s.describe()
-                ),
-            }
+            additional.extend(additional_storage(found, s, name)?);
         }
         let main = main.ok_or_else(|| Error::ZConfig {
             path: top.at.file.clone(),
@@ -459,6 +435,27 @@ fn mounted_at_root(mount_point: &str) -> bool {
 }
 
 /// An additional storage's name suffixes its backup locations.
+/// A database other than the main one: a storage to back up, or `None`
+/// (with a debug line) for one kept in memory.
+fn additional_storage(found: Found, owner: &Section, name: String) -> Result<Option<ConfStorage>> {
+    check_name(owner, &name)?;
+    Ok(match found {
+        Found::Local { datafs, blob_dir } => Some(ConfStorage {
+            name,
+            datafs,
+            blob_dir,
+        }),
+        Found::InMemory => {
+            log::debug!(
+                "{}: {} keeps its data in memory: nothing to back up",
+                owner.at,
+                owner.describe()
+            );
+            None
+        }
+    })
+}
+
 fn check_name(owner: &Section, name: &str) -> Result<()> {
     if owner.name.is_none() {
         return Err(owner.at.error(format!(

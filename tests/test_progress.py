@@ -324,8 +324,10 @@ def test_zip_backup_and_restore_show_archive_progress(site, tmp_path):
         script("zip_restore_main", ["--no-prompt"], site), tty=True, now=T0 + 60
     )
     assert rc == 0, text
-    spun = bars(text, r"blobs: extract [|/\\ -] (\d+) files, \d+ files/s")
-    assert spun, text
-    assert max(int(m.group(1)) for m in spun) <= files
+    # A spinner is drawn; how many frames show a count depends on how
+    # fast the extraction is (the first frame may come before any file).
+    assert bars(text, r"blobs: extract [|/\\ -]"), text
+    counts = bars(text, r"blobs: extract [|/\\ -] (\d+) files, \d+ files/s")
+    assert all(int(m.group(1)) <= files for m in counts)
     assert blob_files(site["blobdir"]) == files
     assert_no_glued_log_lines(text)

@@ -189,7 +189,7 @@ def test_usage_documents_every_repozo_option(monkeypatch):
         )
 
     assert options(ours_out) == options(theirs_text)
-    assert f"zlib level {cli._default_level()}" in ours_out
+    assert f"deflate level {cli._default_level()} (libdeflate)" in ours_out
 
 
 def test_usage_error_subprocess_exit_code():

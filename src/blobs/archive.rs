@@ -450,6 +450,29 @@ fn read_full<R: Read>(r: &mut R, buf: &mut [u8]) -> io::Result<usize> {
 }
 
 /// A member name made safe: relative, without `.` and `..` components.
+/// A member whose path is `./`, the target directory itself: only a
+/// directory member may name it (a file or a link there would replace it).
+fn check_names_target(archive: &Path, raw: &Path, etype: tar::EntryType) -> Result<()> {
+    let makes_entry = matches!(
+        etype,
+        tar::EntryType::Regular
+            | tar::EntryType::Continuous
+            | tar::EntryType::Symlink
+            | tar::EntryType::Link
+    );
+    if makes_entry {
+        return Err(Error::BrokenArchive {
+            path: archive.to_path_buf(),
+            reason: format!(
+                "member {} of type {:?} names the target directory",
+                raw.display(),
+                etype
+            ),
+        });
+    }
+    Ok(())
+}
+
 fn safe_rel(archive: &Path, raw: &Path) -> Result<PathBuf> {
     let mut out = PathBuf::new();
     for c in raw.components() {
@@ -548,26 +571,8 @@ fn extract_one(
         let etype = h.entry_type();
         let path = dest.join(&rel);
         let dumpdir = etype.as_byte() == b'D';
-        let makes_entry = matches!(
-            etype,
-            tar::EntryType::Regular
-                | tar::EntryType::Continuous
-                | tar::EntryType::Symlink
-                | tar::EntryType::Link
-        );
         if rel.as_os_str().is_empty() {
-            // `./` is the target directory itself: only a directory member
-            // may name it (a file or a link there would replace it).
-            if makes_entry {
-                return Err(Error::BrokenArchive {
-                    path: archive.to_path_buf(),
-                    reason: format!(
-                        "member {} of type {:?} names the target directory",
-                        raw.display(),
-                        etype
-                    ),
-                });
-            }
+            check_names_target(archive, &raw, etype)?;
         } else {
             ensure_parent(dest, &rel)?;
         }
@@ -721,24 +726,8 @@ fn list_one(archive: &Path, out: &mut Listing) -> Result<()> {
         let rel = safe_rel(archive, &raw)?;
         let etype = member.header().entry_type();
         let size = member.header().size().map_err(broken)?;
-        let makes_entry = matches!(
-            etype,
-            tar::EntryType::Regular
-                | tar::EntryType::Continuous
-                | tar::EntryType::Symlink
-                | tar::EntryType::Link
-        );
         if rel.as_os_str().is_empty() {
-            if makes_entry {
-                return Err(Error::BrokenArchive {
-                    path: archive.to_path_buf(),
-                    reason: format!(
-                        "member {} of type {:?} names the target directory",
-                        raw.display(),
-                        etype
-                    ),
-                });
-            }
+            check_names_target(archive, &raw, etype)?;
         } else {
             // Its parents become directories, replacing files of those
             // names.

@@ -273,6 +273,18 @@ fn parse_restore_date(text: &str) -> PyResult<String> {
         .map_err(to_py)
 }
 
+/// The locations a restore script of that name reads: standard, snapshot,
+/// zip or alt.
+fn restore_mode(mode: &str, command: &str) -> PyResult<RestoreMode> {
+    match mode {
+        "standard" => Ok(RestoreMode::Standard),
+        "snapshot" => Ok(RestoreMode::Snapshot),
+        "zip" => Ok(RestoreMode::Zip),
+        "alt" => Ok(RestoreMode::Alt),
+        other => Err(config_err(format!("unknown {command} mode '{other}'"))),
+    }
+}
+
 /// Run a backup script: mode is standard, full, snapshot or zip. `now`
 /// (seconds since the epoch) fixes the clock, for tests. `dry_run` logs
 /// what would be done and touches nothing. `progress`: a progress bar on
@@ -341,13 +353,7 @@ fn restore(
     dry_run: bool,
     progress: bool,
 ) -> PyResult<()> {
-    let mode = match mode {
-        "standard" => RestoreMode::Standard,
-        "snapshot" => RestoreMode::Snapshot,
-        "zip" => RestoreMode::Zip,
-        "alt" => RestoreMode::Alt,
-        other => return Err(config_err(format!("unknown restore mode '{other}'"))),
-    };
+    let mode = restore_mode(mode, "restore")?;
     let date = date.map(RestoreDate::parse).transpose().map_err(to_py)?;
     let cfg = config.get().inner.clone();
     let now = super::fixed_time(now);
@@ -417,13 +423,7 @@ fn verify(
     all: bool,
     now: Option<f64>,
 ) -> PyResult<()> {
-    let mode = match mode {
-        "standard" => RestoreMode::Standard,
-        "snapshot" => RestoreMode::Snapshot,
-        "zip" => RestoreMode::Zip,
-        "alt" => RestoreMode::Alt,
-        other => return Err(config_err(format!("unknown verify mode '{other}'"))),
-    };
+    let mode = restore_mode(mode, "verify")?;
     let date = date.map(RestoreDate::parse).transpose().map_err(to_py)?;
     let selection = match (&date, all) {
         (Some(_), true) => {

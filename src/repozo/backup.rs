@@ -35,7 +35,7 @@ use crate::repozo::chain::{self, Chain};
 use crate::repozo::dat::{self, DatLine};
 use crate::repozo::find::{delete_old_backups, find_files};
 use crate::repozo::naming::{data_ext, gen_filename, is_gzip_name, join, splitext, Kind};
-use crate::repozo::stream::{copy_hashed, copy_unhashed, hex, md5_of, Region};
+use crate::repozo::stream::{copy_hashed, hex, md5_of, Region};
 use crate::repozo::{gzip, io_err, temp_in, LOG};
 
 /// What to back up, and how (repozo's `-B` options).
@@ -545,7 +545,14 @@ fn copy_and_hash(
     let mut dup = file.try_clone()?;
     dup.seek(SeekFrom::Start(start))?;
     let (copied, hashed) = rayon::join(
-        || std::io::copy(&mut (&dup).take(end - start), out),
+        || {
+            // The kernel copy is done long before the md5: flush the copy
+            // to disk meanwhile, so the fsync before the rename finds
+            // nothing left to write.
+            let n = std::io::copy(&mut (&dup).take(end - start), out)?;
+            out.sync_data()?;
+            Ok::<_, std::io::Error>(n)
+        },
         || {
             copy_hashed::<_, std::io::Sink>(
                 &mut Region::new(file, start, end),
@@ -573,26 +580,10 @@ pub(crate) struct Output<'a, W> {
     pub w: &'a mut W,
     /// The file it writes (for messages).
     pub path: &'a Path,
-}
-
-/// A writer that remembers whether a write failed, to tell the two sides
-/// of a copy apart.
-struct WriteSide<'a, W> {
-    w: &'a mut W,
-    failed: bool,
-}
-
-impl<W: Write> Write for WriteSide<'_, W> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let r = self.w.write(buf);
-        self.failed |= r.is_err();
-        r
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        let r = self.w.flush();
-        self.failed |= r.is_err();
-        r
-    }
+    /// The file behind `w`, if it is one: a plain data file's copy is
+    /// flushed to it (`fdatasync`) while the md5 of the data file is still
+    /// being computed, which leaves the caller's fsync nothing to wait for.
+    pub sync: Option<&'a File>,
 }
 
 /// Errors only a writer gets (for kernel copies, where the side is not
@@ -632,17 +623,22 @@ pub(crate) fn read_data_file<W: Write + Send>(
         _ => io_err(path, e),
     };
     if is_gzip_name(&name) {
-        let mut dec = gzip::decoder(std::io::BufReader::with_capacity(1 << 16, f));
-        let mut side = out.map(|o| WriteSide {
-            w: o.w,
-            failed: false,
+        // Inflated on every core; the md5 and the writing of each piece
+        // happen here, in order, while the next pieces are inflated.
+        let mut hasher = hasher;
+        let mut w = out.map(|o| o.w);
+        let mut write_failed = false;
+        let r = gzip::decompress_file(&f, &mut |b: &[u8]| {
+            if hash {
+                hasher.update(b);
+                progress.advance(b.len() as u64);
+            }
+            if let Some(w) = w.as_mut() {
+                w.write_all(b).inspect_err(|_| write_failed = true)?;
+            }
+            Ok(())
         });
-        let r = match (hash, side.as_mut()) {
-            (false, Some(out)) => copy_unhashed(&mut dec, out).map(|n| (n, hasher)),
-            (_, out) => copy_hashed(&mut dec, out, hasher, progress),
-        };
-        let write_failed = side.is_some_and(|s| s.failed);
-        r.map_err(|e| {
+        r.map(|n| (n, hasher)).map_err(|e| {
             if write_failed {
                 blame(e, true)
             } else {
@@ -661,16 +657,22 @@ pub(crate) fn read_data_file<W: Write + Send>(
             (true, Some(out)) => {
                 // Kernel copy on one core, md5 of the same file on another.
                 let (copied, hashed) = rayon::join(
-                    || std::io::copy(&mut f, out.w),
+                    || {
+                        let n = std::io::copy(&mut f, out.w).map_err(|e| {
+                            let w = is_write_error(&e);
+                            blame(e, w)
+                        })?;
+                        if let Some(sync) = out.sync {
+                            sync.sync_data().map_err(|e| blame(e, true))?;
+                        }
+                        Ok::<_, Error>(n)
+                    },
                     || {
                         let mut again = open_regular(path)?;
                         copy_hashed::<_, std::io::Sink>(&mut again, None, hasher, progress)
                     },
                 );
-                let copied = copied.map_err(|e| {
-                    let w = is_write_error(&e);
-                    blame(e, w)
-                })?;
+                let copied = copied?;
                 let (n, h) = hashed.map_err(|e| io_err(path, e))?;
                 if copied != n {
                     return Err(Error::VerificationFail(format!(

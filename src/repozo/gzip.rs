@@ -16,17 +16,18 @@
 
 use std::cell::RefCell;
 use std::io::{self, BufRead, BufReader, Read, Write};
+use std::sync::{mpsc, Mutex};
 
-use flate2::{Compress, Compression, Crc, Decompress, FlushCompress, FlushDecompress, Status};
 use md5::{Digest, Md5};
 use rayon::prelude::*;
 
 use crate::progress::Progress;
-use crate::repozo::stream::fill;
+use crate::repozo::stream::{fill, Region};
 
-/// Default compression level, chosen by measurement on generated storages
-/// against repozo's level 9 (see CHANGES.rst and `benches/repozo_bench.py`).
-pub const DEFAULT_LEVEL: u32 = 2;
+/// Default compression level (libdeflate's), chosen by measurement on
+/// generated storages against repozo's level 9 (see CHANGES.rst,
+/// `benches/deflate_codecs.rs` and `benches/repozo_bench.py`).
+pub const DEFAULT_LEVEL: u32 = 1;
 
 /// Uncompressed bytes per gzip member.
 pub const MEMBER_SIZE: usize = 512 << 10;
@@ -38,57 +39,51 @@ pub fn decoder<R: Read + Send>(r: R) -> GzReader<R> {
 }
 
 thread_local! {
-    /// One raw-deflate compressor per worker thread, reused for every
-    /// member (allocating one per member costs time and memory).
-    static DEFLATE: RefCell<Option<(u32, Compress)>> = const { RefCell::new(None) };
+    /// One libdeflate compressor per worker thread and level, reused for
+    /// every member (allocating one per member costs time and memory).
+    static DEFLATE: RefCell<Option<(u32, libdeflater::Compressor)>> = const { RefCell::new(None) };
+    /// One libdeflate decompressor per worker thread.
+    static INFLATE: RefCell<Option<libdeflater::Decompressor>> = const { RefCell::new(None) };
 }
 
 /// Compress `data` into `out` as one complete gzip member (RFC 1952): a
-/// 10-byte header without a file name, raw deflate, CRC32 and size.
+/// 20-byte header with our extra field, raw deflate (libdeflate, which
+/// compresses a whole buffer at once faster than zlib streams, at a better
+/// ratio for the same speed: see `benches/deflate_codecs.rs`), CRC32 and
+/// size.
 fn compress_member(data: &[u8], level: u32, mtime: u32, out: &mut Vec<u8>) -> io::Result<()> {
-    out.clear();
-    out.reserve(data.len() + data.len() / 512 + 256);
     let xfl = match level {
         9 => 2,
         0 | 1 => 4,
         _ => 0,
     };
-    out.extend_from_slice(&[0x1f, 0x8b, 8, FEXTRA]);
-    out.extend_from_slice(&mtime.to_le_bytes());
-    out.extend_from_slice(&[xfl, 255]);
-    // XLEN 8: subfield "CR", length 4, the member length (patched below).
-    out.extend_from_slice(&[8, 0, b'C', b'R', 4, 0, 0, 0, 0, 0]);
     DEFLATE.with(|cell| -> io::Result<()> {
         let mut slot = cell
             .try_borrow_mut()
             .map_err(|_| io::Error::other("deflate state in use"))?;
         let c = match &mut *slot {
-            Some((l, c)) if *l == level => {
-                c.reset();
-                c
-            }
+            Some((l, c)) if *l == level => c,
             other => {
-                &mut other
-                    .insert((level, Compress::new(Compression::new(level), false)))
-                    .1
+                let lvl =
+                    libdeflater::CompressionLvl::new(i32::try_from(level.min(9)).unwrap_or(9))
+                        .map_err(|_| io::Error::other("invalid gzip level"))?;
+                &mut other.insert((level, libdeflater::Compressor::new(lvl))).1
             }
         };
-        loop {
-            let done = usize::try_from(c.total_in())
-                .unwrap_or(usize::MAX)
-                .min(data.len());
-            let status = c
-                .compress_vec(&data[done..], out, FlushCompress::Finish)
-                .map_err(io::Error::other)?;
-            if status == Status::StreamEnd {
-                return Ok(());
-            }
-            out.reserve(64 << 10);
-        }
+        out.clear();
+        out.extend_from_slice(&[0x1f, 0x8b, 8, FEXTRA]);
+        out.extend_from_slice(&mtime.to_le_bytes());
+        out.extend_from_slice(&[xfl, 255]);
+        // XLEN 8: subfield "CR", length 4, the member length (patched below).
+        out.extend_from_slice(&[8, 0, b'C', b'R', 4, 0, 0, 0, 0, 0]);
+        out.resize(OUR_HEADER + c.deflate_compress_bound(data.len()), 0);
+        let n = c
+            .deflate_compress(data, &mut out[OUR_HEADER..])
+            .map_err(io::Error::other)?;
+        out.truncate(OUR_HEADER + n);
+        Ok(())
     })?;
-    let mut crc = Crc::new();
-    crc.update(data);
-    out.extend_from_slice(&crc.sum().to_le_bytes());
+    out.extend_from_slice(&libdeflater::crc32(data).to_le_bytes());
     // ISIZE is the length modulo 2^32 (RFC 1952).
     #[allow(clippy::cast_possible_truncation)]
     out.extend_from_slice(&(data.len() as u32).to_le_bytes());
@@ -127,35 +122,29 @@ fn inflate_member(member: &[u8], out: &mut Vec<u8>) -> io::Result<()> {
     let t = &member[member.len() - 8..];
     let crc = u32::from_le_bytes([t[0], t[1], t[2], t[3]]);
     let isize = u32::from_le_bytes([t[4], t[5], t[6], t[7]]) as usize;
-    out.clear();
-    // ISIZE is only a hint (it may be damaged): none of our members holds
-    // more than MEMBER_SIZE bytes, and the loop below grows `out` as needed.
-    out.reserve(isize.min(MEMBER_SIZE));
-    let mut d = Decompress::new(false);
-    loop {
-        let done = usize::try_from(d.total_in())
-            .unwrap_or(usize::MAX)
-            .min(body.len());
-        let before = (d.total_in(), d.total_out());
-        let status = d
-            .decompress_vec(&body[done..], out, FlushDecompress::Finish)
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
-        if status == Status::StreamEnd {
-            break;
-        }
-        if (d.total_in(), d.total_out()) == before && out.len() < out.capacity() {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "truncated gzip file",
-            ));
-        }
-        out.reserve(64 << 10);
+    // None of our members holds more than MEMBER_SIZE bytes; ISIZE may be
+    // damaged, so it only has to fit, and a member that does not is read
+    // by the sequential reader.
+    if isize > MEMBER_SIZE {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "gzip member larger than ours",
+        ));
     }
-    let mut c = Crc::new();
-    c.update(out);
-    #[allow(clippy::cast_possible_truncation)]
-    if d.total_in() as usize != body.len() || c.sum() != crc || (out.len() as u32) as usize != isize
-    {
+    out.resize(isize, 0);
+    let n = INFLATE.with(|cell| -> io::Result<usize> {
+        let mut slot = cell
+            .try_borrow_mut()
+            .map_err(|_| io::Error::other("inflate state in use"))?;
+        slot.get_or_insert_with(libdeflater::Decompressor::new)
+            .deflate_decompress(body, out)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+    })?;
+    // libdeflate stops at the end of the deflate stream and ignores what
+    // follows it: the trailer at the end of the member as its header
+    // delimits it must match the data, or the length was wrong (it has no
+    // checksum of its own) or the data damaged.
+    if n != isize || libdeflater::crc32(out) != crc {
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
             "corrupt gzip member (CRC or length mismatch)",
@@ -381,12 +370,160 @@ impl<R: Read> Read for Members<R> {
     }
 }
 
+/// Buffers in flight in a pipeline of `workers` (de)compressors: one being
+/// worked on per worker, one being read and one being written or hashed,
+/// and as many again waiting, so that a worker never waits for the slowest
+/// one to be written.
+fn slots(workers: usize) -> usize {
+    workers * 2 + 2
+}
+
+/// One of our members read from the file and what it inflates to,
+/// travelling through the pipeline of [`decompress_file`] and back.
+#[derive(Default)]
+struct Inflated {
+    seq: usize,
+    /// Offset of the member in the file.
+    pos: u64,
+    raw: Vec<u8>,
+    data: Vec<u8>,
+    ok: bool,
+}
+
+/// Decompress the gzip file `file` to its end, giving the bytes in order
+/// to `sink`; returns how many.
+///
+/// Our members are inflated on every core as they are read, without batch
+/// barriers: one thread reads members (their length is in our header), one
+/// worker per core inflates them, and this thread gives them to `sink` in
+/// order, so the md5 and the writing of one member overlap with the
+/// inflating of the next ones. From the first member that is not ours or
+/// does not inflate as its header says, the rest of the file is read
+/// sequentially from that member's offset ([`Members`]), as any gzip
+/// reader reads it, which also gives the error if there is one. `sink`'s
+/// errors are returned as they are.
+///
+/// # Errors
+/// Errors of `file`, damaged gzip data, errors of `sink`.
+pub fn decompress_file(
+    file: &std::fs::File,
+    sink: &mut dyn FnMut(&[u8]) -> io::Result<()>,
+) -> io::Result<u64> {
+    let workers = rayon::current_num_threads().max(1);
+    let (free_tx, free_rx) = mpsc::channel::<Inflated>();
+    for _ in 0..slots(workers) {
+        free_tx
+            .send(Inflated::default())
+            .map_err(|_| io::Error::other("gzip pipeline closed"))?;
+    }
+    let (work_tx, work_rx) = mpsc::channel::<Inflated>();
+    let work_rx = Mutex::new(work_rx);
+    let (done_tx, done_rx) = mpsc::channel::<Inflated>();
+    let (total, rest) = std::thread::scope(|s| -> io::Result<(u64, u64)> {
+        let reader = s.spawn(move || -> io::Result<(usize, u64)> {
+            let (mut seq, mut pos) = (0, 0u64);
+            while let Ok(mut m) = free_rx.recv() {
+                m.raw.resize(OUR_HEADER, 0);
+                let got = fill(&mut Region::new(file, pos, u64::MAX), &mut m.raw)?;
+                let Some(len) = our_member_len(&m.raw[..got]) else {
+                    break;
+                };
+                m.raw.resize(len, 0);
+                let at = pos + OUR_HEADER as u64;
+                if fill(
+                    &mut Region::new(file, at, u64::MAX),
+                    &mut m.raw[OUR_HEADER..],
+                )? < len - OUR_HEADER
+                {
+                    break;
+                }
+                m.seq = seq;
+                m.pos = pos;
+                seq += 1;
+                pos += len as u64;
+                if work_tx.send(m).is_err() {
+                    break;
+                }
+            }
+            // Where the members the workers got end.
+            Ok((seq, pos))
+        });
+        for _ in 0..workers {
+            let done_tx = done_tx.clone();
+            let work_rx = &work_rx;
+            s.spawn(move || loop {
+                let next = work_rx.lock().ok().and_then(|rx| rx.recv().ok());
+                let Some(mut m) = next else { return };
+                m.ok = inflate_member(&m.raw, &mut m.data).is_ok();
+                if done_tx.send(m).is_err() {
+                    return;
+                }
+            });
+        }
+        drop(done_tx);
+        let given = {
+            let (free_tx, done_rx) = (free_tx, done_rx);
+            let mut pending = std::collections::BTreeMap::new();
+            let (mut next, mut total) = (0, 0u64);
+            let mut give = || -> io::Result<(usize, u64, Option<u64>)> {
+                for m in &done_rx {
+                    pending.insert(m.seq, m);
+                    while let Some(m) = pending.remove(&next) {
+                        if !m.ok {
+                            return Ok((next, total, Some(m.pos)));
+                        }
+                        sink(&m.data)?;
+                        total += m.data.len() as u64;
+                        next += 1;
+                        let _ = free_tx.send(m);
+                    }
+                }
+                Ok((next, total, None))
+            };
+            give()
+        };
+        let read = reader
+            .join()
+            .map_err(|_| io::Error::other("gzip reader failed"))?;
+        let (given, total, failed_at) = given?;
+        let (read, end) = read?;
+        match failed_at {
+            Some(pos) => Ok((total, pos)),
+            None if given == read => Ok((total, end)),
+            None => Err(io::Error::other("a gzip worker failed")),
+        }
+    })?;
+    // Anything after our members: foreign members, padding, damage.
+    let mut tail = Members::new(Region::new(file, rest, u64::MAX), rest > 0);
+    let mut buf = vec![0u8; MEMBER_SIZE];
+    let mut total = total;
+    loop {
+        let n = fill(&mut tail, &mut buf)?;
+        if n == 0 {
+            return Ok(total);
+        }
+        sink(&buf[..n])?;
+        total += n as u64;
+    }
+}
+
+/// A chunk of input and the member made of it, travelling through the
+/// pipeline of [`compress`] and back to be reused.
+#[derive(Default)]
+struct Slot {
+    seq: usize,
+    data: Vec<u8>,
+    member: Vec<u8>,
+}
+
 /// Read `src` to its end, write it gzip-compressed (parallel members) to
 /// `dst`, and return `(bytes read, md5 of the bytes read)`.
 ///
-/// The md5 and the reading of the next batch run while the current batch
-/// is compressed, so a two-core machine keeps both cores busy. Buffers are
-/// reused: memory stays at three batches of [`MEMBER_SIZE`] chunks.
+/// A pipeline without barriers, so that no core waits for the slowest
+/// member of a batch: one thread reads [`MEMBER_SIZE`] chunks and feeds the
+/// md5, one worker per core compresses chunks into members as they come,
+/// and this thread writes the members in order. A fixed set of buffers
+/// goes round ([`slots`]), which bounds the memory.
 ///
 /// # Errors
 /// I/O errors of `src` or `dst`.
@@ -401,65 +538,114 @@ where
     R: Read + Send,
     W: Write,
 {
-    let slots = rayon::current_num_threads().max(1) * 2;
-    let new_set = || (0..slots).map(|_| Vec::new()).collect::<Vec<Vec<u8>>>();
-    let (mut cur, mut next, mut outs) = (new_set(), new_set(), new_set());
-    let mut hasher = Md5::new();
-    let mut total = 0u64;
-    let mut n = read_batch(src, &mut cur)?;
-    if n == 0 {
-        // An empty input still makes a valid gzip file (one empty member).
-        compress_member(&[], level, mtime, &mut outs[0])?;
-        dst.write_all(&outs[0])?;
-        return Ok((0, hasher));
+    let workers = rayon::current_num_threads().max(1);
+    let (free_tx, free_rx) = mpsc::channel::<Slot>();
+    for _ in 0..slots(workers) {
+        free_tx
+            .send(Slot::default())
+            .map_err(|_| io::Error::other("gzip pipeline closed"))?;
     }
-    while n > 0 {
-        let batch = &cur[..n];
-        let (compressed, read_next) = rayon::join(
-            || {
-                batch
-                    .par_iter()
-                    .zip(outs[..n].par_iter_mut())
-                    .try_for_each(|(c, o)| compress_member(c, level, mtime, o))
-            },
-            || {
-                for c in batch {
-                    hasher.update(c);
+    let (work_tx, work_rx) = mpsc::channel::<Slot>();
+    let work_rx = Mutex::new(work_rx);
+    let (done_tx, done_rx) = mpsc::channel::<io::Result<Slot>>();
+    std::thread::scope(|s| {
+        let reader = s.spawn(move || -> io::Result<(usize, u64, Md5)> {
+            let mut hasher = Md5::new();
+            let (mut seq, mut total) = (0, 0u64);
+            while let Ok(mut slot) = free_rx.recv() {
+                slot.data.resize(MEMBER_SIZE, 0);
+                let got = fill(src, &mut slot.data)?;
+                slot.data.truncate(got);
+                // An empty input still makes a valid gzip file (one empty
+                // member); otherwise the end adds nothing.
+                if got == 0 && seq > 0 {
+                    break;
                 }
-                read_batch(src, &mut next)
-            },
-        );
-        compressed?;
-        for o in &outs[..n] {
-            dst.write_all(o)?;
+                hasher.update(&slot.data);
+                total += got as u64;
+                slot.seq = seq;
+                seq += 1;
+                if work_tx.send(slot).is_err() || got < MEMBER_SIZE {
+                    break;
+                }
+            }
+            Ok((seq, total, hasher))
+        });
+        for _ in 0..workers {
+            let done_tx = done_tx.clone();
+            let work_rx = &work_rx;
+            s.spawn(move || loop {
+                let next = work_rx.lock().ok().and_then(|rx| rx.recv().ok());
+                let Some(mut slot) = next else { return };
+                let r = compress_member(&slot.data, level, mtime, &mut slot.member).map(|()| slot);
+                if done_tx.send(r).is_err() {
+                    return;
+                }
+            });
         }
-        let bytes: u64 = batch.iter().map(|c| c.len() as u64).sum();
-        total += bytes;
-        progress.advance(bytes);
-        n = read_next?;
-        std::mem::swap(&mut cur, &mut next);
-    }
-    Ok((total, hasher))
-}
-
-/// Fill the buffers of `bufs` with the next chunks of `src`; returns how
-/// many hold data (all but the last are full).
-fn read_batch<R: Read>(src: &mut R, bufs: &mut [Vec<u8>]) -> io::Result<usize> {
-    for (i, buf) in bufs.iter_mut().enumerate() {
-        buf.resize(MEMBER_SIZE, 0);
-        let got = fill(src, buf)?;
-        buf.truncate(got);
-        if got < MEMBER_SIZE {
-            return Ok(if got == 0 { i } else { i + 1 });
+        drop(done_tx);
+        // Whatever ends this block drops the channel ends it owns, which
+        // stops the reader and the workers.
+        let written = {
+            let (free_tx, done_rx) = (free_tx, done_rx);
+            let mut pending = std::collections::BTreeMap::new();
+            let mut next = 0;
+            let mut write = || -> io::Result<usize> {
+                for done in &done_rx {
+                    let slot = done?;
+                    pending.insert(slot.seq, slot);
+                    while let Some(slot) = pending.remove(&next) {
+                        dst.write_all(&slot.member)?;
+                        progress.advance(slot.data.len() as u64);
+                        next += 1;
+                        // The reader may have finished: nobody to give it to.
+                        let _ = free_tx.send(slot);
+                    }
+                }
+                Ok(next)
+            };
+            write()
+        };
+        let read = reader
+            .join()
+            .map_err(|_| io::Error::other("gzip reader failed"))?;
+        let written = written?;
+        let (chunks, total, hasher) = read?;
+        if written != chunks {
+            return Err(io::Error::other("a gzip worker failed"));
         }
-    }
-    Ok(bufs.len())
+        Ok((total, hasher))
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::progress::NoProgress;
+    use flate2::Compression;
+
+    /// Decode `bytes` with [`decoder`] and with [`decompress_file`] (from a
+    /// file), check that both give the same bytes or both fail, and give
+    /// [`decoder`]'s result.
+    fn decode_both(bytes: &[u8], back: &mut Vec<u8>) -> io::Result<usize> {
+        let r = decoder(bytes).read_to_end(back);
+        let mut f = tempfile::tempfile().expect("tempfile");
+        f.write_all(bytes).expect("write");
+        let mut pushed = Vec::new();
+        let n = decompress_file(&f, &mut |b| {
+            pushed.extend_from_slice(b);
+            Ok(())
+        });
+        match (&r, &n) {
+            (Ok(a), Ok(b)) => {
+                assert_eq!(a, &usize::try_from(*b).expect("size"));
+                assert!(*back == pushed, "decompress_file gives other bytes");
+            }
+            (Err(_), Err(_)) => {}
+            _ => panic!("decoder: {r:?}, decompress_file: {n:?}"),
+        }
+        r
+    }
 
     fn sample(n: usize) -> Vec<u8> {
         (0..n).map(|i| ((i * 7919) % 251) as u8).collect()
@@ -473,8 +659,93 @@ mod tests {
         assert_eq!(n, data.len() as u64);
         assert_eq!(h.finalize()[..], Md5::digest(&data)[..]);
         let mut back = Vec::new();
-        decoder(&out[..]).read_to_end(&mut back).expect("decode");
+        decode_both(&out[..], &mut back).expect("decode");
         assert_eq!(back, data);
+    }
+
+    #[test]
+    fn compress_exact_multiple_of_member_size() {
+        let data = sample(4 * MEMBER_SIZE);
+        let mut out = Vec::new();
+        let (n, h) = compress(&mut &data[..], &mut out, 1, 0, &NoProgress).expect("compress");
+        assert_eq!(n, data.len() as u64);
+        assert_eq!(h.finalize()[..], Md5::digest(&data)[..]);
+        let mut back = Vec::new();
+        flate2::read::MultiGzDecoder::new(&out[..])
+            .read_to_end(&mut back)
+            .expect("decode");
+        assert!(back == data);
+    }
+
+    /// Accepts `left` bytes, then fails like a full disk.
+    struct FullAfter {
+        left: usize,
+    }
+
+    impl Write for FullAfter {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            if self.left == 0 {
+                return Err(io::Error::other("disk full"));
+            }
+            let n = buf.len().min(self.left);
+            self.left -= n;
+            Ok(n)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// Gives `left` bytes, then fails.
+    struct FailAfter {
+        left: usize,
+    }
+
+    impl Read for FailAfter {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            if self.left == 0 {
+                return Err(io::Error::other("read error"));
+            }
+            let n = buf.len().min(self.left);
+            buf[..n].fill(7);
+            self.left -= n;
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn compress_write_error_is_returned() {
+        let data = sample(20 * MEMBER_SIZE);
+        let mut dst = FullAfter { left: 1000 };
+        let e = compress(&mut &data[..], &mut dst, 1, 0, &NoProgress).expect_err("full");
+        assert_eq!(e.to_string(), "disk full");
+    }
+
+    #[test]
+    fn compress_read_error_is_returned() {
+        let mut src = FailAfter {
+            left: 5 * MEMBER_SIZE + 10,
+        };
+        let e = compress(&mut src, &mut Vec::new(), 1, 0, &NoProgress).expect_err("read");
+        assert_eq!(e.to_string(), "read error");
+    }
+
+    #[test]
+    fn decompress_file_sink_error_is_returned() {
+        let data = sample(20 * MEMBER_SIZE);
+        let mut f = tempfile::tempfile().expect("tempfile");
+        compress(&mut &data[..], &mut f, 1, 0, &NoProgress).expect("compress");
+        let mut calls = 0;
+        let e = decompress_file(&f, &mut |_| {
+            calls += 1;
+            if calls == 3 {
+                return Err(io::Error::other("disk full"));
+            }
+            Ok(())
+        })
+        .expect_err("sink fails");
+        assert_eq!(e.to_string(), "disk full");
+        assert_eq!(calls, 3);
     }
 
     #[test]
@@ -483,7 +754,7 @@ mod tests {
         compress(&mut &b""[..], &mut out, 1, 0, &NoProgress).expect("compress");
         assert_eq!(&out[..2], &[0x1f, 0x8b]);
         let mut back = Vec::new();
-        decoder(&out[..]).read_to_end(&mut back).expect("decode");
+        decode_both(&out[..], &mut back).expect("decode");
         assert!(back.is_empty());
     }
 
@@ -508,7 +779,7 @@ mod tests {
             let mut out = Vec::new();
             compress(&mut &data[..], &mut out, level, 0, &NoProgress).expect("compress");
             let mut back = Vec::new();
-            decoder(&out[..]).read_to_end(&mut back).expect("decode");
+            decode_both(&out[..], &mut back).expect("decode");
             assert_eq!(back, data, "level {level}");
         }
     }
@@ -524,7 +795,7 @@ mod tests {
         out.extend(e.finish().expect("finish"));
         compress(&mut &a[..], &mut out, 1, 0, &NoProgress).expect("compress");
         let mut back = Vec::new();
-        decoder(&out[..]).read_to_end(&mut back).expect("decode");
+        decode_both(&out[..], &mut back).expect("decode");
         assert_eq!(back.len(), 2 * a.len() + b.len());
         assert_eq!(back, [&a[..], &b[..], &a[..]].concat());
     }
@@ -539,7 +810,7 @@ mod tests {
         e.flush().expect("sync flush");
         let out = e.finish().expect("finish");
         let mut back = Vec::new();
-        decoder(&out[..]).read_to_end(&mut back).expect("decode");
+        decode_both(&out[..], &mut back).expect("decode");
         assert_eq!(back, b);
     }
 
@@ -551,13 +822,13 @@ mod tests {
         let mid = out.len() / 2;
         out[mid] ^= 0x55;
         let mut back = Vec::new();
-        assert!(decoder(&out[..]).read_to_end(&mut back).is_err());
+        assert!(decode_both(&out[..], &mut back).is_err());
     }
 
     #[test]
     fn empty_input_reads_empty() {
         let mut back = Vec::new();
-        decoder(&b""[..]).read_to_end(&mut back).expect("decode");
+        decode_both(&b""[..], &mut back).expect("decode");
         assert!(back.is_empty());
     }
 
@@ -583,8 +854,7 @@ mod tests {
         for (k, delta) in [(0, 1), (0, -1), (1, 100), (1, -3), (3, 5), (3, -8)] {
             let bytes = with_member_len_off(&data, k, delta);
             let mut back = Vec::new();
-            decoder(&bytes[..])
-                .read_to_end(&mut back)
+            decode_both(&bytes[..], &mut back)
                 .unwrap_or_else(|e| panic!("member {k}, length {delta:+}: {e}"));
             assert!(back == data, "member {k}, length {delta:+}");
         }
@@ -598,7 +868,7 @@ mod tests {
         let second = our_member_len(&out).expect("our member");
         out[second + 100] ^= 0x10;
         let mut back = Vec::new();
-        assert!(decoder(&out[..]).read_to_end(&mut back).is_err());
+        assert!(decode_both(&out[..], &mut back).is_err());
     }
 
     #[test]
@@ -608,6 +878,6 @@ mod tests {
         compress(&mut &data[..], &mut out, 6, 0, &NoProgress).expect("compress");
         out.truncate(out.len() - 10);
         let mut back = Vec::new();
-        assert!(decoder(&out[..]).read_to_end(&mut back).is_err());
+        assert!(decode_both(&out[..], &mut back).is_err());
     }
 }

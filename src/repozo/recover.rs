@@ -93,6 +93,7 @@ pub fn recover(
                 opts.verify,
                 &mut out,
                 Path::new("<stdout>"),
+                None,
                 progress,
             )?;
             out.flush().map_err(|e| io_err(Path::new("<stdout>"), e))?;
@@ -139,31 +140,41 @@ fn recover_to_file(
     let f = File::create(&part_path).map_err(|e| io_err(&part_path, e))?;
     let (bytes, md5) = {
         let mut out = &f;
-        concat_checked(chain, verify, &mut out, &part_path, progress)?
+        concat_checked(chain, verify, &mut out, &part_path, Some(&f), progress)?
     };
-    f.sync_all().map_err(|e| io_err(&part_path, e))?;
-    drop(f);
-    if chain.by_names {
-        check_structure(&part_path, bytes)?;
-    }
-
-    let mut index_target = output.as_os_str().to_owned();
-    index_target.push(".index");
-    let index_target = PathBuf::from(index_target);
+    let index_target = {
+        let mut name = output.as_os_str().to_owned();
+        name.push(".index");
+        PathBuf::from(name)
+    };
     let dir = parent_dir(output).to_path_buf();
-    let last = files.last().map(|p| with_ext(p, ".index"));
-    let mut new_index = None;
-    if let Some(src) = last.filter(|p| p.exists()) {
-        log::info!(
-            target: LOG,
-            "Restoring index file {} to {}",
-            src.display(),
-            index_target.display()
-        );
-        new_index = Some(index_for(&part_path, &src, &index_target, &dir)?);
-    } else if let Some(src) = files.last().map(|p| with_ext(p, ".index")) {
-        log::info!(target: LOG, "No index file to restore: {}", src.display());
-    }
+    // The fsync of the recovered data runs while it is scanned for its
+    // index (from the page cache).
+    let (synced, new_index) = rayon::join(
+        || f.sync_all().map_err(|e| io_err(&part_path, e)),
+        || -> Result<Option<tempfile::NamedTempFile>> {
+            if chain.by_names {
+                check_structure(&part_path, bytes)?;
+            }
+            let last = files.last().map(|p| with_ext(p, ".index"));
+            if let Some(src) = last.filter(|p| p.exists()) {
+                log::info!(
+                    target: LOG,
+                    "Restoring index file {} to {}",
+                    src.display(),
+                    index_target.display()
+                );
+                return index_for(&part_path, &src, &index_target, &dir).map(Some);
+            } else if let Some(src) = files.last().map(|p| with_ext(p, ".index")) {
+                log::info!(target: LOG, "No index file to restore: {}", src.display());
+            }
+            Ok(None)
+        },
+    );
+    synced?;
+    let new_index = new_index?;
+    drop(f);
+
     // Deviation: an old index describes the old Data.fs; never leave it
     // next to the new one.
     match std::fs::remove_file(&index_target) {
@@ -299,6 +310,7 @@ fn concat_checked<W: Write + Send>(
     verify: bool,
     out: &mut W,
     out_path: &Path,
+    out_file: Option<&File>,
     progress: &dyn Progress,
 ) -> Result<(u64, Option<String>)> {
     let (files, plan) = (&chain.files, &chain.lines);
@@ -321,6 +333,7 @@ fn concat_checked<W: Write + Send>(
             Some(Output {
                 w: &mut *out,
                 path: out_path,
+                sync: out_file,
             }),
             true,
             progress,

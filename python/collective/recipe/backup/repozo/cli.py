@@ -74,7 +74,8 @@ Backup options (-B):
 
     -z / --gzip
         Write gzip-compressed backup files (.fsz, .deltafsz), using all
-        cores, at zlib level %(level)d. Not compressed by default.
+        cores, at deflate level %(level)d (libdeflate). Not compressed by
+        default.
 
     -k / --kill-old-on-full
         After a full backup, delete every older backup file (and its .dat
