@@ -276,7 +276,7 @@ def test_archives_preferred_when_archive_blob_and_both_exist(tmp_path, live):
     blobs.backup(live, loc, archive=True, now=T2)
     target = tmp_path / "restored" / "blobstorage"
     assert blobs.check_restore(loc, target, prefer_archives=True) == [loc / f"blobstorage.{T2}.tar"]
-    # Without archive_blob, directories win when they match (#44 symmetry).
+    # Without archive_blob, directories win when they match (the same rule both ways).
     assert blobs.check_restore(loc, target) == [loc / f"blobstorage.{T1}" / "blobstorage"]
     blobs.restore(loc, target)
     assert state(target) == s1

@@ -318,7 +318,7 @@ def test_restore_into_a_differently_named_target(tmp_path, live):
 
 
 def test_trailing_slash_on_blobdir(tmp_path, live):
-    """#26: a trailing slash made a hidden `.0` backup."""
+    """A trailing slash on the blob directory made a hidden `.0` backup in 6.0."""
     loc = tmp_path / "bk"
     blobs.backup(live + "/", loc, now=T1)
     assert [b["name"] for b in blobs.list_backups(loc)] == [f"blobstorage.{T1}"]

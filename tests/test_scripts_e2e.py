@@ -667,7 +667,7 @@ def test_named_part_scripts_and_locations(sample_buildout):
     p = b.run(
         "plonebackup",
         "[plonebackup]\nrecipe = collective.recipe.backup\n"
-        f"blob_storage = {fsdir}/blobstorage/\n",  # trailing slash (#26)
+        f"blob_storage = {fsdir}/blobstorage/\n",  # a trailing slash
     )
     assert p.returncode == 0, p.output
     zodbgen.generate(fsdir, transactions=8, seed=1, undos=1)
@@ -675,7 +675,7 @@ def test_named_part_scripts_and_locations(sample_buildout):
     p = b.script("plonebackup")
     assert p.returncode == 0, p.stderr
     assert ls(b.path("var", "plonebackups"))
-    # The backup is named after the directory, not ".<stamp>" (#26).
+    # The backup is named after the directory, not ".<stamp>" (6.0 named it after the empty last component).
     blob_backups = ls(b.path("var", "plonebackup-blobstorages"))
     (backup,) = [n for n in blob_backups if n != "latest"]
     assert backup.startswith("blobstorage.")
@@ -687,7 +687,7 @@ def test_named_part_scripts_and_locations(sample_buildout):
 
 def test_archive_blob_restores_directory_backups(sample_buildout):
     """Backups made as directories restore after switching to
-    archive_blob = true (6.0 #44)."""
+    archive_blob = true (6.0 did not)."""
     site = Site(sample_buildout)
     first = site.change()
     site.ok("backup")
