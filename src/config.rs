@@ -870,9 +870,13 @@ impl BackupConfig {
             .iter()
             .flat_map(|s| std::iter::once(&s.datafs).chain(s.blobdir.as_ref()))
         {
+            // The restore writes where a symlink points (restore.rs,
+            // real_target): a target path that is a link to the live one
+            // is the live one.
             if let Some((path, _)) = written.iter().find(|(p, _)| {
-                same(blob_storage_parent(p), blob_storage_parent(live))
-                    && p.file_name() == live.file_name()
+                same(p, live)
+                    || (same(blob_storage_parent(p), blob_storage_parent(live))
+                        && p.file_name() == live.file_name())
             }) {
                 return Err(Error::Config(format!(
                     "--target {}: {} is the live {}; a restore into another directory must not replace the live site. Nothing was changed.",
@@ -1723,6 +1727,18 @@ mod tests {
         let fsdir = d.path().join("var/filestorage");
         std::fs::create_dir_all(&fsdir).expect("mkdir");
         let e = c.with_target(&fsdir).err().map(|e| e.to_string());
+        assert!(
+            e.as_deref()
+                .is_some_and(|e| e.contains("must not replace the live site")),
+            "{e:?}"
+        );
+        // A target whose Data.fs is a symlink to the live one (a copied
+        // var/ that kept its links): the restore would write through it.
+        std::fs::write(fsdir.join("Data.fs"), b"live").expect("write");
+        let linked = d.path().join("linked");
+        std::fs::create_dir(&linked).expect("mkdir");
+        std::os::unix::fs::symlink(fsdir.join("Data.fs"), linked.join("Data.fs")).expect("symlink");
+        let e = c.with_target(&linked).err().map(|e| e.to_string());
         assert!(
             e.as_deref()
                 .is_some_and(|e| e.contains("must not replace the live site")),
