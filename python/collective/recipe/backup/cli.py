@@ -72,7 +72,9 @@ class Arguments:
         self.dry_run = dry_run
 
 
-class _Parser(argparse.ArgumentParser):
+class Parser(argparse.ArgumentParser):
+    """argparse with one error line and exit 2."""
+
     def error(self, message):
         # One line and exit 2, like optparse in 6.0.
         self.exit(2, f"{self.prog}: error: {message}\n")
@@ -82,7 +84,7 @@ def parse_args(argv, prog, restore):
     """Parse ``argv`` (without the program name). Exits 0 for ``--help`` and
     2 for an unknown option. The date is returned as written; see
     :func:`check_date`."""
-    parser = _Parser(
+    parser = Parser(
         prog=prog,
         description=(
             "Restore the filestorage and blobstorage."
@@ -96,33 +98,10 @@ def parse_args(argv, prog, restore):
         action="store_true",
         help="only print warnings and errors (for cron)",
     )
-    parser.add_argument(
-        "-n",
-        "--no-prompt",
-        action="store_true",
-        help="do not ask for confirmation before restoring",
-    )
-    parser.add_argument(
-        "--dry-run",
-        action="store_true",
-        help=DRY_RUN_HELP,
-    )
+    add_no_prompt(parser)
+    add_dry_run(parser)
     if restore:
-        parser.add_argument(
-            "date",
-            nargs="?",
-            help=DATE_HELP,
-        )
-        parser.add_argument(
-            "--accept-blob-mismatch",
-            action="store_true",
-            help=MISMATCH_HELP,
-        )
-        parser.add_argument(
-            "--target",
-            metavar="DIR",
-            help=TARGET_HELP,
-        )
+        add_restore_arguments(parser)
     else:
         parser.add_argument("ignored", nargs="*", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -134,6 +113,28 @@ def parse_args(argv, prog, restore):
         getattr(args, "target", None),
         args.dry_run,
     )
+
+
+def add_no_prompt(parser):
+    parser.add_argument(
+        "-n",
+        "--no-prompt",
+        action="store_true",
+        help="do not ask for confirmation before restoring",
+    )
+
+
+def add_dry_run(parser):
+    parser.add_argument("--dry-run", action="store_true", help=DRY_RUN_HELP)
+
+
+def add_restore_arguments(parser):
+    """A restore's date, ``--accept-blob-mismatch`` and ``--target``."""
+    parser.add_argument("date", nargs="?", help=DATE_HELP)
+    parser.add_argument(
+        "--accept-blob-mismatch", action="store_true", help=MISMATCH_HELP
+    )
+    parser.add_argument("--target", metavar="DIR", help=TARGET_HELP)
 
 
 def setup_logging(quiet, debug):

@@ -78,12 +78,6 @@ class UsageError(Exception):
     """A configuration mistake: one ``ERROR:`` line, exit 1."""
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):
-        # One line and exit 2, as the generated scripts.
-        self.exit(2, f"{self.prog}: error: {message}\n")
-
-
 def _add_common(parser, default):
     """The options every command takes. ``default`` is None on the main
     parser and SUPPRESS on the commands', so that an option given before
@@ -124,7 +118,7 @@ def _add_common(parser, default):
 
 
 def make_parser():
-    parser = _Parser(
+    parser = cli.Parser(
         prog=PROG,
         usage="%(prog)s [OPTIONS] COMMAND [ARGS]",
         description="Back up, restore and check a ZODB FileStorage and its blobs.",
@@ -137,27 +131,10 @@ def make_parser():
         sub.error = parser.error
         _add_common(sub, argparse.SUPPRESS)
         if kind in ("backup", "restore"):
-            sub.add_argument(
-                "--dry-run",
-                action="store_true",
-                help=cli.DRY_RUN_HELP,
-            )
+            cli.add_dry_run(sub)
         if kind == "restore":
-            sub.add_argument(
-                "-n",
-                "--no-prompt",
-                action="store_true",
-                help="do not ask for confirmation before restoring",
-            )
-            sub.add_argument("date", nargs="?", help=cli.DATE_HELP)
-            sub.add_argument(
-                "--accept-blob-mismatch", action="store_true", help=cli.MISMATCH_HELP
-            )
-            sub.add_argument(
-                "--target",
-                metavar="DIR",
-                help=cli.TARGET_HELP,
-            )
+            cli.add_no_prompt(sub)
+            cli.add_restore_arguments(sub)
         if kind == "status":
             sub.add_argument("--json", action="store_true", help="print JSON")
             sub.add_argument(
@@ -259,8 +236,6 @@ def config_kwargs(args, environ=None, cwd=None):
     if zope_conf:
         zope = _core.read_zope_conf(options_mod.construct_path(cwd, zope_conf))
         values["datafs"] = zope["datafs"]
-        if zope["blob_storage"]:
-            values["blob_storage"] = zope["blob_storage"]
     base = cwd
     section = source("section") or "backup"
     config = source("config")
@@ -276,7 +251,8 @@ def config_kwargs(args, environ=None, cwd=None):
     values.update(_absolute(env_values, cwd))
     values.update(_absolute(flag_values, cwd))
 
-    if zope and not values.get("blob_storage") and "backup_blobs" not in values:
+    blob_options = ("blob_storage", "blob-storage", "backup_blobs")
+    if zope and not zope["blob_storage"] and not any(values.get(o) for o in blob_options):
         # The main database of the zope.conf has no blobs.
         values["backup_blobs"] = "false"
     datafs = values.get("datafs")
@@ -289,6 +265,10 @@ def config_kwargs(args, environ=None, cwd=None):
     kwargs, warnings = options_mod.typed_options(
         buildout, section, values, var_dir=var_dir
     )
+    if zope and zope["blob_storage"]:
+        # Like a Zope part's blob-storage: the default when neither
+        # spelling of the option is set.
+        kwargs["zope_blob_storage"] = zope["blob_storage"]
     if zope and "additional_filestorages" not in values:
         kwargs["additional_filestorages"] = [
             tuple(entry) for entry in zope["additional_filestorages"]
@@ -297,16 +277,17 @@ def config_kwargs(args, environ=None, cwd=None):
 
 
 def _build(args):
-    """The validated config, its warnings logged; raises ``Failed``."""
-    try:
-        kwargs, warnings = config_kwargs(args)
-        config = _core.BackupConfig(**kwargs)
-    except UsageError as e:
-        main.logger.error("%s", e)
-        raise Failed from None
-    except _core.BackupError as e:
-        main.logger.error("%s", e)
-        raise Failed from None
+    """The validated config, its warnings logged; raises ``Failed``. Any
+    failure is one ``ERROR:`` line (``main.call``), never a traceback."""
+
+    def build():
+        try:
+            kwargs, warnings = config_kwargs(args)
+        except UsageError as e:
+            raise _core.ConfigError(str(e)) from None
+        return _core.BackupConfig(**kwargs), warnings
+
+    config, warnings = main.call(build)
     for message in warnings + config.warnings:
         main.logger.warning("%s", message)
     return config
