@@ -359,6 +359,35 @@ def test_flipped_byte_in_a_backup_file(tmp_path, caplog):
     assert found[0].startswith(f"{full} has checksum ") and found[0].endswith(" instead of " + md5_of_line(site, full))
 
 
+def test_damaged_transaction_does_not_hide_a_damaged_increment(tmp_path, caplog):
+    """The scan stops at a damaged transaction header; the files after it
+    in the chain are still checked."""
+    site = Site(tmp_path, gzip=False)
+    build(site)
+    full = site.backups / f"{site.stamps[0]}.fs"
+    data = bytearray(full.read_bytes())
+    at = data.index(b"not a blob")
+    # The header of that transaction: 23 bytes, then the user name, then
+    # the description; its status byte is at offset 16.
+    (h,) = [
+        at - 23 - ulen
+        for ulen in range(64)
+        if at - 23 - ulen >= 0
+        and int.from_bytes(data[at - 6 - ulen : at - 4 - ulen], "big") == ulen
+        and int.from_bytes(data[at - 4 - ulen : at - 2 - ulen], "big") == len(b"not a blob")
+    ]
+    data[h + 16] = ord("X")
+    full.write_bytes(bytes(data))
+    # A later increment of the same chain, damaged where only its checksum
+    # can tell.
+    delta = site.backups / f"{site.stamps[1]}.deltafs"
+    raw = bytearray(delta.read_bytes())
+    raw[-1] ^= 0x01
+    delta.write_bytes(bytes(raw))
+    found = fails(site, caplog, all=True)
+    assert any(f.startswith(f"{delta} has checksum ") for f in found), found
+
+
 def md5_of_line(site, path):
     dat = site.backups / f"{site.stamps[0]}.dat"
     for line in dat.read_text().splitlines():

@@ -137,7 +137,12 @@ pub fn blob_records<R: Read>(src: R, name: &Path) -> Result<BlobRecords> {
                 format!("transaction length {} is too short", th.tlen),
             ));
         }
-        let tend = tpos + th.tlen;
+        let Some(tend) = tpos.checked_add(th.tlen) else {
+            return Err(corrupted(
+                tpos,
+                format!("transaction length {} is past any file", th.tlen),
+            ));
+        };
         if !r.skip(th.header_len() - TRANS_HDR_LEN).map_err(io_err)? {
             break;
         }
