@@ -61,6 +61,23 @@ pub enum Selection<'a> {
     All,
 }
 
+impl<'a> Selection<'a> {
+    /// The selection of `verify [DATE|--all]`: a date, all, or neither.
+    ///
+    /// # Errors
+    /// Both a date and all.
+    pub fn new(date: Option<&'a RestoreDate>, all: bool) -> Result<Self> {
+        match (date, all) {
+            (Some(_), true) => Err(Error::Config(
+                "verify takes a date or all, not both.".to_owned(),
+            )),
+            (Some(d), false) => Ok(Selection::Date(d)),
+            (None, true) => Ok(Selection::All),
+            (None, false) => Ok(Selection::Newest),
+        }
+    }
+}
+
 /// The problems found so far: each is logged when found.
 #[derive(Default)]
 struct Problems {

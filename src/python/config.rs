@@ -425,16 +425,7 @@ fn verify(
 ) -> PyResult<()> {
     let mode = restore_mode(mode, "verify")?;
     let date = date.map(RestoreDate::parse).transpose().map_err(to_py)?;
-    let selection = match (&date, all) {
-        (Some(_), true) => {
-            return Err(config_err(
-                "verify takes a date or all, not both.".to_owned(),
-            ))
-        }
-        (Some(d), false) => commands::Selection::Date(d),
-        (None, true) => commands::Selection::All,
-        (None, false) => commands::Selection::Newest,
-    };
+    let selection = commands::Selection::new(date.as_ref(), all).map_err(to_py)?;
     let cfg = config.get().inner.clone();
     let now = super::fixed_time(now);
     py.detach(|| commands::verify(&cfg, mode, selection, now))
