@@ -412,3 +412,26 @@ def test_target_and_dry_run_leave_the_site_alone(pip_site, tmp_path):
     assert tree(s.home) == before
     assert sha(copy / "Data.fs") == first[0]
     assert state(str(copy / "blobstorage"), mtimes=False) == first[1]
+
+
+def test_ini_blob_storage_spelling_with_a_zope_conf_without_blobs(tmp_path):
+    """A zope.conf whose main database has no blobs turns blob backups off
+    only when no source names a blob directory, in either spelling."""
+    from collective.recipe.backup import _core
+    from collective.recipe.backup import zodb_backup
+
+    s = PipSite(str(tmp_path))
+    with open(s.zope_conf, "w") as f:
+        f.write(f"<zodb_db main>\n  <filestorage>\n    path {s.datafs}\n  </filestorage>\n"
+                "  mount-point /\n</zodb_db>\n")
+    ini = os.path.join(s.home, "etc", "backup.ini")
+    with open(ini, "w") as f:
+        f.write("[backup]\nblob-storage = /srv/blobs\n")
+    args = _args("--zope-conf", s.zope_conf, "--config", ini)
+    config = _core.BackupConfig(**zodb_backup.config_kwargs(args, {}, cwd=str(tmp_path))[0])
+    assert config.settings["backup_blobs"] is True
+    assert config.storages[-1]["blobdir"] == "/srv/blobs"
+    # Without it, no blobs.
+    args = _args("--zope-conf", s.zope_conf)
+    config = _core.BackupConfig(**zodb_backup.config_kwargs(args, {}, cwd=str(tmp_path))[0])
+    assert config.settings["backup_blobs"] is False
