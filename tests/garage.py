@@ -196,7 +196,9 @@ api_bind_addr = "127.0.0.1:{self.admin_port}"
 
     def close(self):
         """Stop the server and remove its directory."""
-        self.stop()
+        # No graceful wait: the data goes too, and a client the tests left
+        # unclosed would hold Garage's shutdown 10 s.
+        self.stop(timeout=2)
         shutil.rmtree(self.dir, ignore_errors=True)
 
     def __enter__(self):
