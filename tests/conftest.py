@@ -218,3 +218,73 @@ def sample_buildout(request, tmp_path, egg_cache):
     d.mkdir()
     (d / "var").mkdir()
     return BuildoutRun(str(d), major, str(egg_cache / major))
+
+
+# --- offsite (Garage) ---
+#
+# A real Garage S3 store for the offsite tests (tests/garage.py): one server
+# for the session, a fresh bucket and key for each test.
+
+import uuid  # noqa: E402
+
+import garage as _garage  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def garage():
+    """The session's ``garage.Garage``: ``create_bucket``, ``create_key``,
+    ``allow``, ``client``, ``put``/``get``/``delete``/``list_objects``,
+    ``stop``/``start``. A test that stops it must start it again."""
+    binary = _garage.default_binary()
+    if not os.access(binary, os.X_OK):
+        # Fail, not skip: a skipped offsite suite would pass CI unnoticed.
+        pytest.fail(
+            f"no Garage binary at {binary}: scripts/test installs it "
+            "(stage 'garage and rclone'), or set CRB_GARAGE to one",
+            pytrace=False,
+        )
+    g = _garage.Garage(binary)
+    yield g
+    g.close()
+
+
+class S3Bucket:
+    """A bucket and a key that may read, write and own it."""
+
+    def __init__(self, bucket, key_id, secret, endpoint, region):
+        self.bucket = bucket
+        self.key_id = key_id
+        self.secret = secret
+        self.endpoint = endpoint
+        self.region = region
+
+    def env(self, base=None):
+        """``base`` (default: this process's environment) with the key in
+        the AWS variables, for a subprocess (``env=s3_bucket.env()``)."""
+        env = dict(os.environ if base is None else base)
+        # A session token or profile from the caller's shell would be mixed
+        # with our key and break the signature.
+        for name in ("AWS_SESSION_TOKEN", "AWS_PROFILE"):
+            env.pop(name, None)
+        env.update(
+            AWS_ACCESS_KEY_ID=self.key_id,
+            AWS_SECRET_ACCESS_KEY=self.secret,
+            AWS_REGION=self.region,
+            # No credential lookup at 169.254.169.254 (slow timeouts off EC2).
+            AWS_EC2_METADATA_DISABLED="true",
+        )
+        return env
+
+
+@pytest.fixture
+def s3_bucket(garage):
+    """A fresh bucket on the session's Garage and a fresh key allowed on it
+    (the harness's own key is allowed too, for ``garage.get`` etc.)."""
+    # A test that failed between stop() and start() left it down: later
+    # tests get a running store, not that test's failure again.
+    garage.start()
+    name = f"crb-{uuid.uuid4().hex[:16]}"
+    garage.create_bucket(name)
+    key_id, secret = garage.create_key(name)
+    garage.allow(name, key_id)
+    return S3Bucket(name, key_id, secret, garage.endpoint, garage.region)
