@@ -102,6 +102,18 @@ pub struct ConfigInput {
     /// `alternative_restore_source`, parsed by
     /// [`parse_alternative_restore_source`] and with its paths resolved.
     pub alternative_restore_source: Option<AltSource>,
+    /// `offsite`: `s3://BUCKET[/PREFIX]`, where backups are pushed.
+    pub offsite: Option<String>,
+    /// `offsite_endpoint`: the store's URL, for stores that are not AWS.
+    pub offsite_endpoint: Option<String>,
+    /// `offsite_region`.
+    pub offsite_region: Option<String>,
+    /// `offsite_keep`: full backups kept in the store; default `keep`.
+    pub offsite_keep: Option<u32>,
+    /// `offsite_jobs`: parallel transfers; default 8.
+    pub offsite_jobs: Option<u32>,
+    /// `offsite_credentials`: an AWS shared credentials file.
+    pub offsite_credentials: Option<PathBuf>,
 }
 
 impl Default for ConfigInput {
@@ -145,6 +157,12 @@ impl Default for ConfigInput {
             post_command: String::new(),
             additional_filestorages: Vec::new(),
             alternative_restore_source: None,
+            offsite: None,
+            offsite_endpoint: None,
+            offsite_region: None,
+            offsite_keep: None,
+            offsite_jobs: None,
+            offsite_credentials: None,
         }
     }
 }
@@ -217,6 +235,8 @@ pub enum Entry {
     SnapshotRestore,
     /// `alt_restore_main`.
     AltRestore,
+    /// `offsite_main`.
+    Offsite,
 }
 
 impl Entry {
@@ -232,6 +252,7 @@ impl Entry {
             Entry::ZipRestore => "zip_restore_main",
             Entry::SnapshotRestore => "snapshot_restore_main",
             Entry::AltRestore => "alt_restore_main",
+            Entry::Offsite => "offsite_main",
         }
     }
 }
@@ -277,6 +298,8 @@ pub struct BackupConfig {
     pub quick: bool,
     /// Generate the snapshotrestore script.
     pub enable_snapshotrestore: bool,
+    /// Where backups are pushed after each backup run (`offsite`).
+    pub offsite: Option<crate::offsite::OffsiteConfig>,
     /// Generate zipbackup and ziprestore.
     pub enable_zipbackup: bool,
     /// Generate fullbackup.
@@ -454,6 +477,12 @@ impl BackupConfig {
             post_command,
             additional_filestorages,
             alternative_restore_source,
+            offsite,
+            offsite_endpoint,
+            offsite_region,
+            offsite_keep,
+            offsite_jobs,
+            offsite_credentials,
         } = input;
         let mut warnings = Vec::new();
 
@@ -681,6 +710,27 @@ impl BackupConfig {
             }
         }
 
+        let offsite = crate::offsite::OffsiteConfig::new(
+            crate::offsite::OffsiteInput {
+                url: offsite,
+                endpoint: offsite_endpoint,
+                region: offsite_region,
+                keep: offsite_keep.unwrap_or(keep),
+                jobs: offsite_jobs,
+                credentials: offsite_credentials,
+            },
+            &mut warnings,
+        )?;
+        if offsite.is_some()
+            && backup_blobs
+            && !(blob_timestamps.unwrap_or(true) || incremental_blobs)
+        {
+            return Err(Error::Config(
+                "offsite needs dated blob backups: numbered ones (blob_timestamps = false) change names at every backup. Remove blob_timestamps = false."
+                    .to_owned(),
+            ));
+        }
+
         Ok(BackupConfig {
             part_name,
             storages,
@@ -700,6 +750,7 @@ impl BackupConfig {
             gzip,
             quick,
             enable_snapshotrestore,
+            offsite,
             enable_zipbackup,
             enable_fullbackup,
             pre_command,
@@ -777,6 +828,9 @@ impl BackupConfig {
         }
         if self.storages.iter().any(|s| s.alt_location.is_some()) {
             out.push((named("altrestore", "altrestore"), Entry::AltRestore));
+        }
+        if self.offsite.is_some() {
+            out.push((named("offsite", "offsite"), Entry::Offsite));
         }
         out
     }

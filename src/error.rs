@@ -159,6 +159,11 @@ pub enum Error {
     /// buildout-time texts of 6.0 where they exist, listed in README.rst).
     #[error("{0}")]
     Config(String),
+    /// Off-site copies: the store could not be reached, refused the
+    /// credentials, or holds something other than what was uploaded. The
+    /// text is the whole line and names the store and the object.
+    #[error("{0}")]
+    Offsite(String),
     /// A `zope.conf` / `zeo.conf` (ZConfig syntax) that cannot be read, or
     /// whose storages cannot be backed up from here; `line` 0 when the
     /// problem is the whole file.

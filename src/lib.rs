@@ -26,7 +26,8 @@
 //! - [`config`]: `BackupConfig`, the validated buildout configuration;
 //!   [`commands`]: backup and restore orchestration over engine traits;
 //!   [`hooks`]: `pre_command` / `post_command`; [`status`]: the
-//!   read-only health report of all backups.
+//!   read-only health report of all backups; [`offsite`]: copies in
+//!   S3-compatible object storage.
 //! - [`zconfig`]: the ZConfig file syntax; [`zope_conf`]: the storages a
 //!   Zope `zope.conf` or a ZEO `zeo.conf` serves.
 
@@ -47,6 +48,7 @@ pub mod retention;
 pub mod commands;
 pub mod config;
 pub mod hooks;
+pub mod offsite;
 pub mod status;
 pub mod zconfig;
 pub mod zope_conf;

@@ -28,18 +28,33 @@ const HEADER: &str = "crb-manifest 1";
 /// # Errors
 /// [`Error::Io`] naming `path`.
 pub fn write(tree: &Tree, path: &Path) -> Result<()> {
+    write_entries(
+        tree.entries
+            .iter()
+            .filter(|e| e.kind == EntryKind::File)
+            .map(|e| (e.rel.as_path(), e.size)),
+        path,
+    )
+}
+
+/// Write a manifest of `(path relative to the tree, size)` entries to
+/// `path`, synced.
+///
+/// # Errors
+/// [`Error::Io`] naming `path`.
+pub fn write_entries<'a, I>(entries: I, path: &Path) -> Result<()>
+where
+    I: IntoIterator<Item = (&'a Path, u64)>,
+{
     let mut w = BufWriter::new(File::create(path).at(path)?);
     writeln!(w, "{HEADER}").at(path)?;
-    for e in &tree.entries {
-        if e.kind != EntryKind::File {
-            continue;
-        }
-        let rel = e.rel.as_os_str().as_bytes();
+    for (rel, size) in entries {
+        let rel = rel.as_os_str().as_bytes();
         if rel.contains(&b'\n') {
             // Not a blob file; a line format cannot hold it.
             continue;
         }
-        write!(w, "{} ", e.size).at(path)?;
+        write!(w, "{size} ").at(path)?;
         w.write_all(rel).at(path)?;
         w.write_all(b"\n").at(path)?;
     }

@@ -227,6 +227,9 @@ where
             settings: &plan.blobs,
         })?;
     }
+    // Off-site last: a failed push fails the run, the local backup being
+    // complete already.
+    crate::offsite::push_after_backup(cfg, mode)?;
 
     hooks.run(&cfg.post_command)
 }
@@ -458,6 +461,9 @@ where
         }
     }
 
+    if let Some(o) = &cfg.offsite {
+        log::info!("Would push the new backups to {}", o.url());
+    }
     if !cfg.post_command.is_empty() {
         log::info!("Would run post_command: {}", cfg.post_command);
     }

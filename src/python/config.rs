@@ -113,6 +113,12 @@ impl PyBackupConfig {
                                 blob_location,
                             });
                     }
+                    "offsite" => i.offsite = v.extract()?,
+                    "offsite_endpoint" => i.offsite_endpoint = v.extract()?,
+                    "offsite_region" => i.offsite_region = v.extract()?,
+                    "offsite_keep" => i.offsite_keep = Some(count("offsite_keep", &v)?),
+                    "offsite_jobs" => i.offsite_jobs = Some(count("offsite_jobs", &v)?),
+                    "offsite_credentials" => i.offsite_credentials = v.extract()?,
                     other => {
                         return Err(config_err(format!(
                             "BackupConfig got an unknown argument '{other}'."
@@ -171,6 +177,16 @@ impl PyBackupConfig {
         ] {
             d.set_item(k, v)?;
         }
+        let o = c.offsite.as_ref();
+        d.set_item("offsite", o.map(crate::offsite::OffsiteConfig::url))?;
+        d.set_item("offsite_endpoint", o.and_then(|o| o.endpoint.clone()))?;
+        d.set_item("offsite_region", o.and_then(|o| o.region.clone()))?;
+        d.set_item("offsite_keep", o.map(|o| o.keep))?;
+        d.set_item("offsite_jobs", o.map(|o| o.jobs))?;
+        d.set_item(
+            "offsite_credentials",
+            o.and_then(|o| opt_path_str(o.credentials.as_deref())),
+        )?;
         d.set_item("rsync_options", &c.rsync_options)?;
         d.set_item("pre_command", &c.pre_command)?;
         d.set_item("post_command", &c.post_command)?;
@@ -432,6 +448,24 @@ fn verify(
         .map_err(to_py)
 }
 
+/// Off-site copies: `action` is push, pull, status or verify; `set`
+/// backup, snapshot or zip (default: every set, or backup for pull);
+/// `date` (pull only) as `parse_restore_date` accepts. Returns
+/// `(ok, report)`.
+#[pyfunction]
+#[pyo3(signature = (config, action, *, set = None, date = None))]
+fn offsite(
+    py: Python<'_>,
+    config: &Bound<'_, PyBackupConfig>,
+    action: &str,
+    set: Option<&str>,
+    date: Option<&str>,
+) -> PyResult<(bool, String)> {
+    let cfg = config.get().inner.clone();
+    py.detach(|| crate::offsite::run(&cfg, action, set, date))
+        .map_err(to_py)
+}
+
 pub(super) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyBackupConfig>()?;
     m.add_function(wrap_pyfunction!(parse_additional_filestorages, m)?)?;
@@ -441,5 +475,6 @@ pub(super) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(restore, m)?)?;
     m.add_function(wrap_pyfunction!(status, m)?)?;
     m.add_function(wrap_pyfunction!(verify, m)?)?;
+    m.add_function(wrap_pyfunction!(offsite, m)?)?;
     Ok(())
 }

@@ -240,3 +240,10 @@ def verify(
     all: bool = False,
     now: float | None = None,
 ) -> None: ...
+def offsite(
+    config: BackupConfig,
+    action: str,
+    *,
+    set: str | None = None,
+    date: str | None = None,
+) -> tuple[bool, str]: ...

@@ -137,6 +137,42 @@ def add_restore_arguments(parser):
     parser.add_argument("--target", metavar="DIR", help=TARGET_HELP)
 
 
+OFFSITE_ACTIONS = ("push", "pull", "status", "verify")
+OFFSITE_HELP = (
+    "push: upload what the store lacks; pull [DATE]: download the "
+    "backups of DATE (default: newest) into the local locations; status: "
+    "what is in the store and what is not; verify: check the store's "
+    "objects against what was uploaded"
+)
+
+
+def add_offsite_arguments(parser):
+    """``bin/offsite ACTION [DATE] [--set SET]``."""
+    parser.add_argument("action", choices=OFFSITE_ACTIONS, help=OFFSITE_HELP)
+    parser.add_argument(
+        "date", nargs="?", help="pull: the UTC date, yyyy-mm-dd[-hh[-mm[-ss]]]"
+    )
+    parser.add_argument(
+        "--set",
+        dest="backup_set",
+        choices=("backup", "snapshot", "zip"),
+        help="only these backups (default: all; pull: backup)",
+    )
+
+
+def parse_offsite_args(argv, prog):
+    """Parse the arguments of ``bin/offsite``."""
+    parser = Parser(prog=prog, description="Off-site copies in S3 object storage.")
+    parser.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        help="only print warnings and errors (for cron)",
+    )
+    add_offsite_arguments(parser)
+    return parser.parse_args(argv)
+
+
 def setup_logging(quiet, debug):
     """Configure the root logger for a script run."""
     if quiet:

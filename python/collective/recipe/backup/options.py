@@ -60,6 +60,11 @@ LOCATION_OPTIONS = (
 #: Options that take a path (plus the six locations).
 PATH_OPTIONS = ("datafs", "blob_storage", "locationprefix")
 
+#: Off-site copies (see docs/offsite.rst): text, counts and a path.
+OFFSITE_TEXT_OPTIONS = ("offsite", "offsite_endpoint", "offsite_region")
+OFFSITE_COUNT_OPTIONS = ("offsite_keep", "offsite_jobs")
+OFFSITE_OPTIONS = OFFSITE_TEXT_OPTIONS + OFFSITE_COUNT_OPTIONS + ("offsite_credentials",)
+
 #: Options holding storage lists, one entry per line.
 LIST_OPTIONS = ("additional_filestorages", "alternative_restore_source")
 
@@ -71,6 +76,7 @@ OPTIONS = (
     + PATH_OPTIONS
     + LOCATION_OPTIONS
     + LIST_OPTIONS
+    + OFFSITE_OPTIONS
 )
 
 #: Old or alternative spellings, still read from a part (with a warning
@@ -268,6 +274,13 @@ def typed_options(buildout, name, options, var_dir=None):
         value = options.get(opt)
         if value is not None:
             kwargs[opt] = value
+    for opt in OFFSITE_TEXT_OPTIONS + OFFSITE_COUNT_OPTIONS:
+        value = _text(options, opt)
+        if value is not None:
+            kwargs[opt] = value
+    credentials = _text(options, "offsite_credentials")
+    if credentials:
+        kwargs["offsite_credentials"] = construct_path(base, credentials)
     for opt, message in MEANINGLESS_OPTIONS.items():
         if opt in options:
             warnings.append(message)

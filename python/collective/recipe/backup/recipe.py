@@ -20,6 +20,7 @@ import zc.buildout.easy_install
 
 from collective.recipe.backup import _core
 from collective.recipe.backup import options as options_mod
+from collective.recipe.backup.main import OFFSITE_KEYS
 from collective.recipe.backup.main import SETTING_KEYS
 
 
@@ -44,6 +45,11 @@ def script_arguments(bin_dir, config):
     ]
     for keyword, setting in SETTING_ARGUMENTS:
         lines.append(f"{keyword}={settings[setting]!r}")
+    if settings["offsite"]:
+        # Credentials are never baked in: only where to find them.
+        for keyword, setting in OFFSITE_KEYS.items():
+            if settings[setting] is not None:
+                lines.append(f"{keyword}={settings[setting]!r}")
     return "\n        " + ",\n        ".join(lines) + ",\n        "
 
 

@@ -57,6 +57,7 @@ COMMANDS = {
     "altrestore": ("restore", "alt", "restore from alternative_restore_source"),
     "status": ("status", None, "report every backup and its problems (exit 1 on a problem)"),
     "verify": ("verify", None, "check the checksums, the blob backups and that they match"),
+    "offsite": ("offsite", None, "off-site copies: push, pull [DATE], status, verify"),
 }
 
 #: The sources of the configuration (not recipe options).
@@ -142,6 +143,8 @@ def make_parser():
                 metavar="AGE",
                 help="a problem when the newest backup is older (26h, 2d, seconds)",
             )
+        if kind == "offsite":
+            cli.add_offsite_arguments(sub)
         if kind == "verify":
             sub.add_argument(
                 "date",
@@ -327,6 +330,8 @@ def run(argv=None):
             return main.run_restore(config, mode, args)
         if kind == "status":
             return _status(args, config)
+        if kind == "offsite":
+            return main.run_offsite(config, args)
         return _verify(args, config)
     except Failed:
         return 1

@@ -1,0 +1,300 @@
+//! `status` and `verify` of the store. Both read only; neither downloads
+//! a blob file.
+//!
+//! - `status` lists, per storage and set, what the store holds (chains by
+//!   their full backup, blob backups) and what is here but not there.
+//! - `verify` asks the store for every object a `.dat` or a manifest names
+//!   and compares its size and md5: the md5 the store computed itself (the
+//!   ETag of a single-part upload) where there is one, else the md5 sent
+//!   with the upload. Plain repozo files are compared with their `.dat`
+//!   lines, so the store's own hash is checked against repozo's.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use super::manifest::{self, Manifest};
+use super::push::{committed_files, human, load_manifests, names_in};
+use super::store::{is_md5_hex, ObjectInfo, Store};
+use super::{configured, places, Place, Set};
+use crate::blobs::naming::{BackupName, Kind};
+use crate::config::BackupConfig;
+use crate::error::Result;
+use crate::repozo::naming::{is_gzip_name, kind_of, splitext, Kind as RepozoKind};
+
+/// `status`: `(nothing missing in the store, report text)`.
+///
+/// # Errors
+/// [`crate::Error::Offsite`] when the store cannot be read.
+pub fn status(cfg: &BackupConfig, sets: &[Set]) -> Result<(bool, String)> {
+    let ocfg = configured(cfg)?;
+    let store = Store::open(ocfg)?;
+    let mut out = format!("Store: {}\n", store.url());
+    let mut healthy = true;
+    for place in places(cfg, sets) {
+        let (ok, text) = status_place(&store, &place)?;
+        healthy &= ok;
+        out.push_str(&text);
+    }
+    Ok((healthy, out))
+}
+
+fn status_place(store: &Store, place: &Place<'_>) -> Result<(bool, String)> {
+    let mut out = String::new();
+    let mut missing: Vec<String> = Vec::new();
+    let mut any = false;
+    if let Some(repo) = place.fs_location {
+        let dir = place.fs_dir();
+        let remote = names_in(&store.list(&dir)?, &dir);
+        any |= !remote.is_empty() || repo.is_dir();
+        let fulls: Vec<&str> = remote
+            .keys()
+            .filter(|n| kind_of(n) == Some(RepozoKind::Full))
+            .map(|n| splitext(n).0)
+            .collect();
+        let size: u64 = remote.values().sum();
+        let _ = writeln!(
+            out,
+            "{}: {} repository files ({}) in the store, full backups: {}",
+            place.label(),
+            remote.len(),
+            human(size),
+            if fulls.is_empty() {
+                "none".to_owned()
+            } else {
+                fulls.join(", ")
+            }
+        );
+        if repo.is_dir() {
+            let (data, dats) = committed_files(repo)?;
+            for name in data.iter().chain(&dats) {
+                let local = std::fs::metadata(repo.join(name)).map(|m| m.len()).ok();
+                if remote.get(name).copied() != local {
+                    missing.push(repo.join(name).display().to_string());
+                }
+            }
+        }
+    }
+    if let Some(loc) = place.blob_location {
+        let dir = place.blob_dir();
+        let remote = names_in(&store.list(&dir)?, &dir);
+        any |= !remote.is_empty() || loc.is_dir();
+        let units: Vec<String> = remote
+            .keys()
+            .map(|n| n.strip_suffix(manifest::SUFFIX).unwrap_or(n).to_owned())
+            .collect();
+        let _ = writeln!(
+            out,
+            "{}: blob backups in the store: {}",
+            place.label(),
+            if units.is_empty() {
+                "none".to_owned()
+            } else {
+                units.join(", ")
+            }
+        );
+        if loc.is_dir() {
+            for e in std::fs::read_dir(loc).into_iter().flatten().flatten() {
+                let Some(name) = e.file_name().to_str().and_then(BackupName::parse) else {
+                    continue;
+                };
+                let entry = name.file_name();
+                let there = match name.kind {
+                    Kind::Dir => remote.contains_key(&format!("{entry}{}", manifest::SUFFIX)),
+                    _ => {
+                        let local = e.metadata().map(|m| m.len()).ok();
+                        remote.get(&entry).copied() == local
+                    }
+                };
+                if !there {
+                    missing.push(e.path().display().to_string());
+                }
+            }
+        }
+    }
+    if !any {
+        return Ok((true, String::new()));
+    }
+    missing.sort();
+    for m in &missing {
+        let _ = writeln!(out, "{}: not in the store: {m}", place.label());
+    }
+    Ok((missing.is_empty(), out))
+}
+
+/// `verify`: `(every object checks out, report text)`.
+///
+/// # Errors
+/// [`crate::Error::Offsite`] when the store cannot be read.
+pub fn verify(cfg: &BackupConfig, sets: &[Set]) -> Result<(bool, String)> {
+    let ocfg = configured(cfg)?;
+    let store = Store::open(ocfg)?;
+    let mut problems: Vec<String> = Vec::new();
+    let mut checked = 0usize;
+    let mut manifests_by_storage: BTreeMap<String, Vec<(String, Manifest)>> = BTreeMap::new();
+    for place in places(cfg, sets) {
+        if place.fs_location.is_some() {
+            checked += verify_filestorage(&store, &place, &mut problems)?;
+        }
+        if place.blob_location.is_some() {
+            if !manifests_by_storage.contains_key(&place.storage.name) {
+                manifests_by_storage.insert(
+                    place.storage.name.clone(),
+                    load_manifests(&store, place.storage)?,
+                );
+            }
+            let manifests = &manifests_by_storage[&place.storage.name];
+            checked += verify_blobs(&store, &place, manifests, &mut problems)?;
+        }
+    }
+    let mut out = String::new();
+    for p in &problems {
+        let _ = writeln!(out, "{p}");
+    }
+    let _ = writeln!(
+        out,
+        "Checked {checked} objects in {}: {}",
+        store.url(),
+        if problems.is_empty() {
+            "all match what was uploaded".to_owned()
+        } else {
+            format!("{} problems", problems.len())
+        }
+    );
+    Ok((problems.is_empty(), out))
+}
+
+/// Compare what the store says of `key` with the expected size and md5.
+fn check(
+    store: &Store,
+    key: &str,
+    info: Option<&ObjectInfo>,
+    size: Option<u64>,
+    md5: Option<&str>,
+    problems: &mut Vec<String>,
+) {
+    let url = store.url();
+    let Some(info) = info else {
+        problems.push(format!("{url}/{key}: missing"));
+        return;
+    };
+    if let Some(size) = size.filter(|s| *s != info.size) {
+        problems.push(format!("{url}/{key}: {} bytes, expected {size}", info.size));
+        return;
+    }
+    // The store's own md5 of a single-part upload is the stronger check.
+    let stored = info.etag.as_deref().filter(|e| is_md5_hex(e));
+    if let (Some(etag), Some(sent)) = (stored, info.md5.as_deref()) {
+        if etag != sent {
+            problems.push(format!(
+                "{url}/{key}: the store's md5 is {etag}, but {sent} was uploaded"
+            ));
+            return;
+        }
+    }
+    if let Some(want) = md5 {
+        match stored.or(info.md5.as_deref()) {
+            Some(got) if got == want => {}
+            Some(got) => problems.push(format!("{url}/{key}: md5 {got}, expected {want}")),
+            None => problems.push(format!("{url}/{key}: no md5 to compare with {want}")),
+        }
+    }
+}
+
+fn verify_filestorage(
+    store: &Store,
+    place: &Place<'_>,
+    problems: &mut Vec<String>,
+) -> Result<usize> {
+    let dir = place.fs_dir();
+    let remote = names_in(&store.list(&dir)?, &dir);
+    let names: Vec<&String> = remote.keys().collect();
+    let keys: Vec<String> = names.iter().map(|n| format!("{dir}/{n}")).collect();
+    let infos = store.stat_many(&keys)?;
+    let by_name: BTreeMap<&str, Option<&ObjectInfo>> = names
+        .iter()
+        .map(|n| n.as_str())
+        .zip(infos.iter().map(Option::as_ref))
+        .collect();
+    // What each `.dat` line says of the files of its chain.
+    let mut expected: BTreeMap<String, (Option<u64>, Option<String>)> = BTreeMap::new();
+    for name in names.iter().filter(|n| n.ends_with(".dat")) {
+        let key = format!("{dir}/{name}");
+        let Some(bytes) = store.get_bytes(&key)? else {
+            continue;
+        };
+        let lines = match crate::repozo::dat::parse(std::path::Path::new(&key), &bytes) {
+            Ok(l) => l,
+            Err(e) => {
+                problems.push(format!("{}/{key}: {e}", store.url()));
+                continue;
+            }
+        };
+        for line in lines {
+            let base = line.basename().to_owned();
+            let plain = !is_gzip_name(&base);
+            expected.insert(
+                base,
+                (
+                    plain.then(|| line.end.saturating_sub(line.start)),
+                    plain.then(|| line.md5.clone()),
+                ),
+            );
+        }
+    }
+    for (name, (size, md5)) in &expected {
+        let key = format!("{dir}/{name}");
+        let info = by_name.get(name.as_str()).copied().flatten();
+        check(store, &key, info, *size, md5.as_deref(), problems);
+    }
+    for (name, info) in &by_name {
+        if !expected.contains_key(*name) {
+            let key = format!("{dir}/{name}");
+            check(store, &key, *info, None, None, problems);
+        }
+    }
+    Ok(names.len())
+}
+
+fn verify_blobs(
+    store: &Store,
+    place: &Place<'_>,
+    manifests: &[(String, Manifest)],
+    problems: &mut Vec<String>,
+) -> Result<usize> {
+    let dir = place.blob_dir();
+    let lead = format!("{dir}/");
+    let mut checked = 0;
+    for (key, m) in manifests.iter().filter(|(k, _)| k.starts_with(&lead)) {
+        let keys: Vec<String> = m.files.iter().map(|f| f.key.clone()).collect();
+        let infos = store.stat_many(&keys)?;
+        let before = problems.len();
+        for (f, info) in m.files.iter().zip(&infos) {
+            check(
+                store,
+                &f.key,
+                info.as_ref(),
+                Some(f.size),
+                Some(&f.md5),
+                problems,
+            );
+        }
+        if problems.len() > before {
+            problems.push(format!(
+                "{}/{key}: blob backup {} cannot be restored from the store",
+                store.url(),
+                m.name
+            ));
+        }
+        checked += keys.len() + 1;
+    }
+    let archives: Vec<String> = names_in(&store.list(&dir)?, &dir)
+        .into_keys()
+        .filter(|n| !n.ends_with(manifest::SUFFIX))
+        .map(|n| format!("{dir}/{n}"))
+        .collect();
+    let infos = store.stat_many(&archives)?;
+    for (key, info) in archives.iter().zip(&infos) {
+        check(store, key, info.as_ref(), None, None, problems);
+    }
+    Ok(checked + archives.len())
+}
