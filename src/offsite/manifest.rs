@@ -29,6 +29,13 @@ pub struct FileEntry {
     pub md5: String,
     /// The object's key, relative to the store's prefix.
     pub key: String,
+    /// Permission bits (ZODB makes blob files read-only).
+    #[serde(default = "default_mode")]
+    pub mode: u32,
+}
+
+fn default_mode() -> u32 {
+    0o644
 }
 
 /// A directory blob backup in the store.
@@ -102,10 +109,10 @@ pub fn file_key(blobfiles: &str, path: &str, md5: &str) -> String {
 }
 
 /// What the store holds already, by path: from the manifests there (and
-/// the journal of an interrupted push). `path → (size, md5, key)`.
+/// the journal of an interrupted push), by path.
 #[derive(Debug, Default)]
 pub struct Known {
-    by_path: BTreeMap<String, (u64, String, String)>,
+    by_path: BTreeMap<String, FileEntry>,
 }
 
 impl Known {
@@ -118,17 +125,14 @@ impl Known {
 
     /// Add one file.
     pub fn add(&mut self, f: FileEntry) {
-        if f.path.ends_with(".blob") {
-            self.by_path.insert(f.path, (f.size, f.md5, f.key));
-        }
+        self.by_path.insert(f.path.clone(), f);
     }
 
-    /// The entry of a blob file already in the store, if any.
+    /// The entry of a file already in the store, if any. A blob file is the same file when its path is (ZODB never
+    /// rewrites one); the caller compares the md5 of any other file.
     #[must_use]
-    pub fn get(&self, path: &str) -> Option<(u64, &str, &str)> {
-        self.by_path
-            .get(path)
-            .map(|(s, m, k)| (*s, m.as_str(), k.as_str()))
+    pub fn get(&self, path: &str) -> Option<&FileEntry> {
+        self.by_path.get(path)
     }
 }
 
@@ -156,6 +160,7 @@ mod tests {
                 size: 3,
                 md5: "900150983cd24fb0d6963f7d28e17f72".to_owned(),
                 key: "1/blobfiles/0x00/0x01/0x03e5.blob".to_owned(),
+                mode: 0o444,
             }],
         };
         let bytes = m.to_bytes().expect("json");

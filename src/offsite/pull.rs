@@ -11,11 +11,11 @@
 //! is kept, one of another size stops the pull.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use super::manifest::{self, Manifest};
 use super::push::{human, names_in};
-use super::store::Store;
+use super::store::{Download, Store};
 use super::{configured, places, Place, Set};
 use crate::blobs::naming::{BackupName, Kind, Stamp};
 use crate::config::{BackupConfig, RestoreDate};
@@ -115,7 +115,7 @@ fn pull_filestorage(
     let mut count = 0;
     let mut bytes = 0;
     for batch in [data, dats] {
-        let mut todo: Vec<(String, PathBuf, Option<String>)> = Vec::new();
+        let mut todo: Vec<Download> = Vec::new();
         let keys: Vec<String> = batch.iter().map(|(n, _)| format!("{dir}/{n}")).collect();
         let infos = store.stat_many(&keys)?;
         for (((name, size), key), info) in batch.iter().zip(keys).zip(infos) {
@@ -123,7 +123,12 @@ fn pull_filestorage(
             if wanted(store, &local, **size)? {
                 count += 1;
                 bytes += **size;
-                todo.push((key, local, info.and_then(|i| i.md5)));
+                todo.push(Download {
+                    key,
+                    dest: local,
+                    md5: info.and_then(|i| i.md5),
+                    mode: Some(0o644),
+                });
             }
         }
         store.get_files(&todo)?;
@@ -174,7 +179,7 @@ fn pull_blobs(
         return pull_directory(store, place, loc, &newest);
     }
     let from = newest.timestamp().map(str::to_owned);
-    let mut todo: Vec<(String, PathBuf, Option<String>)> = Vec::new();
+    let mut todo: Vec<Download> = Vec::new();
     let mut bytes = 0;
     let picked: Vec<(&String, &(BackupName, u64))> = units
         .iter()
@@ -194,7 +199,12 @@ fn pull_blobs(
         let local = loc.join(name.as_str());
         if wanted(store, &local, *size)? {
             bytes += size;
-            todo.push((key, local, info.and_then(|i| i.md5)));
+            todo.push(Download {
+                key,
+                dest: local,
+                md5: info.and_then(|i| i.md5),
+                mode: Some(0o644),
+            });
         }
     }
     store.get_files(&todo)?;
@@ -226,10 +236,15 @@ fn pull_directory(store: &Store, place: &Place<'_>, loc: &Path, name: &BackupNam
     }
     let tree = build.join(&m.base);
     std::fs::create_dir_all(&tree).at(&tree)?;
-    let todo: Vec<(String, PathBuf, Option<String>)> = m
+    let todo: Vec<Download> = m
         .files
         .iter()
-        .map(|f| (f.key.clone(), tree.join(&f.path), Some(f.md5.clone())))
+        .map(|f| Download {
+            key: f.key.clone(),
+            dest: tree.join(&f.path),
+            md5: Some(f.md5.clone()),
+            mode: Some(f.mode),
+        })
         .collect();
     store.get_files(&todo)?;
     crate::blobs::manifest::write_entries(

@@ -14,6 +14,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write as _;
+use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 
 use super::manifest::{self, FileEntry, Known, Manifest};
@@ -337,39 +338,44 @@ fn push_directory(
     let blobfiles = place.blobfiles_dir();
     let mut entries: Vec<FileEntry> = Vec::with_capacity(files.len());
     let mut uploads: Vec<(PathBuf, String)> = Vec::new();
-    let mut pending: Vec<(String, u64)> = Vec::new();
+    let mut pending: Vec<(String, u64, u32)> = Vec::new();
     for (rel, size) in files {
+        let path = root.join(&rel);
+        // Blob files are keyed by their name; other files (`.layout`) by
+        // their md5, computed here (they are a few bytes).
+        let md5 = if rel.ends_with(".blob") {
+            None
+        } else {
+            Some(store::md5_of_file(&path)?)
+        };
         match known.get(&rel) {
-            Some((s, md5, key)) if s == size => entries.push(FileEntry {
-                path: rel,
-                size,
-                md5: md5.to_owned(),
-                key: key.to_owned(),
-            }),
-            Some((s, _, _)) => {
+            Some(f) if f.size == size && md5.as_deref().is_none_or(|x| x == f.md5) => {
+                entries.push(f.clone());
+            }
+            Some(f) if md5.is_none() => {
+                let s = f.size;
                 return Err(Error::Offsite(format!(
                     "{}: blob file {rel} has {size} bytes in {}, but {s} in the store: blob files never change, so one copy is damaged",
                     store.url(),
                     root.display()
-                )))
+                )));
             }
-            None => {
-                let path = root.join(&rel);
-                // Blob files are keyed by their name; other files by md5.
-                let key = if rel.ends_with(".blob") {
-                    manifest::file_key(&blobfiles, &rel, "")
-                } else {
-                    manifest::file_key(&blobfiles, &rel, &store::md5_of_file(&path)?)
-                };
+            _ => {
+                let key = manifest::file_key(&blobfiles, &rel, md5.as_deref().unwrap_or(""));
+                let mode = std::fs::symlink_metadata(&path)
+                    .at(&path)?
+                    .permissions()
+                    .mode()
+                    & 0o7777;
                 uploads.push((path, key));
-                pending.push((rel, size));
+                pending.push((rel, size, mode));
             }
         }
     }
     let mut journal = open_journal(loc)?;
     let mut bytes = 0u64;
     store.put_files(&uploads, |i, u| {
-        let (rel, size) = &pending[i];
+        let (rel, size, mode) = &pending[i];
         if u.size != *size {
             return Err(Error::Offsite(format!(
                 "{}: {} changed size during the push",
@@ -383,6 +389,7 @@ fn push_directory(
             size: u.size,
             md5: u.md5.clone(),
             key: uploads[i].1.clone(),
+            mode: *mode,
         };
         let mut line = serde_json::to_vec(&f)
             .map_err(|e| Error::Offsite(format!("cannot write {JOURNAL}: {e}")))?;

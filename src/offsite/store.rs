@@ -56,6 +56,20 @@ pub struct Uploaded {
     pub md5: String,
 }
 
+/// One object to download: where to, the md5 it must have, the
+/// permission bits to give it.
+#[derive(Clone, Debug)]
+pub struct Download {
+    /// The object's key.
+    pub key: String,
+    /// The local file.
+    pub dest: std::path::PathBuf,
+    /// Its md5 (hex), checked before the file gets its name.
+    pub md5: Option<String>,
+    /// Permission bits; `None` keeps the temporary file's (0600).
+    pub mode: Option<u32>,
+}
+
 /// A connection to one `s3://bucket/prefix`.
 pub struct Store {
     op: Operator,
@@ -121,7 +135,8 @@ impl Store {
                 RetryLayer::new()
                     .with_max_times(3)
                     .with_min_delay(Duration::from_millis(200))
-                    .with_max_delay(Duration::from_secs(2)),
+                    .with_max_delay(Duration::from_secs(2))
+                    .with_notify(log_retry),
             );
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -381,13 +396,18 @@ impl Store {
     ///
     /// # Errors
     /// The first failure.
-    pub fn get_files(&self, files: &[(String, std::path::PathBuf, Option<String>)]) -> Result<()> {
+    pub fn get_files(&self, files: &[Download]) -> Result<()> {
         self.block_on(
-            futures::stream::iter(
-                files
-                    .iter()
-                    .map(|(k, d, m)| self.get_file_async(k, d, m.as_deref())),
-            )
+            futures::stream::iter(files.iter().map(|d| async move {
+                self.get_file_async(&d.key, &d.dest, d.md5.as_deref())
+                    .await?;
+                if let Some(mode) = d.mode {
+                    use std::os::unix::fs::PermissionsExt as _;
+                    std::fs::set_permissions(&d.dest, std::fs::Permissions::from_mode(mode))
+                        .at(&d.dest)?;
+                }
+                Ok::<(), Error>(())
+            }))
             .buffer_unordered(self.jobs)
             .try_collect::<Vec<_>>(),
         )
@@ -546,6 +566,18 @@ fn strip_os_error(s: &str) -> String {
         }
     }
     out
+}
+
+/// A retry is no news for the admin unless it fails in the end (then the
+/// error says why): one DEBUG line, not OpenDAL's multi-line warning.
+fn log_retry(event: opendal::layers::RetryEvent<'_>) {
+    log::debug!(
+        "retrying {:?} (attempt {}) in {:.1}s: {}",
+        event.op,
+        event.attempt,
+        event.retry_after.as_secs_f64(),
+        strip_os_error(event.err.message())
+    );
 }
 
 /// One line for an OpenDAL error: what S3 said (its error code), or why
