@@ -393,3 +393,33 @@ def test_buildout_part_generates_bin_offsite_without_credentials(sample_buildout
     assert "not in the store" not in r.stdout
     r = b.script("offsite", "verify", env=env)
     assert r.returncode == 0 and "all match" in r.stdout, r.stdout + r.stderr
+
+
+def test_a_failed_push_removes_nothing_from_the_store(site):
+    """Retention in the store waits for the whole push: a push that fails
+    on its last backup leaves the older backups there."""
+    site.extra = ["--keep", "3", "--offsite-keep", "1"]
+    site.change(transactions=20)
+    site.ok("fullbackup")
+    before = site.objects()
+    site.change(transactions=20)
+    site.ok("fullbackup", options=site.options()[:4] + ["--keep", "3"])  # local only
+    # One file of the new blob backup cannot be read (a FIFO where a blob
+    # file was): its upload fails.
+    tree = site.newest_blob_backup()
+    victim = sorted(r for r in files_under(tree) if r.endswith(".blob"))[-1]
+    os.unlink(os.path.join(tree, victim))
+    os.mkfifo(os.path.join(tree, victim))
+    p = site.run("offsite", "push")
+    assert p.returncode == 1, p.stderr
+    errors = [line for line in p.lines if line.startswith("ERROR:")]
+    assert len(errors) == 1 and victim.split("/")[-1] in errors[0], p.stderr
+    after = site.objects()
+    # Everything that was there is still there; the new backup has no
+    # manifest, so it does not count.
+    assert set(before) <= set(after)
+    assert [k for k in after if k.endswith(".manifest")] == [
+        k for k in before if k.endswith(".manifest")
+    ]
+    p = site.run("offsite", "status")
+    assert p.returncode == 1 and "not in the store" in p.stdout
