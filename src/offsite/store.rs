@@ -92,8 +92,15 @@ impl std::fmt::Debug for Store {
 fn install_tls_provider() {
     // A second install (another Store in the same process) fails harmlessly.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    // reqwest as OpenDAL's HTTP transport (first install wins; safe to repeat).
-    opendal::install_default();
+    // reqwest as OpenDAL's HTTP transport (the first install wins).
+    static TRANSPORT: std::sync::Once = std::sync::Once::new();
+    TRANSPORT.call_once(|| {
+        if let Ok(client) = reqwest::Client::builder().build() {
+            opendal::HttpTransporter::install_default(
+                opendal_http_transport_reqwest::ReqwestTransport::new(client),
+            );
+        }
+    });
 }
 
 impl Store {
