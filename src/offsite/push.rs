@@ -80,15 +80,20 @@ fn push_places(ocfg: &OffsiteConfig, places: &[Place<'_>]) -> Result<()> {
         outcomes.push(outcome);
     }
     // Everything is up: retention in the store.
+    let mut pruned: BTreeSet<&str> = BTreeSet::new();
     for (place, outcome) in places.iter().zip(&outcomes) {
         let manifests = remote_manifests
             .get_mut(&place.storage.name)
             .ok_or_else(|| Error::Offsite("internal: manifests not loaded".to_owned()))?;
-        retain(&store, place, place.set.keep(ocfg), outcome, manifests)?;
+        if retain(&store, place, place.set.keep(ocfg), outcome, manifests)? {
+            pruned.insert(place.storage.name.as_str());
+        }
     }
+    // Blob files can only have lost their last reference where a manifest
+    // went: the other pushes list nothing of the (large) blob file area.
     let mut done: BTreeSet<&str> = BTreeSet::new();
     for place in places {
-        if done.insert(&place.storage.name) {
+        if pruned.contains(place.storage.name.as_str()) && done.insert(&place.storage.name) {
             collect_garbage(
                 &store,
                 place.storage,
@@ -488,16 +493,16 @@ fn remove_journal(loc: &Path) -> Result<()> {
 /// Retention in the store for one place: the newest `keep` full backups
 /// stay with everything after the oldest of them, as locally; blob backups
 /// older than the oldest full backup kept go (with only blobs: the newest
-/// `keep` full blob backups stay).
+/// `keep` full blob backups stay). Returns whether a manifest went.
 fn retain(
     store: &Store,
     place: &Place<'_>,
     keep: u32,
     outcome: &Outcome,
     manifests: &mut Vec<(String, Manifest)>,
-) -> Result<()> {
+) -> Result<bool> {
     if keep == 0 {
-        return Ok(());
+        return Ok(false);
     }
     let plan = plan_retention(&outcome.fs_names, keep, None);
     let mut remove: Vec<String> = plan
@@ -537,10 +542,11 @@ fn retain(
         }
     }
     if remove.is_empty() {
-        return Ok(());
+        return Ok(false);
     }
     store.delete(&remove)?;
     let gone: BTreeSet<&String> = remove.iter().collect();
+    let before = manifests.len();
     manifests.retain(|(k, _)| !gone.contains(k));
     log::info!(
         "Removed {} old backup files of {} from {}",
@@ -548,7 +554,7 @@ fn retain(
         place.label(),
         store.url()
     );
-    Ok(())
+    Ok(manifests.len() < before)
 }
 
 /// Remove the blob files no manifest in the store refers to any more, of
