@@ -330,6 +330,34 @@ def test_retention_in_the_store_keeps_offsite_keep_full_backups(site):
     assert remote_blobs == {r for r in tree if r.endswith(".blob")}
     p = site.ok("offsite", "verify")
     assert "all match" in p.stdout
+    # What the store's retention removed is not missing there, and is not
+    # sent again (keep 3 here, 1 there).
+    p = site.ok("offsite", "status")
+    assert "not in the store" not in p.stdout
+    p = site.ok("offsite", "push")
+    assert any("Pushed 0 repository files" in line for line in p.lines), p.stderr
+    assert site.objects() == objects
+
+
+def test_pull_ignores_a_full_backup_whose_dat_never_reached_the_store(site):
+    """A push that died after a new full backup's data file but before its
+    .dat: that backup does not count, and pull brings the previous chain."""
+    first = site.change()
+    site.ok("fullbackup")
+    site.change()
+    site.ok("fullbackup", options=site.options()[:4])  # local only
+    newest = sorted(n for n in listing(site.backups) if n.endswith(".fsz"))[-1]
+    with open(os.path.join(site.backups, newest), "rb") as f:
+        data = f.read()
+    site.garage.client().put_object(
+        Bucket=site.bucket.bucket, Key=f"{PREFIX}/1/backup/filestorage/{newest}",
+        Body=data, Metadata={"crb-md5": md5(data)},
+    )
+    shutil.rmtree(site.var)
+    site.ok("offsite", "pull")
+    assert newest not in listing(site.backups)
+    site.ok("restore", "-n")
+    assert site.state() == first
 
 
 def test_wrong_credentials_are_one_clear_line(site):

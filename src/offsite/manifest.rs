@@ -74,6 +74,16 @@ impl Manifest {
                 m.format
             )));
         }
+        if !safe_relative(&m.base)
+            || m.base.contains('/')
+            || !safe_relative(&m.name)
+            || m.name.contains('/')
+        {
+            return Err(Error::Offsite(format!(
+                "{key}: unsafe name '{}' or base '{}' in the manifest",
+                m.name, m.base
+            )));
+        }
         for f in &m.files {
             if !safe_relative(&f.path) {
                 return Err(Error::Offsite(format!(
@@ -170,6 +180,9 @@ mod tests {
             .replace("0x00/0x01/0x03e5.blob\"", "../../etc/passwd\"");
         assert!(Manifest::parse("k", evil.as_bytes()).is_err());
         assert!(Manifest::parse("k", b"{}").is_err());
+        let mut bad = m.clone();
+        bad.base = "../../root".to_owned();
+        assert!(Manifest::parse("k", &bad.to_bytes().expect("json")).is_err());
     }
 
     #[test]

@@ -47,11 +47,13 @@ pub fn pull(cfg: &BackupConfig, set: Set, date: Option<&RestoreDate>) -> Result<
     let _locks = crate::lock::lock_locations(dirs.iter().copied())?;
     log::info!("Pulling backups from {}", store.url());
     for place in &places {
+        // The blob backup of the restore point the chain gives.
+        let mut limit = when.clone();
         if let Some(repo) = place.fs_location {
-            pull_filestorage(&store, place, repo, &when, date)?;
+            limit = pull_filestorage(&store, place, repo, &when, date)?;
         }
         if let Some(loc) = place.blob_location {
-            pull_blobs(&store, place, loc, &when, date)?;
+            pull_blobs(&store, place, loc, &limit, date)?;
         }
     }
     Ok(())
@@ -82,51 +84,79 @@ fn wanted(store: &Store, local: &Path, size: u64) -> Result<bool> {
     }
 }
 
+/// The chain of the newest full backup at or before `when` whose `.dat`
+/// is in the store: exactly the files its `.dat` lists (a file no `.dat`
+/// lists is not part of a backup), their `.index` files, then the `.dat`.
+/// Returns the stamp of the newest listed backup at or before `when`: the
+/// state a restore to that date gives.
 fn pull_filestorage(
     store: &Store,
     place: &Place<'_>,
     repo: &Path,
     when: &str,
     date: Option<&RestoreDate>,
-) -> Result<()> {
+) -> Result<String> {
     let dir = place.fs_dir();
     let remote = names_in(&store.list(&dir)?, &dir);
-    let is_full = |n: &str| kind_of(n) == Some(RepozoKind::Full);
-    let full = remote
+    let start = remote
         .keys()
-        .filter(|n| is_full(n) && splitext(n).0 <= when)
+        .filter(|n| kind_of(n) == Some(RepozoKind::Full))
+        .map(|n| splitext(n).0)
+        .filter(|stamp| *stamp <= when && remote.contains_key(&format!("{stamp}.dat")))
         .max()
-        .ok_or_else(|| no_backup(store, &format!("full backup of {}", place.label()), date))?;
-    let start = splitext(full).0.to_owned();
-    let next = remote
-        .keys()
-        .filter(|n| is_full(n) && splitext(n).0 > start.as_str())
-        .map(|n| splitext(n).0.to_owned())
-        .min()
-        .unwrap_or_else(|| "~".to_owned());
-    let chain: Vec<(&String, &u64)> = remote
+        .ok_or_else(|| no_backup(store, &format!("full backup of {}", place.label()), date))?
+        .to_owned();
+    let dat_name = format!("{start}.dat");
+    let dat_key = format!("{dir}/{dat_name}");
+    let dat = store
+        .get_bytes(&dat_key)?
+        .ok_or_else(|| Error::Offsite(format!("{}: {dat_key} vanished", store.url())))?;
+    let lines = crate::repozo::dat::parse(Path::new(&dat_key), &dat)?;
+    let first = lines.first().map(|l| splitext(l.basename()).0.to_owned());
+    if first.as_deref() != Some(start.as_str()) {
+        return Err(Error::Offsite(format!(
+            "{}: {dat_key} does not start with the full backup {start}",
+            store.url()
+        )));
+    }
+    let mut names: Vec<String> = Vec::new();
+    for line in &lines {
+        let name = line.basename().to_owned();
+        if !remote.contains_key(&name) {
+            return Err(Error::Offsite(format!(
+                "{}: {dat_key} lists {name}, which is not in the store",
+                store.url()
+            )));
+        }
+        let index = format!("{}.index", splitext(&name).0);
+        names.push(name);
+        if remote.contains_key(&index) {
+            names.push(index);
+        }
+    }
+    let point = lines
         .iter()
-        .filter(|(n, _)| {
-            let stamp = splitext(n).0;
-            stamp >= start.as_str() && stamp < next.as_str()
-        })
-        .collect();
-    let (dats, data): (Vec<_>, Vec<_>) = chain.into_iter().partition(|(n, _)| n.ends_with(".dat"));
+        .map(|l| splitext(l.basename()).0)
+        .filter(|s| *s <= when)
+        .max()
+        .unwrap_or(start.as_str())
+        .to_owned();
     let mut count = 0;
     let mut bytes = 0;
-    for batch in [data, dats] {
+    for batch in [names, vec![dat_name]] {
         let mut todo: Vec<Download> = Vec::new();
-        let keys: Vec<String> = batch.iter().map(|(n, _)| format!("{dir}/{n}")).collect();
+        let keys: Vec<String> = batch.iter().map(|n| format!("{dir}/{n}")).collect();
         let infos = store.stat_many(&keys)?;
-        for (((name, size), key), info) in batch.iter().zip(keys).zip(infos) {
+        for ((name, key), info) in batch.iter().zip(keys).zip(infos) {
+            let size = remote.get(name).copied().unwrap_or_default();
             let local = repo.join(name.as_str());
-            if wanted(store, &local, **size)? {
+            if wanted(store, &local, size)? {
                 count += 1;
-                bytes += **size;
+                bytes += size;
                 todo.push(Download {
                     key,
                     dest: local,
-                    md5: info.and_then(|i| i.md5),
+                    md5: info.and_then(|i| i.md5_sent),
                     mode: Some(0o644),
                 });
             }
@@ -139,7 +169,7 @@ fn pull_filestorage(
         place.label(),
         repo.display()
     );
-    Ok(())
+    Ok(point)
 }
 
 fn pull_blobs(
@@ -195,19 +225,28 @@ fn pull_blobs(
         .collect();
     let keys: Vec<String> = picked.iter().map(|(n, _)| format!("{dir}/{n}")).collect();
     let infos = store.stat_many(&keys)?;
-    for (((name, (_, size)), key), info) in picked.into_iter().zip(keys).zip(infos) {
+    let mut snars: Vec<Download> = Vec::new();
+    for (((name, (b, size)), key), info) in picked.into_iter().zip(keys).zip(infos) {
         let local = loc.join(name.as_str());
         if wanted(store, &local, *size)? {
             bytes += size;
-            todo.push(Download {
+            let d = Download {
                 key,
                 dest: local,
-                md5: info.and_then(|i| i.md5),
+                md5: info.and_then(|i| i.md5_sent),
                 mode: Some(0o644),
-            });
+            };
+            if b.kind == Kind::Snar {
+                snars.push(d);
+            } else {
+                todo.push(d);
+            }
         }
     }
+    // A snapshot file only after the archives it describes.
     store.get_files(&todo)?;
+    store.get_files(&snars)?;
+    todo.extend(snars);
     log::info!(
         "Pulled {} blob archives ({}) of {} into {}",
         todo.len(),
@@ -230,6 +269,14 @@ fn pull_directory(store: &Store, place: &Place<'_>, loc: &Path, name: &BackupNam
         .get_bytes(&key)?
         .ok_or_else(|| Error::Offsite(format!("{}: {key} vanished", store.url())))?;
     let m = Manifest::parse(&key, &bytes)?;
+    if m.name != entry || m.base != name.base {
+        return Err(Error::Offsite(format!(
+            "{}: {key} describes {}/{}, not {entry}",
+            store.url(),
+            m.name,
+            m.base
+        )));
+    }
     let build = loc.join(format!(".{entry}.partial"));
     if build.exists() {
         std::fs::remove_dir_all(&build).at(&build)?;

@@ -47,6 +47,7 @@ pub fn push(cfg: &BackupConfig, sets: &[Set]) -> Result<()> {
         .filter(|d| d.is_dir())
         .collect();
     let _locks = crate::lock::lock_locations(dirs)?;
+    let _offsite = lock_offsite(cfg)?;
     push_places(ocfg, &places)
 }
 
@@ -59,7 +60,30 @@ pub fn push_after_backup(cfg: &BackupConfig, mode: BackupMode) -> Result<()> {
     let Some(ocfg) = cfg.offsite.as_ref() else {
         return Ok(());
     };
+    let _offsite = lock_offsite(cfg)?;
     push_places(ocfg, &places(cfg, &[Set::of_mode(mode)]))
+}
+
+/// One push at a time per configuration, whatever the set: a push reuses
+/// blob files that the manifests of the other sets name, and its retention
+/// removes blob files no manifest names any more, so two pushes must not
+/// overlap. The lock is `.crb-offsite/.crb.lock` in the main storage's
+/// backup location (its blob backup location with `only_blobs`).
+fn lock_offsite(cfg: &BackupConfig) -> Result<Option<crate::lock::LocationLock>> {
+    let Some(main) = cfg.storages.last() else {
+        return Ok(None);
+    };
+    let base = if cfg.only_blobs {
+        main.blob_backup_location.as_deref()
+    } else {
+        Some(main.backup_location.as_path())
+    };
+    let Some(base) = base else {
+        return Ok(None);
+    };
+    let dir = base.join(".crb-offsite");
+    std::fs::create_dir_all(&dir).at(&dir)?;
+    crate::lock::lock_location(&dir).map(Some)
 }
 
 fn push_places(ocfg: &OffsiteConfig, places: &[Place<'_>]) -> Result<()> {
@@ -76,7 +100,7 @@ fn push_places(ocfg: &OffsiteConfig, places: &[Place<'_>]) -> Result<()> {
         let manifests = remote_manifests
             .get_mut(name)
             .ok_or_else(|| Error::Offsite("internal: manifests not loaded".to_owned()))?;
-        let outcome = push_place(&store, place, manifests)?;
+        let outcome = push_place(&store, place, place.set.keep(ocfg), manifests)?;
         outcomes.push(outcome);
     }
     // Everything is up: retention in the store.
@@ -148,19 +172,145 @@ pub(super) fn names_in(listing: &BTreeMap<String, u64>, dir: &str) -> BTreeMap<S
         .collect()
 }
 
+/// One place: the repository's data files, then the blob backups, then
+/// the `.dat` files, which make a restore point count in the store (its
+/// blob backup is there before it). What the store's retention would
+/// remove at once is not sent.
 fn push_place(
     store: &Store,
     place: &Place<'_>,
+    keep: u32,
     manifests: &mut Vec<(String, Manifest)>,
 ) -> Result<Outcome> {
+    let repo = place.fs_location.filter(|r| r.is_dir());
+    let loc = place.blob_location.filter(|l| l.is_dir());
+    let fs_dir = place.fs_dir();
+    let blob_dir = place.blob_dir();
+    let fs_remote = match repo {
+        Some(_) => names_in(&store.list(&fs_dir)?, &fs_dir),
+        None => BTreeMap::new(),
+    };
+    let blob_remote = match loc {
+        Some(_) => names_in(&store.list(&blob_dir)?, &blob_dir),
+        None => BTreeMap::new(),
+    };
+    let fs_local = match repo {
+        Some(r) => committed_files(r)?,
+        None => (Vec::new(), Vec::new()),
+    };
+    let blob_local = match loc {
+        Some(l) => local_units(l)?,
+        None => Vec::new(),
+    };
+    // The store's retention over what it will hold after this push.
+    let mut all_fs: BTreeSet<String> = fs_remote.keys().cloned().collect();
+    all_fs.extend(fs_local.0.iter().chain(&fs_local.1).cloned());
+    let mut all_units: Vec<BackupName> = remote_units(&blob_remote);
+    all_units.extend(blob_local.iter().cloned());
+    let cut = Cut::new(&all_fs.into_iter().collect::<Vec<_>>(), &all_units, keep);
+
     let mut outcome = Outcome::default();
-    if let Some(repo) = place.fs_location.filter(|r| r.is_dir()) {
-        outcome.fs_names = push_filestorage(store, place, repo)?;
+    let mut fs_remote = fs_remote;
+    let fs_plan = match repo {
+        Some(r) => Some(plan_filestorage(
+            store, &fs_dir, r, &fs_local, &fs_remote, &cut,
+        )?),
+        None => None,
+    };
+    if let Some(plan) = &fs_plan {
+        upload_repository_files(store, &plan.data, &mut fs_remote)?;
     }
-    if let Some(loc) = place.blob_location.filter(|l| l.is_dir()) {
-        outcome.blob_units = push_blobs(store, place, loc, manifests)?;
+    if let Some(l) = loc {
+        outcome.blob_units =
+            push_blobs(store, place, l, &blob_local, blob_remote, &cut, manifests)?;
     }
+    if let (Some(plan), Some(r)) = (&fs_plan, repo) {
+        upload_repository_files(store, &plan.dats, &mut fs_remote)?;
+        log::info!(
+            "Pushed {} repository files ({}) of {} to {}",
+            plan.data.len() + plan.dats.len(),
+            human(plan.bytes),
+            r.display(),
+            store.url()
+        );
+    }
+    outcome.fs_names = fs_remote.into_keys().collect();
     Ok(outcome)
+}
+
+/// The store's retention rule, decided once for pushing and for removing:
+/// the repozo files it removes, and the stamp before which blob backups go.
+#[derive(Debug, Default)]
+pub(super) struct Cut {
+    /// Repozo file names retention removes.
+    pub fs_remove: BTreeSet<String>,
+    /// Blob backups with an earlier timestamp go.
+    pub blob_cutoff: Option<String>,
+}
+
+impl Cut {
+    /// `keep` full backups (0: all) over these names: the newest `keep`
+    /// full backups stay with every file after the oldest of them, as
+    /// locally; blob backups older than that full backup go. Without
+    /// repozo files (only blobs): the newest `keep` full blob backups stay.
+    pub(super) fn new(fs_names: &[String], units: &[BackupName], keep: u32) -> Cut {
+        if keep == 0 {
+            return Cut::default();
+        }
+        let plan = plan_retention(fs_names, keep, None);
+        let blob_cutoff = if plan.kept_fulls.is_empty() {
+            let mut fulls: Vec<&str> = units
+                .iter()
+                .filter(|b| matches!(b.kind, Kind::Dir | Kind::Tar { delta: false, .. }))
+                .filter_map(BackupName::timestamp)
+                .collect();
+            fulls.sort_unstable();
+            fulls.dedup();
+            fulls.reverse();
+            let keep = usize::try_from(keep).unwrap_or(usize::MAX);
+            fulls
+                .get(keep.saturating_sub(1))
+                .filter(|_| fulls.len() > keep)
+                .map(|s| (*s).to_owned())
+        } else {
+            plan.kept_fulls
+                .last()
+                .cloned()
+                .filter(|_| !plan.remove.is_empty())
+        };
+        Cut {
+            fs_remove: plan.remove.into_iter().collect(),
+            blob_cutoff,
+        }
+    }
+
+    /// Does retention remove this blob backup?
+    pub(super) fn removes_unit(&self, b: &BackupName) -> bool {
+        match (&self.blob_cutoff, b.timestamp()) {
+            (Some(c), Some(t)) => t < c.as_str(),
+            _ => false,
+        }
+    }
+}
+
+/// Blob backup entries named by a listing of a set's `blobstorage/`.
+pub(super) fn remote_units(listing: &BTreeMap<String, u64>) -> Vec<BackupName> {
+    listing
+        .keys()
+        .filter_map(|n| BackupName::parse(n.strip_suffix(manifest::SUFFIX).unwrap_or(n)))
+        .collect()
+}
+
+/// The blob backup entries of a local location, archives before their
+/// `.snar` snapshot files (a snapshot file must never be ahead of the
+/// archives it describes), by name otherwise.
+fn local_units(loc: &Path) -> Result<Vec<BackupName>> {
+    let mut local: Vec<BackupName> = std::fs::read_dir(loc)
+        .at(loc)?
+        .filter_map(|e| e.ok()?.file_name().to_str().and_then(BackupName::parse))
+        .collect();
+    local.sort_by_key(|b| (b.kind == Kind::Snar, b.file_name()));
+    Ok(local)
 }
 
 /// The repozo files a push sends: (data and `.index` files, `.dat` files),
@@ -193,87 +343,95 @@ pub(super) fn committed_files(repo: &Path) -> Result<(Vec<String>, Vec<String>)>
     Ok((data, dats))
 }
 
-fn push_filestorage(store: &Store, place: &Place<'_>, repo: &Path) -> Result<Vec<String>> {
-    let dir = place.fs_dir();
-    let mut remote = names_in(&store.list(&dir)?, &dir);
-    let (data, dats) = committed_files(repo)?;
-    let mut data_up = Vec::new();
-    for name in &data {
-        let size = std::fs::metadata(repo.join(name))
-            .at(&repo.join(name))?
-            .len();
-        match remote.get(name) {
-            Some(s) if *s == size => {}
-            Some(s) => {
-                return Err(Error::Offsite(format!(
-                    "{}: {dir}/{name} has {s} bytes, the local file {} has {size}: another site pushes to the same place?",
-                    store.url(),
-                    repo.join(name).display()
-                )))
-            }
-            None => data_up.push((repo.join(name), format!("{dir}/{name}"))),
+/// What a push sends of a repository: data and `.index` files, then
+/// `.dat` files.
+struct FsPlan {
+    data: Vec<(PathBuf, String)>,
+    dats: Vec<(PathBuf, String)>,
+    bytes: u64,
+}
+
+fn plan_filestorage(
+    store: &Store,
+    dir: &str,
+    repo: &Path,
+    (data, dats): &(Vec<String>, Vec<String>),
+    remote: &BTreeMap<String, u64>,
+    cut: &Cut,
+) -> Result<FsPlan> {
+    let mut plan = FsPlan {
+        data: Vec::new(),
+        dats: Vec::new(),
+        bytes: 0,
+    };
+    for (name, is_dat) in data
+        .iter()
+        .map(|n| (n, false))
+        .chain(dats.iter().map(|n| (n, true)))
+    {
+        if cut.fs_remove.contains(name) {
+            continue;
+        }
+        let path = repo.join(name);
+        let size = std::fs::metadata(&path).at(&path)?.len();
+        let conflict = match remote.get(name) {
+            Some(s) if *s == size => continue,
+            // A `.dat` grows; nothing else changes once listed.
+            Some(s) => !is_dat || *s > size,
+            None => false,
+        };
+        if conflict {
+            return Err(Error::Offsite(format!(
+                "{}: {dir}/{name} differs in size from the local {}: does another site push to the same place?",
+                store.url(),
+                path.display()
+            )));
+        }
+        plan.bytes += size;
+        let item = (path, format!("{dir}/{name}"));
+        if is_dat {
+            plan.dats.push(item);
+        } else {
+            plan.data.push(item);
         }
     }
-    let mut dat_up = Vec::new();
-    for name in &dats {
-        let size = std::fs::metadata(repo.join(name))
-            .at(&repo.join(name))?
-            .len();
-        match remote.get(name) {
-            Some(s) if *s == size => {}
-            Some(s) if *s > size => {
-                return Err(Error::Offsite(format!(
-                    "{}: {dir}/{name} is longer than the local {}: another site pushes to the same place?",
-                    store.url(),
-                    repo.join(name).display()
-                )))
-            }
-            _ => dat_up.push((repo.join(name), format!("{dir}/{name}"))),
+    Ok(plan)
+}
+
+fn upload_repository_files(
+    store: &Store,
+    files: &[(PathBuf, String)],
+    remote: &mut BTreeMap<String, u64>,
+) -> Result<()> {
+    store.put_files(files, |i, u| {
+        if let Some(name) = files[i].1.rsplit('/').next() {
+            remote.insert(name.to_owned(), u.size);
         }
-    }
-    let mut bytes = 0u64;
-    let count = data_up.len() + dat_up.len();
-    // The `.dat` files last: they are what makes the others count.
-    for batch in [&data_up, &dat_up] {
-        store.put_files(batch, |i, u| {
-            bytes += u.size;
-            let (_, key) = &batch[i];
-            if let Some(name) = key.rsplit('/').next() {
-                remote.insert(name.to_owned(), u.size);
-            }
-            Ok(())
-        })?;
-    }
-    log::info!(
-        "Pushed {count} repository files ({}) of {} to {}",
-        human(bytes),
-        repo.display(),
-        store.url()
-    );
-    Ok(remote.into_keys().collect())
+        Ok(())
+    })
 }
 
 fn push_blobs(
     store: &Store,
     place: &Place<'_>,
     loc: &Path,
+    local: &[BackupName],
+    mut remote: BTreeMap<String, u64>,
+    cut: &Cut,
     manifests: &mut Vec<(String, Manifest)>,
 ) -> Result<Vec<BackupName>> {
     let dir = place.blob_dir();
-    let mut remote = names_in(&store.list(&dir)?, &dir);
-    let mut local: Vec<BackupName> = std::fs::read_dir(loc)
-        .at(loc)?
-        .filter_map(|e| e.ok()?.file_name().to_str().and_then(BackupName::parse))
-        .collect();
-    local.sort_by_key(BackupName::file_name);
     let mut known = Known::default();
     for (_, m) in manifests.iter() {
         known.add_manifest(m);
     }
-    for f in read_journal(loc)? {
+    for f in read_journal(store, loc)? {
         known.add(f);
     }
-    for name in &local {
+    for name in local {
+        if cut.removes_unit(name) {
+            continue;
+        }
         let entry = name.file_name();
         let path = loc.join(&entry);
         match (name.kind, &name.stamp) {
@@ -300,12 +458,14 @@ fn push_blobs(
             (Kind::Tar { .. } | Kind::Snar, stamp) => {
                 let size = std::fs::metadata(&path).at(&path)?.len();
                 let key = format!("{dir}/{entry}");
-                let same = match (remote.get(&entry), stamp) {
-                    (Some(s), Stamp::Time(_)) => *s == size,
-                    // A numbered archive is rewritten under the same name.
-                    (Some(s), Stamp::Number(_)) if *s == size => store
+                // A numbered archive, and a snapshot file, can be rewritten
+                // under the same name.
+                let mutable = matches!(stamp, Stamp::Number(_)) || name.kind == Kind::Snar;
+                let same = match remote.get(&entry) {
+                    Some(s) if !mutable => *s == size,
+                    Some(s) if *s == size => store
                         .stat(&key)?
-                        .and_then(|i| i.md5)
+                        .and_then(|i| i.md5_sent)
                         .is_some_and(|m| m == store::md5_of_file(&path).unwrap_or_default()),
                     _ => false,
                 };
@@ -322,10 +482,7 @@ fn push_blobs(
             }
         }
     }
-    Ok(remote
-        .keys()
-        .filter_map(|n| BackupName::parse(n.strip_suffix(manifest::SUFFIX).unwrap_or(n)))
-        .collect())
+    Ok(remote_units(&remote))
 }
 
 /// Upload the blob files of one directory backup the store lacks; the
@@ -377,7 +534,7 @@ fn push_directory(
             }
         }
     }
-    let mut journal = open_journal(loc)?;
+    let mut journal = open_journal(store, loc)?;
     let mut bytes = 0u64;
     store.put_files(&uploads, |i, u| {
         let (rel, size, mode) = &pending[i];
@@ -456,28 +613,52 @@ fn local_files(loc: &Path, entry: &str, root: &Path) -> Result<Vec<(String, u64)
         .collect()
 }
 
-fn open_journal(loc: &Path) -> Result<std::fs::File> {
+/// The journal's first line: which store its entries are in.
+fn journal_header(store: &Store) -> String {
+    format!("crb-offsite-journal 1 {}", store.url())
+}
+
+fn open_journal(store: &Store, loc: &Path) -> Result<std::fs::File> {
     let path = loc.join(JOURNAL);
-    std::fs::OpenOptions::new()
+    let mut f = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(&path)
-        .at(&path)
+        .at(&path)?;
+    if f.metadata().at(&path)?.len() == 0 {
+        writeln!(f, "{}", journal_header(store)).at(&path)?;
+    }
+    Ok(f)
 }
 
-/// The journal's entries; a torn last line (a kill while writing it) is
-/// skipped: that file is simply sent again.
-fn read_journal(loc: &Path) -> Result<Vec<FileEntry>> {
+/// The journal's entries that the store still has, with their size: a
+/// journal of another store (the `offsite` option changed) counts for
+/// nothing, and an object the store no longer has (removed by a retention
+/// since) is sent again. A torn last line (a kill while writing it) is
+/// skipped: that file is sent again.
+fn read_journal(store: &Store, loc: &Path) -> Result<Vec<FileEntry>> {
     let path = loc.join(JOURNAL);
     let text = match std::fs::read_to_string(&path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(Error::io(&path, e)),
     };
-    Ok(text
-        .lines()
+    let mut lines = text.lines();
+    if lines.next() != Some(journal_header(store).as_str()) {
+        remove_journal(loc)?;
+        return Ok(Vec::new());
+    }
+    let entries: Vec<FileEntry> = lines
         .filter_map(|l| serde_json::from_str::<FileEntry>(l).ok())
         .filter(|f| manifest::safe_relative(&f.path))
+        .collect();
+    let keys: Vec<String> = entries.iter().map(|f| f.key.clone()).collect();
+    let infos = store.stat_many(&keys)?;
+    Ok(entries
+        .into_iter()
+        .zip(infos)
+        .filter(|(f, i)| i.as_ref().is_some_and(|i| i.size == f.size))
+        .map(|(f, _)| f)
         .collect())
 }
 
@@ -490,10 +671,8 @@ fn remove_journal(loc: &Path) -> Result<()> {
     }
 }
 
-/// Retention in the store for one place: the newest `keep` full backups
-/// stay with everything after the oldest of them, as locally; blob backups
-/// older than the oldest full backup kept go (with only blobs: the newest
-/// `keep` full blob backups stay). Returns whether a manifest went.
+/// Retention in the store for one place ([`Cut`]). Returns whether a
+/// manifest went.
 fn retain(
     store: &Store,
     place: &Place<'_>,
@@ -501,45 +680,18 @@ fn retain(
     outcome: &Outcome,
     manifests: &mut Vec<(String, Manifest)>,
 ) -> Result<bool> {
-    if keep == 0 {
-        return Ok(false);
-    }
-    let plan = plan_retention(&outcome.fs_names, keep, None);
-    let mut remove: Vec<String> = plan
-        .remove
+    let cut = Cut::new(&outcome.fs_names, &outcome.blob_units, keep);
+    let mut remove: Vec<String> = cut
+        .fs_remove
         .iter()
         .map(|n| format!("{}/{n}", place.fs_dir()))
         .collect();
-    let cutoff: Option<String> = if plan.kept_fulls.is_empty() {
-        let mut fulls: Vec<&str> = outcome
-            .blob_units
-            .iter()
-            .filter(|b| matches!(b.kind, Kind::Dir | Kind::Tar { delta: false, .. }))
-            .filter_map(BackupName::timestamp)
-            .collect();
-        fulls.sort_unstable();
-        fulls.dedup();
-        fulls.reverse();
-        let keep = usize::try_from(keep).unwrap_or(usize::MAX);
-        (fulls.len() > keep).then(|| fulls[keep - 1].to_owned())
-    } else {
-        plan.kept_fulls
-            .last()
-            .cloned()
-            .filter(|_| !plan.remove.is_empty())
-    };
-    if let Some(cutoff) = cutoff {
-        for b in &outcome.blob_units {
-            if b.timestamp().is_some_and(|t| t < cutoff.as_str()) {
-                let key = match b.kind {
-                    Kind::Dir => {
-                        format!("{}/{}{}", place.blob_dir(), b.file_name(), manifest::SUFFIX)
-                    }
-                    _ => format!("{}/{}", place.blob_dir(), b.file_name()),
-                };
-                remove.push(key);
-            }
-        }
+    for b in outcome.blob_units.iter().filter(|b| cut.removes_unit(b)) {
+        let key = match b.kind {
+            Kind::Dir => format!("{}/{}{}", place.blob_dir(), b.file_name(), manifest::SUFFIX),
+            _ => format!("{}/{}", place.blob_dir(), b.file_name()),
+        };
+        remove.push(key);
     }
     if remove.is_empty() {
         return Ok(false);

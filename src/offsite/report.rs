@@ -13,12 +13,12 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use super::manifest::{self, Manifest};
-use super::push::{committed_files, human, load_manifests, names_in};
-use super::store::{is_md5_hex, ObjectInfo, Store};
+use super::push::{committed_files, human, load_manifests, names_in, remote_units, Cut};
+use super::store::{ObjectInfo, Store};
 use super::{configured, places, Place, Set};
 use crate::blobs::naming::{BackupName, Kind};
 use crate::config::BackupConfig;
-use crate::error::Result;
+use crate::error::{IoContext, Result};
 use crate::repozo::naming::{is_gzip_name, kind_of, splitext, Kind as RepozoKind};
 
 /// `status`: `(nothing missing in the store, report text)`.
@@ -31,54 +31,85 @@ pub fn status(cfg: &BackupConfig, sets: &[Set]) -> Result<(bool, String)> {
     let mut out = format!("Store: {}\n", store.url());
     let mut healthy = true;
     for place in places(cfg, sets) {
-        let (ok, text) = status_place(&store, &place)?;
+        let (ok, text) = status_place(&store, &place, place.set.keep(ocfg))?;
         healthy &= ok;
         out.push_str(&text);
     }
     Ok((healthy, out))
 }
 
-fn status_place(store: &Store, place: &Place<'_>) -> Result<(bool, String)> {
+/// Local backup files the store lacks; those the store's retention would
+/// remove at once (`offsite_keep` below `keep`) are not missing.
+fn status_place(store: &Store, place: &Place<'_>, keep: u32) -> Result<(bool, String)> {
     let mut out = String::new();
     let mut missing: Vec<String> = Vec::new();
-    let mut any = false;
-    if let Some(repo) = place.fs_location {
-        let dir = place.fs_dir();
-        let remote = names_in(&store.list(&dir)?, &dir);
-        any |= !remote.is_empty() || repo.is_dir();
-        let fulls: Vec<&str> = remote
+    let repo = place.fs_location.filter(|r| r.is_dir());
+    let loc = place.blob_location.filter(|l| l.is_dir());
+    let fs_remote = match place.fs_location {
+        Some(_) => names_in(&store.list(&place.fs_dir())?, &place.fs_dir()),
+        None => BTreeMap::new(),
+    };
+    let blob_remote = match place.blob_location {
+        Some(_) => names_in(&store.list(&place.blob_dir())?, &place.blob_dir()),
+        None => BTreeMap::new(),
+    };
+    let (data, dats) = match repo {
+        Some(r) => committed_files(r)?,
+        None => (Vec::new(), Vec::new()),
+    };
+    let blob_local: Vec<(BackupName, u64)> = match loc {
+        Some(l) => std::fs::read_dir(l)
+            .at(l)?
+            .filter_map(|e| {
+                let e = e.ok()?;
+                let name = e.file_name().to_str().and_then(BackupName::parse)?;
+                Some((name, e.metadata().map(|m| m.len()).unwrap_or_default()))
+            })
+            .collect(),
+        None => Vec::new(),
+    };
+    if fs_remote.is_empty() && blob_remote.is_empty() && repo.is_none() && loc.is_none() {
+        return Ok((true, String::new()));
+    }
+    let mut all_fs: Vec<String> = fs_remote.keys().cloned().collect();
+    all_fs.extend(data.iter().chain(&dats).cloned());
+    let mut all_units = remote_units(&blob_remote);
+    all_units.extend(blob_local.iter().map(|(b, _)| b.clone()));
+    let cut = Cut::new(&all_fs, &all_units, keep);
+
+    if place.fs_location.is_some() {
+        let fulls: Vec<&str> = fs_remote
             .keys()
             .filter(|n| kind_of(n) == Some(RepozoKind::Full))
             .map(|n| splitext(n).0)
             .collect();
-        let size: u64 = remote.values().sum();
         let _ = writeln!(
             out,
             "{}: {} repository files ({}) in the store, full backups: {}",
             place.label(),
-            remote.len(),
-            human(size),
+            fs_remote.len(),
+            human(fs_remote.values().sum()),
             if fulls.is_empty() {
                 "none".to_owned()
             } else {
                 fulls.join(", ")
             }
         );
-        if repo.is_dir() {
-            let (data, dats) = committed_files(repo)?;
-            for name in data.iter().chain(&dats) {
-                let local = std::fs::metadata(repo.join(name)).map(|m| m.len()).ok();
-                if remote.get(name).copied() != local {
-                    missing.push(repo.join(name).display().to_string());
-                }
+    }
+    if let Some(r) = repo {
+        for name in data
+            .iter()
+            .chain(&dats)
+            .filter(|n| !cut.fs_remove.contains(*n))
+        {
+            let local = std::fs::metadata(r.join(name)).map(|m| m.len()).ok();
+            if fs_remote.get(name).copied() != local {
+                missing.push(r.join(name).display().to_string());
             }
         }
     }
-    if let Some(loc) = place.blob_location {
-        let dir = place.blob_dir();
-        let remote = names_in(&store.list(&dir)?, &dir);
-        any |= !remote.is_empty() || loc.is_dir();
-        let units: Vec<String> = remote
+    if place.blob_location.is_some() {
+        let units: Vec<String> = blob_remote
             .keys()
             .map(|n| n.strip_suffix(manifest::SUFFIX).unwrap_or(n).to_owned())
             .collect();
@@ -92,27 +123,18 @@ fn status_place(store: &Store, place: &Place<'_>) -> Result<(bool, String)> {
                 units.join(", ")
             }
         );
-        if loc.is_dir() {
-            for e in std::fs::read_dir(loc).into_iter().flatten().flatten() {
-                let Some(name) = e.file_name().to_str().and_then(BackupName::parse) else {
-                    continue;
-                };
-                let entry = name.file_name();
-                let there = match name.kind {
-                    Kind::Dir => remote.contains_key(&format!("{entry}{}", manifest::SUFFIX)),
-                    _ => {
-                        let local = e.metadata().map(|m| m.len()).ok();
-                        remote.get(&entry).copied() == local
-                    }
-                };
-                if !there {
-                    missing.push(e.path().display().to_string());
-                }
+    }
+    if let Some(l) = loc {
+        for (name, size) in blob_local.iter().filter(|(b, _)| !cut.removes_unit(b)) {
+            let entry = name.file_name();
+            let there = match name.kind {
+                Kind::Dir => blob_remote.contains_key(&format!("{entry}{}", manifest::SUFFIX)),
+                _ => blob_remote.get(&entry) == Some(size),
+            };
+            if !there {
+                missing.push(l.join(&entry).display().to_string());
             }
         }
-    }
-    if !any {
-        return Ok((true, String::new()));
     }
     missing.sort();
     for m in &missing {
@@ -181,21 +203,18 @@ fn check(
         problems.push(format!("{url}/{key}: {} bytes, expected {size}", info.size));
         return;
     }
-    // The store's own md5 of a single-part upload is the stronger check.
-    let stored = info.etag.as_deref().filter(|e| is_md5_hex(e));
-    if let (Some(etag), Some(sent)) = (stored, info.md5.as_deref()) {
-        if etag != sent {
-            problems.push(format!(
-                "{url}/{key}: the store's md5 is {etag}, but {sent} was uploaded"
-            ));
-            return;
-        }
-    }
+    // An object that push did not upload (another client replaced it)
+    // has no md5 of ours.
+    let Some(sent) = info.md5_sent.as_deref() else {
+        problems.push(format!("{url}/{key}: not uploaded by a push (no crb-md5)"));
+        return;
+    };
     if let Some(want) = md5 {
-        match stored.or(info.md5.as_deref()) {
-            Some(got) if got == want => {}
-            Some(got) => problems.push(format!("{url}/{key}: md5 {got}, expected {want}")),
-            None => problems.push(format!("{url}/{key}: no md5 to compare with {want}")),
+        // The store's own md5 (a single-part ETag without server-side
+        // encryption) is the stronger check; else the md5 we sent.
+        let etag_ok = info.etag.as_deref() == Some(want);
+        if !etag_ok && sent != want {
+            problems.push(format!("{url}/{key}: md5 {sent}, expected {want}"));
         }
     }
 }
@@ -264,11 +283,18 @@ fn verify_blobs(
     let dir = place.blob_dir();
     let lead = format!("{dir}/");
     let mut checked = 0;
+    // Blob files shared by several backups are asked for once.
+    let mut seen: BTreeMap<String, bool> = BTreeMap::new();
     for (key, m) in manifests.iter().filter(|(k, _)| k.starts_with(&lead)) {
-        let keys: Vec<String> = m.files.iter().map(|f| f.key.clone()).collect();
+        let new: Vec<&manifest::FileEntry> = m
+            .files
+            .iter()
+            .filter(|f| !seen.contains_key(&f.key))
+            .collect();
+        let keys: Vec<String> = new.iter().map(|f| f.key.clone()).collect();
         let infos = store.stat_many(&keys)?;
-        let before = problems.len();
-        for (f, info) in m.files.iter().zip(&infos) {
+        for (f, info) in new.iter().zip(&infos) {
+            let before = problems.len();
             check(
                 store,
                 &f.key,
@@ -277,8 +303,9 @@ fn verify_blobs(
                 Some(&f.md5),
                 problems,
             );
+            seen.insert(f.key.clone(), problems.len() == before);
         }
-        if problems.len() > before {
+        if m.files.iter().any(|f| seen.get(&f.key) == Some(&false)) {
             problems.push(format!(
                 "{}/{key}: blob backup {} cannot be restored from the store",
                 store.url(),

@@ -41,8 +41,9 @@ pub const MD5_KEY: &str = "crb-md5";
 pub struct ObjectInfo {
     /// Its size in bytes.
     pub size: u64,
-    /// Its md5 (hex), from our metadata, else from a single-part ETag.
-    pub md5: Option<String>,
+    /// The md5 (hex) push sent with it as `crb-md5`; `None` for an object
+    /// some other client wrote.
+    pub md5_sent: Option<String>,
     /// The store's ETag without quotes, when it gave one.
     pub etag: Option<String>,
 }
@@ -88,6 +89,16 @@ impl std::fmt::Debug for Store {
     }
 }
 
+/// `offsite_region`, else the AWS tools' variables, else `us-east-1`.
+fn region(cfg: &OffsiteConfig) -> String {
+    cfg.region
+        .clone()
+        .or_else(|| std::env::var("AWS_REGION").ok())
+        .or_else(|| std::env::var("AWS_DEFAULT_REGION").ok())
+        .filter(|r| !r.is_empty())
+        .unwrap_or_else(|| "us-east-1".to_owned())
+}
+
 /// The process's TLS provider (rustls with ring) and HTTP transport.
 fn install_tls_provider() {
     // A second install (another Store in the same process) fails harmlessly.
@@ -114,7 +125,7 @@ impl Store {
         let mut b = S3::default()
             .bucket(&cfg.bucket)
             .root(&format!("/{}", cfg.prefix))
-            .region(cfg.region.as_deref().unwrap_or("us-east-1"))
+            .region(&region(cfg))
             .checksum_algorithm("crc32c");
         if let Some(endpoint) = &cfg.endpoint {
             b = b.endpoint(endpoint);
@@ -134,9 +145,10 @@ impl Store {
         let op = Operator::new(b)
             .map_err(|e| Error::Offsite(format!("{url}: {}", describe(&e, &endpoint))))?
             .layer(
+                // Per request: a 16 MiB part on a slow uplink takes minutes.
                 TimeoutLayer::new()
-                    .with_timeout(Duration::from_secs(120))
-                    .with_io_timeout(Duration::from_secs(60)),
+                    .with_timeout(Duration::from_secs(600))
+                    .with_io_timeout(Duration::from_secs(600)),
             )
             .layer(
                 RetryLayer::new()
@@ -365,16 +377,11 @@ impl Store {
         multipart: bool,
     ) -> Result<()> {
         let etag = etag.map(|e| e.trim_matches('"').to_ascii_lowercase());
-        if !multipart {
-            if let Some(etag) = etag.as_deref().filter(|e| is_md5_hex(e)) {
-                if etag == md5 {
-                    return Ok(());
-                }
-                return Err(Error::Offsite(format!(
-                    "{}: the store kept {key} with md5 {etag}, not the {md5} that was sent",
-                    self.url
-                )));
-            }
+        // With server-side encryption (SSE-KMS, SSE-C) a single-part ETag
+        // is not the md5: then the size is what is compared (each request
+        // body was checked by its CRC32C already).
+        if !multipart && etag.as_deref() == Some(md5) {
+            return Ok(());
         }
         match self.stat_async(key).await? {
             Some(info) if info.size == size => Ok(()),
@@ -408,7 +415,8 @@ impl Store {
             futures::stream::iter(files.iter().map(|d| async move {
                 self.get_file_async(&d.key, &d.dest, d.md5.as_deref())
                     .await?;
-                if let Some(mode) = d.mode {
+                // Permission bits only: a manifest cannot make a file setuid.
+                if let Some(mode) = d.mode.map(|m| m & 0o777) {
                     use std::os::unix::fs::PermissionsExt as _;
                     std::fs::set_permissions(&d.dest, std::fs::Permissions::from_mode(mode))
                         .at(&d.dest)?;
@@ -424,8 +432,14 @@ impl Store {
     async fn get_file_async(&self, key: &str, dest: &Path, md5: Option<&str>) -> Result<String> {
         let dir = crate::fsutil::parent_dir(dest);
         std::fs::create_dir_all(dir).at(dir)?;
+        // `.<name>.XXXXXX.tmp`: the temporary name of the repository's own
+        // writers, which the next backup removes if this pull dies.
+        let name = dest
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         let mut tmp = tempfile::Builder::new()
-            .prefix(".crb-pull.")
+            .prefix(&format!(".{name}."))
             .suffix(".tmp")
             .tempfile_in(dir)
             .at(dir)?;
@@ -504,22 +518,13 @@ fn md5_metadata(md5: &str) -> HashMap<String, String> {
 }
 
 fn object_info(m: &opendal::Metadata) -> ObjectInfo {
-    let etag = m.etag().map(|e| e.trim_matches('"').to_ascii_lowercase());
-    let md5 = m
-        .user_metadata()
-        .and_then(|u| u.get(MD5_KEY).map(str::to_owned))
-        .or_else(|| etag.clone().filter(|e| is_md5_hex(e)));
     ObjectInfo {
         size: m.content_length(),
-        md5,
-        etag,
+        md5_sent: m
+            .user_metadata()
+            .and_then(|u| u.get(MD5_KEY).map(str::to_owned)),
+        etag: m.etag().map(|e| e.trim_matches('"').to_ascii_lowercase()),
     }
-}
-
-/// Is `s` 32 lowercase hex digits (a single-part ETag)?
-#[must_use]
-pub fn is_md5_hex(s: &str) -> bool {
-    s.len() == 32 && s.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 /// Lowercase hex.
