@@ -22,11 +22,16 @@
 //! every file it names was confirmed. Retention in the store runs only after
 //! everything of the run was confirmed.
 
+#[cfg(feature = "offsite")]
 pub mod credentials;
 pub mod manifest;
+#[cfg(feature = "offsite")]
 mod pull;
+#[cfg(feature = "offsite")]
 mod push;
+#[cfg(feature = "offsite")]
 mod report;
+#[cfg(feature = "offsite")]
 pub mod store;
 
 use std::path::{Path, PathBuf};
@@ -35,9 +40,30 @@ use crate::commands::BackupMode;
 use crate::config::{BackupConfig, Storage};
 use crate::error::{Error, Result};
 
+#[cfg(feature = "offsite")]
 pub use pull::pull;
+#[cfg(feature = "offsite")]
 pub use push::{push, push_after_backup};
+#[cfg(feature = "offsite")]
 pub use report::{status, verify};
+
+/// Without the `offsite` feature: nothing to push, or one line saying
+/// this build cannot.
+///
+/// # Errors
+/// [`Error::Config`] when `offsite` is set.
+#[cfg(not(feature = "offsite"))]
+pub fn push_after_backup(cfg: &BackupConfig, _mode: BackupMode) -> Result<()> {
+    match cfg.offsite {
+        Some(_) => Err(not_built()),
+        None => Ok(()),
+    }
+}
+
+#[cfg(not(feature = "offsite"))]
+fn not_built() -> Error {
+    Error::Config("this build has no offsite support (cargo feature offsite).".to_owned())
+}
 
 /// Parallel transfers when `offsite_jobs` is not set.
 pub const DEFAULT_JOBS: u32 = 8;
@@ -220,6 +246,7 @@ impl Set {
 
     /// Full backups kept in the store for this set: `offsite_keep`, but
     /// one for the zip set, as locally.
+    #[cfg(feature = "offsite")]
     fn keep(self, cfg: &OffsiteConfig) -> u32 {
         match self {
             Set::Zip => 1,
@@ -316,21 +343,29 @@ pub fn run(
             "offsite {action} takes no date; only pull does."
         )));
     }
-    match action {
-        "push" => push(cfg, &sets).map(|()| (true, String::new())),
-        "pull" => {
-            let date = date.map(crate::config::RestoreDate::parse).transpose()?;
-            let set = match set {
-                Some(s) => Set::parse(s)?,
-                None => Set::Backup,
-            };
-            pull(cfg, set, date.as_ref()).map(|()| (true, String::new()))
+    #[cfg(not(feature = "offsite"))]
+    {
+        let _ = (cfg, sets);
+        Err(not_built())
+    }
+    #[cfg(feature = "offsite")]
+    {
+        match action {
+            "push" => push(cfg, &sets).map(|()| (true, String::new())),
+            "pull" => {
+                let date = date.map(crate::config::RestoreDate::parse).transpose()?;
+                let set = match set {
+                    Some(s) => Set::parse(s)?,
+                    None => Set::Backup,
+                };
+                pull(cfg, set, date.as_ref()).map(|()| (true, String::new()))
+            }
+            "status" => status(cfg, &sets),
+            "verify" => verify(cfg, &sets),
+            other => Err(Error::Config(format!(
+                "unknown offsite action '{other}': expected push, pull, status or verify."
+            ))),
         }
-        "status" => status(cfg, &sets),
-        "verify" => verify(cfg, &sets),
-        other => Err(Error::Config(format!(
-            "unknown offsite action '{other}': expected push, pull, status or verify."
-        ))),
     }
 }
 
