@@ -19,20 +19,38 @@ pub fn write_atomically<F>(path: &Path, fill: F) -> Result<()>
 where
     F: FnOnce(&mut File) -> io::Result<()>,
 {
+    let mut tmp = temp_beside(path)?;
+    fill(tmp.as_file_mut()).at(path)?;
+    persist_synced(tmp, path)
+}
+
+/// A temporary file `.<name>.XXXXXX.tmp` beside `path`: the name every
+/// writer of the crate uses, which the cleanup of interrupted runs knows.
+///
+/// # Errors
+/// [`Error::Io`] naming the directory.
+pub fn temp_beside(path: &Path) -> Result<tempfile::NamedTempFile> {
     let dir = parent_dir(path);
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let mut tmp = tempfile::Builder::new()
+    tempfile::Builder::new()
         .prefix(&format!(".{name}."))
         .suffix(".tmp")
         .tempfile_in(dir)
-        .at(dir)?;
-    fill(tmp.as_file_mut()).at(path)?;
+        .at(dir)
+}
+
+/// Sync `tmp`, rename it to `path` and sync the directory: the commit
+/// point of a file written by [`temp_beside`].
+///
+/// # Errors
+/// [`Error::Io`] naming `path` (the temporary file is removed).
+pub fn persist_synced(tmp: tempfile::NamedTempFile, path: &Path) -> Result<()> {
     tmp.as_file().sync_all().at(path)?;
     tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
-    sync_dir(dir)
+    sync_dir(parent_dir(path))
 }
 
 /// The directory holding `path` (`.` for a bare file name).

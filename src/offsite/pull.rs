@@ -298,6 +298,9 @@ fn pull_directory(store: &Store, place: &Place<'_>, loc: &Path, name: &BackupNam
         m.files.iter().map(|f| (Path::new(f.path.as_str()), f.size)),
         &build.join(crate::blobs::manifest::MANIFEST),
     )?;
+    // The build's directories are durable before it gets its name, as a
+    // blob backup's are.
+    crate::fsutil::sync_filesystem(&build)?;
     std::fs::rename(&build, &dest).at(&dest)?;
     crate::fsutil::sync_dir(loc)?;
     log::info!(

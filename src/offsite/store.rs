@@ -403,7 +403,7 @@ impl Store {
     /// # Errors
     /// [`Error::Offsite`], [`Error::Io`].
     pub fn get_file(&self, key: &str, dest: &Path, md5: Option<&str>) -> Result<String> {
-        self.block_on(self.get_file_async(key, dest, md5))
+        self.block_on(self.get_file_async(key, dest, md5, None))
     }
 
     /// [`Store::get_file`] for many `(key, dest, md5)`, `jobs` at a time.
@@ -412,37 +412,29 @@ impl Store {
     /// The first failure.
     pub fn get_files(&self, files: &[Download]) -> Result<()> {
         self.block_on(
-            futures::stream::iter(files.iter().map(|d| async move {
-                self.get_file_async(&d.key, &d.dest, d.md5.as_deref())
-                    .await?;
-                // Permission bits only: a manifest cannot make a file setuid.
-                if let Some(mode) = d.mode.map(|m| m & 0o777) {
-                    use std::os::unix::fs::PermissionsExt as _;
-                    std::fs::set_permissions(&d.dest, std::fs::Permissions::from_mode(mode))
-                        .at(&d.dest)?;
-                }
-                Ok::<(), Error>(())
-            }))
+            futures::stream::iter(
+                files
+                    .iter()
+                    .map(|d| self.get_file_async(&d.key, &d.dest, d.md5.as_deref(), d.mode)),
+            )
             .buffer_unordered(self.jobs)
             .try_collect::<Vec<_>>(),
         )
         .map(|_| ())
     }
 
-    async fn get_file_async(&self, key: &str, dest: &Path, md5: Option<&str>) -> Result<String> {
+    async fn get_file_async(
+        &self,
+        key: &str,
+        dest: &Path,
+        md5: Option<&str>,
+        mode: Option<u32>,
+    ) -> Result<String> {
         let dir = crate::fsutil::parent_dir(dest);
         std::fs::create_dir_all(dir).at(dir)?;
-        // `.<name>.XXXXXX.tmp`: the temporary name of the repository's own
-        // writers, which the next backup removes if this pull dies.
-        let name = dest
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let mut tmp = tempfile::Builder::new()
-            .prefix(&format!(".{name}."))
-            .suffix(".tmp")
-            .tempfile_in(dir)
-            .at(dir)?;
+        // The repository's own temporary name: the next backup removes it
+        // if this pull dies.
+        let mut tmp = crate::fsutil::temp_beside(dest)?;
         let reader = self
             .op
             .reader_with(key)
@@ -474,9 +466,15 @@ impl Store {
                 )));
             }
         }
-        tmp.as_file().sync_all().at(tmp.path())?;
-        tmp.persist(dest).map_err(|e| Error::io(dest, e.error))?;
-        crate::fsutil::sync_dir(dir)?;
+        // Permission bits only (a manifest cannot make a file setuid), set
+        // before the file gets its name.
+        if let Some(mode) = mode.map(|m| m & 0o777) {
+            use std::os::unix::fs::PermissionsExt as _;
+            tmp.as_file()
+                .set_permissions(std::fs::Permissions::from_mode(mode))
+                .at(tmp.path())?;
+        }
+        crate::fsutil::persist_synced(tmp, dest)?;
         Ok(got)
     }
 
