@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use super::manifest::{self, Manifest};
-use super::push::{human, names_in};
+use super::push::human;
 use super::store::{Download, Store};
 use super::{configured, places, Place, Set};
 use crate::blobs::naming::{BackupName, Kind, Stamp};
@@ -97,7 +97,7 @@ fn pull_filestorage(
     date: Option<&RestoreDate>,
 ) -> Result<String> {
     let dir = place.fs_dir();
-    let remote = names_in(&store.list(&dir)?, &dir);
+    let remote = store.names(&dir)?;
     let start = remote
         .keys()
         .filter(|n| kind_of(n) == Some(RepozoKind::Full))
@@ -180,7 +180,7 @@ fn pull_blobs(
     date: Option<&RestoreDate>,
 ) -> Result<()> {
     let dir = place.blob_dir();
-    let remote = names_in(&store.list(&dir)?, &dir);
+    let remote = store.names(&dir)?;
     let units: BTreeMap<String, (BackupName, u64)> = remote
         .iter()
         .filter_map(|(n, s)| {

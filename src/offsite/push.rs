@@ -160,18 +160,6 @@ pub(super) fn load_manifests(store: &Store, storage: &Storage) -> Result<Vec<(St
     Ok(out)
 }
 
-/// Names under `dir/` in a listing (keys relative to the prefix).
-pub(super) fn names_in(listing: &BTreeMap<String, u64>, dir: &str) -> BTreeMap<String, u64> {
-    let lead = format!("{dir}/");
-    listing
-        .iter()
-        .filter_map(|(k, s)| {
-            let name = k.strip_prefix(&lead)?;
-            (!name.contains('/')).then(|| (name.to_owned(), *s))
-        })
-        .collect()
-}
-
 /// One place: the repository's data files, then the blob backups, then
 /// the `.dat` files, which make a restore point count in the store (its
 /// blob backup is there before it). What the store's retention would
@@ -187,11 +175,11 @@ fn push_place(
     let fs_dir = place.fs_dir();
     let blob_dir = place.blob_dir();
     let fs_remote = match repo {
-        Some(_) => names_in(&store.list(&fs_dir)?, &fs_dir),
+        Some(_) => store.names(&fs_dir)?,
         None => BTreeMap::new(),
     };
     let blob_remote = match loc {
-        Some(_) => names_in(&store.list(&blob_dir)?, &blob_dir),
+        Some(_) => store.names(&blob_dir)?,
         None => BTreeMap::new(),
     };
     let fs_local = match repo {

@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use super::manifest::{self, Manifest};
-use super::push::{committed_files, human, load_manifests, names_in, remote_units, Cut};
+use super::push::{committed_files, human, load_manifests, remote_units, Cut};
 use super::store::{ObjectInfo, Store};
 use super::{configured, places, Place, Set};
 use crate::blobs::naming::{BackupName, Kind};
@@ -46,11 +46,11 @@ fn status_place(store: &Store, place: &Place<'_>, keep: u32) -> Result<(bool, St
     let repo = place.fs_location.filter(|r| r.is_dir());
     let loc = place.blob_location.filter(|l| l.is_dir());
     let fs_remote = match place.fs_location {
-        Some(_) => names_in(&store.list(&place.fs_dir())?, &place.fs_dir()),
+        Some(_) => store.names(&place.fs_dir())?,
         None => BTreeMap::new(),
     };
     let blob_remote = match place.blob_location {
-        Some(_) => names_in(&store.list(&place.blob_dir())?, &place.blob_dir()),
+        Some(_) => store.names(&place.blob_dir())?,
         None => BTreeMap::new(),
     };
     let (data, dats) = match repo {
@@ -225,7 +225,7 @@ fn verify_filestorage(
     problems: &mut Vec<String>,
 ) -> Result<usize> {
     let dir = place.fs_dir();
-    let remote = names_in(&store.list(&dir)?, &dir);
+    let remote = store.names(&dir)?;
     let names: Vec<&String> = remote.keys().collect();
     let keys: Vec<String> = names.iter().map(|n| format!("{dir}/{n}")).collect();
     let infos = store.stat_many(&keys)?;
@@ -314,7 +314,8 @@ fn verify_blobs(
         }
         checked += keys.len() + 1;
     }
-    let archives: Vec<String> = names_in(&store.list(&dir)?, &dir)
+    let archives: Vec<String> = store
+        .names(&dir)?
         .into_keys()
         .filter(|n| !n.ends_with(manifest::SUFFIX))
         .map(|n| format!("{dir}/{n}"))

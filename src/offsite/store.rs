@@ -22,6 +22,9 @@ use std::time::Duration;
 
 use futures::{StreamExt, TryStreamExt};
 use md5::{Digest, Md5};
+
+use crate::progress::NoProgress;
+use crate::repozo::stream::{fill, hex, md5_of};
 use opendal::layers::{RetryLayer, TimeoutLayer};
 use opendal::services::S3;
 use opendal::{ErrorKind, Operator};
@@ -226,6 +229,22 @@ impl Store {
         })
     }
 
+    /// The objects directly under `dir/`: name → size.
+    ///
+    /// # Errors
+    /// [`Error::Offsite`].
+    pub fn names(&self, dir: &str) -> Result<BTreeMap<String, u64>> {
+        let lead = format!("{}/", dir.trim_end_matches('/'));
+        Ok(self
+            .list(dir)?
+            .into_iter()
+            .filter_map(|(k, s)| {
+                let name = k.strip_prefix(&lead)?;
+                (!name.contains('/')).then(|| (name.to_owned(), s))
+            })
+            .collect())
+    }
+
     /// What the store says of `key`; `None` when there is no such object.
     ///
     /// # Errors
@@ -263,7 +282,9 @@ impl Store {
     }
 
     async fn put_bytes_async(&self, key: &str, bytes: Vec<u8>) -> Result<Uploaded> {
-        let md5 = hex(&Md5::digest(&bytes));
+        let mut h = Md5::new();
+        h.update(&bytes);
+        let md5 = hex(h);
         let size = bytes.len() as u64;
         let meta = self
             .op
@@ -335,7 +356,7 @@ impl Store {
         let mut hasher = Md5::new();
         loop {
             let mut buf = vec![0u8; PART_SIZE];
-            let n = read_full(&mut f, &mut buf).at(path)?;
+            let n = fill(&mut f, &mut buf).at(path)?;
             if n == 0 {
                 break;
             }
@@ -347,7 +368,7 @@ impl Store {
                 return Err(self.fail("cannot upload", key, &e));
             }
         }
-        if hex(&hasher.finalize()) != md5 || sent != len {
+        if hex(hasher) != md5 || sent != len {
             let _ = w.abort().await;
             return Err(Error::Offsite(format!(
                 "{}: {} changed while it was uploaded; nothing was kept",
@@ -457,7 +478,7 @@ impl Store {
             hasher.update(&chunk);
             tmp.write_all(&chunk).at(tmp.path())?;
         }
-        let got = hex(&hasher.finalize());
+        let got = hex(hasher);
         if let Some(want) = md5 {
             if got != want {
                 return Err(Error::Offsite(format!(
@@ -525,45 +546,13 @@ fn object_info(m: &opendal::Metadata) -> ObjectInfo {
     }
 }
 
-/// Lowercase hex.
-#[must_use]
-pub fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write as _;
-    bytes.iter().fold(String::new(), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
-}
-
 /// md5 (hex) of a whole file.
 ///
 /// # Errors
 /// [`Error::Io`].
 pub fn md5_of_file(path: &Path) -> Result<String> {
     let mut f = File::open(path).at(path)?;
-    let mut h = Md5::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f.read(&mut buf).at(path)?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
-    Ok(hex(&h.finalize()))
-}
-
-fn read_full(f: &mut File, buf: &mut [u8]) -> std::io::Result<usize> {
-    let mut n = 0;
-    while n < buf.len() {
-        match f.read(&mut buf[n..]) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(n)
+    md5_of(&mut f, &NoProgress).map(|(_, h)| h).at(path)
 }
 
 /// `" (os error 111)"` is Rust's; an admin reads Python's and curl's words.
