@@ -278,7 +278,7 @@ impl Place<'_> {
     /// `<storage>/<set>/blobstorage/`.
     #[must_use]
     pub fn blob_dir(&self) -> String {
-        format!("{}/{}/blobstorage", self.storage.name, self.set.name())
+        blob_dir(self.storage, self.set)
     }
 
     /// `<storage>/blobfiles`: blob files, shared by every set.
@@ -294,7 +294,15 @@ impl Place<'_> {
     }
 }
 
-fn blobfiles_dir(storage: &Storage) -> String {
+/// `<storage>/<set>/blobstorage`: a set's blob backups in the store.
+#[must_use]
+pub fn blob_dir(storage: &Storage, set: Set) -> String {
+    format!("{}/{}/blobstorage", storage.name, set.name())
+}
+
+/// `<storage>/blobfiles`: the blob files of a storage, shared by every set.
+#[must_use]
+pub fn blobfiles_dir(storage: &Storage) -> String {
     format!("{}/blobfiles", storage.name)
 }
 

@@ -147,7 +147,7 @@ struct Outcome {
 pub(super) fn load_manifests(store: &Store, storage: &Storage) -> Result<Vec<(String, Manifest)>> {
     let mut out = Vec::new();
     for set in Set::ALL {
-        let dir = format!("{}/{}/blobstorage", storage.name, set.name());
+        let dir = super::blob_dir(storage, set);
         for key in store.list(&dir)?.into_keys() {
             if !key.ends_with(manifest::SUFFIX) {
                 continue;
@@ -705,7 +705,7 @@ fn collect_garbage(
     manifests: &[(String, Manifest)],
 ) -> Result<()> {
     let referenced = manifest::referenced(manifests.iter().map(|(_, m)| m));
-    let dir = format!("{}/blobfiles", storage.name);
+    let dir = super::blobfiles_dir(storage);
     let listing = store.list(&dir)?;
     let unused: Vec<String> = listing
         .into_keys()
