@@ -92,12 +92,7 @@ def parse_args(argv, prog, restore):
             else "Back up the filestorage and blobstorage."
         ),
     )
-    parser.add_argument(
-        "-q",
-        "--quiet",
-        action="store_true",
-        help="only print warnings and errors (for cron)",
-    )
+    add_quiet(parser)
     add_no_prompt(parser)
     add_dry_run(parser)
     if restore:
@@ -112,6 +107,15 @@ def parse_args(argv, prog, restore):
         getattr(args, "accept_blob_mismatch", False),
         getattr(args, "target", None),
         args.dry_run,
+    )
+
+
+def add_quiet(parser):
+    parser.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        help="only print warnings and errors (for cron)",
     )
 
 
@@ -163,12 +167,7 @@ def add_offsite_arguments(parser):
 def parse_offsite_args(argv, prog):
     """Parse the arguments of ``bin/offsite``."""
     parser = Parser(prog=prog, description="Off-site copies in S3 object storage.")
-    parser.add_argument(
-        "-q",
-        "--quiet",
-        action="store_true",
-        help="only print warnings and errors (for cron)",
-    )
+    add_quiet(parser)
     add_offsite_arguments(parser)
     return parser.parse_args(argv)
 

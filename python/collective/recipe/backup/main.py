@@ -105,12 +105,13 @@ def config_kwargs(storage=None, additional_storages=(), **kwargs):
     return out
 
 
-def _start(kwargs, restore, argv):
-    """Parse arguments, set up logging, build the config. Returns
-    ``(args, config)`` or ``(args, None)`` after logging an error."""
-    args = cli.parse_args(
-        sys.argv[1:] if argv is None else argv, cli.program_name(), restore
-    )
+def _start(kwargs, restore, argv, parse=None):
+    """Parse arguments (``parse(argv, prog)``, default the backup or
+    restore scripts' parser), set up logging, build the config. Returns
+    ``(args, config)``; raises ``Failed`` after logging an error."""
+    if parse is None:
+        parse = lambda argv, prog: cli.parse_args(argv, prog, restore)  # noqa: E731
+    args = parse(sys.argv[1:] if argv is None else argv, cli.program_name())
     cli.setup_logging(args.quiet, bool(kwargs.get("verbose")))
     return args, call(lambda: _core.BackupConfig(**config_kwargs(**kwargs)))
 
@@ -252,13 +253,10 @@ def alt_restore_main(bin_dir=None, storage=None, *, argv=None, **kwargs):
 
 def offsite_main(bin_dir=None, storage=None, *, argv=None, **kwargs):
     """``bin/offsite push|pull [date]|status|verify``."""
-    kwargs = dict(kwargs, storage=storage)
     try:
-        args = cli.parse_offsite_args(
-            sys.argv[1:] if argv is None else argv, cli.program_name()
+        args, config = _start(
+            dict(kwargs, storage=storage), False, argv, cli.parse_offsite_args
         )
-        cli.setup_logging(args.quiet, bool(kwargs.get("verbose")))
-        config = call(lambda: _core.BackupConfig(**config_kwargs(**kwargs)))
         return run_offsite(config, args)
     except Failed:
         return 1
