@@ -188,6 +188,10 @@ def test_second_push_sends_only_the_new_blob_files(site):
     site.ok("backup")
     first_tree = files_under(site.newest_blob_backup())
     before = site.objects()
+    head = site.garage.client().head_object
+    unchanged = sorted(k for k in before if k.startswith("1/blobfiles/"))[:5]
+    stamps = {k: head(Bucket=site.bucket.bucket, Key=f"{PREFIX}/{k}")["LastModified"] for k in unchanged}
+    time.sleep(1.1)  # LastModified has one-second resolution
     site.change(transactions=40)
     p = site.ok("backup")
     second_tree = files_under(site.newest_blob_backup())
@@ -199,10 +203,10 @@ def test_second_push_sends_only_the_new_blob_files(site):
     added = {k for k in after if k not in before}
     assert {k[len("1/blobfiles/"):] for k in added if k.startswith("1/blobfiles/")} == new_files
     # An object already in the store was not written again.
-    unchanged = [k for k in before if k.startswith("1/blobfiles/")]
-    head = site.garage.client().head_object
-    for k in unchanged[:5]:
-        assert head(Bucket=site.bucket.bucket, Key=f"{PREFIX}/{k}")["ContentLength"] == before[k]
+    for k in unchanged:
+        got = head(Bucket=site.bucket.bucket, Key=f"{PREFIX}/{k}")
+        assert got["ContentLength"] == before[k]
+        assert got["LastModified"] == stamps[k], k
     assert_store_mirrors(site)
 
 
@@ -389,8 +393,9 @@ def test_verify_sees_a_replaced_and_a_missing_object(site):
     assert p.returncode == 1
     assert victim in p.stdout and "md5" in p.stdout, p.stdout
     assert f"{gone}: missing" in p.stdout, p.stdout
-    # A push repairs neither silently: the manifest still names them, and
-    # status reports the local side as pushed; verify keeps failing.
+    # A push does not hide the damage: the manifest still names both
+    # objects, so verify keeps failing until someone looks.
+    site.ok("offsite", "push")
     assert site.run("offsite", "verify").returncode == 1
 
 
