@@ -179,15 +179,28 @@ def test_backup_change_backup_restore_first_date(site, tmp_path):
     )
 
     # Restore the first date: Data.fs byte-identical to the first state and
-    # to what ZODB's repozo recovers from the same repository.
+    # to what ZODB's repozo recovers from the same repository. The live
+    # Data.fs starts with that state: it is kept and cut, and the bytes
+    # after it are saved beside it.
+    live_bytes = read(datafs)
+    assert live_bytes.startswith(first_bytes) and len(live_bytes) > len(first_bytes)
     p = site.ok("restore", "-n", ts1)
+    tail = f"{datafs}.after-{ts1}"
     assert p.lines == [
         f"INFO: Date restriction: restoring state at {ts1}.",
         "INFO: Please wait while restoring database file: "
         f"{var}/backups to {datafs}",
+        f"INFO: Keeping the first {len(first_bytes)} bytes of {datafs}: they are "
+        "the backup's (checked: the md5 of every backup file).",
         f"INFO: Restoring blobs from {var}/blobstoragebackups to {blobdir}",
+        f"INFO: Cut {datafs} to {len(first_bytes)} bytes. The "
+        f"{len(live_bytes) - len(first_bytes)} bytes after them, written since "
+        f"the backup, are in {tail}: to undo this restore, stop Zope or ZEO, "
+        f"append that file to {datafs}, and remove {datafs}.index.",
     ]
     assert read(datafs) == first_bytes
+    assert read(tail) == live_bytes[len(first_bytes):]
+    os.remove(tail)
     assert site.state() == first
     # The blob directory's own mode comes back; copies, not links into the
     # backup.

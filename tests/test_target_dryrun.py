@@ -339,6 +339,17 @@ def test_dry_run_restore_names_repozos_chain(backed_up, tmp_path, caplog, date):
         blobdir = target / "blobstorage" if target else site.blobdir
         line = next(x for x in lines if x.startswith(f"Would restore {datafs} from "))
         assert line.split(" from ", 1)[1].split(", ") == chain
+        if target is None and date:
+            # The live Data.fs starts with that older state: it would be
+            # kept and cut.
+            kept = os.path.getsize(tmp_path / "repozo.fs")
+            cut = os.path.getsize(datafs) - kept
+            assert cut > 0
+            assert (
+                f"Would keep the first {kept} bytes of {datafs} (they are the "
+                "backup's, checked: the md5 of every backup file) and move the "
+                f"{cut} bytes after them to {datafs}.after-{s0}"
+            ) in lines
         newest = chain[-1].rsplit(".", 1)[0]
         assert f"Would restore {datafs}.index from {newest}.index" in lines
         blob_stamp = os.path.basename(newest)
@@ -476,11 +487,18 @@ def test_target_replaces_what_is_there(backed_up, tmp_path):
     target = tmp_path / "copy"
     _core.restore(site.config, "standard", now=T0 + 100, target=target)
     newest = read_blobs(target / "Data.fs", target / "blobstorage")
+    newest_bytes = (target / "Data.fs").read_bytes()
     expected = tmp_path / "repozo.fs"
     repozo_chain(site.repo, expected, s0)
     _core.restore(site.config, "standard", s0, now=T0 + 100, target=target)
     with open(target / "Data.fs", "rb") as a, open(expected, "rb") as b:
         assert a.read() == b.read()
+    # The Data.fs there started with the older state: it was cut, and the
+    # bytes after that state were kept beside it, so that appending them
+    # undoes the restore.
+    tail = target / f"Data.fs.after-{s0}"
+    assert expected.read_bytes() + tail.read_bytes() == newest_bytes
+    tail.unlink()
     older = read_blobs(target / "Data.fs", target / "blobstorage")
     assert newest and older
     # The blobs of that date: repozo's Data.fs with the blob backup's tree.

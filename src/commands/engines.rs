@@ -176,6 +176,15 @@ impl FileStorageEngine for RepozoEngine<'_> {
         // a silently corrupt Data.fs is the worst outcome.
         recover_chain(plan, output, true, self.progress).map(|_| ())
     }
+
+    fn plan_prefix(
+        &self,
+        plan: &Chain,
+        live: &Path,
+        proof: repozo::prefix::Proof,
+    ) -> Result<Option<repozo::prefix::KeptPrefix>> {
+        repozo::prefix::check(plan, live, proof, self.progress)
+    }
 }
 
 /// The blob engine: directory snapshots and archives in Rust.

@@ -262,6 +262,23 @@ pub trait FileStorageEngine {
     /// # Errors
     /// Any I/O error; `output` is then discarded.
     fn recover(&self, plan: &Self::Plan, output: &Path) -> Result<()>;
+
+    /// Does the live Data.fs at `live` start with exactly the planned
+    /// state (proven by `proof`)? Then the restore keeps those bytes and
+    /// cuts off the rest (see `repozo::prefix`). `None`: the whole file
+    /// must be written. Reads, never writes.
+    ///
+    /// # Errors
+    /// A check that cannot decide (the restore stops, as a full restore
+    /// would for the same reason).
+    fn plan_prefix(
+        &self,
+        _plan: &Self::Plan,
+        _live: &Path,
+        _proof: crate::repozo::prefix::Proof,
+    ) -> Result<Option<crate::repozo::prefix::KeptPrefix>> {
+        Ok(None)
+    }
 }
 
 /// Backs up and restores one blob directory.

@@ -35,6 +35,7 @@ use super::{BlobEngine, BlobRestore, BlobSettings, FileStorageEngine, FsRecover,
 use crate::config::{BackupConfig, RestoreDate, Storage};
 use crate::error::{Error, IoContext, Result};
 use crate::hooks::Hooks;
+use crate::repozo::prefix::{self, KeptPrefix, Proof};
 
 pub(super) fn sources(s: &Storage, mode: RestoreMode) -> (Option<&Path>, Option<&Path>) {
     match mode {
@@ -94,6 +95,10 @@ pub struct RestoreRequest<'a> {
     /// Check everything, log what would be written, write nothing
     /// (`--dry-run`).
     pub dry_run: bool,
+    /// Keep the live Data.fs's first bytes when this proves them to be the
+    /// restored state, and cut off the rest; `None`: always write the
+    /// whole Data.fs (`--write-all`).
+    pub keep_prefix: Option<Proof>,
 }
 
 impl RestoreRequest<'_> {
@@ -106,6 +111,7 @@ impl RestoreRequest<'_> {
             accept_blob_mismatch: false,
             target: None,
             dry_run: false,
+            keep_prefix: Some(Proof::Checksums),
         }
     }
 }
@@ -114,6 +120,8 @@ impl RestoreRequest<'_> {
 struct Checked<'a, FP, BP> {
     storage: &'a Storage,
     fs: Option<(&'a Path, FP)>,
+    /// The live Data.fs starts with the planned state: keep it, cut it.
+    prefix: Option<KeptPrefix>,
     blobs: Option<(&'a Path, BP)>,
 }
 
@@ -122,6 +130,10 @@ struct Written {
     /// (Data.fs to replace, its `.index` as ZODB looks for it, temporary
     /// holding the new `new/<name>` and `new/<name>.index`).
     datafs: Option<(PathBuf, PathBuf, TempDir)>,
+    /// The Data.fs is cut instead of replaced: the temporary holds its
+    /// saved tail as `new/<name of tail>` (when there is one), to go to
+    /// [`Cutting::tail`].
+    cut: Option<Cutting>,
     /// (blob directory to replace, temporary holding the new tree in `new`).
     blobdir: Option<(PathBuf, TempDir)>,
 }
@@ -162,6 +174,7 @@ where
         accept_blob_mismatch,
         target,
         dry_run,
+        keep_prefix,
     } = *req;
     let targeted;
     let cfg = match target {
@@ -319,9 +332,21 @@ where
             }
             _ => None,
         };
+        let prefix = match (&fs, keep_prefix) {
+            (Some((_, plan)), Some(proof)) => {
+                let live = real_target(&s.datafs);
+                if live.is_file() {
+                    fs_engine.plan_prefix(plan, &live, proof)?
+                } else {
+                    None
+                }
+            }
+            _ => None,
+        };
         checked.push(Checked {
             storage: s,
             fs,
+            prefix,
             blobs,
         });
     }
@@ -334,7 +359,41 @@ where
     // 2. Write into temporaries.
     let mut written = Vec::with_capacity(checked.len());
     for c in &checked {
+        let mut cut = None;
         let datafs = match &c.fs {
+            Some((repository, plan)) if c.prefix.is_some() => {
+                let kept = c.prefix.as_ref().expect("checked");
+                log::info!(
+                    "Please wait while restoring database file: {} to {}",
+                    repository.display(),
+                    c.storage.datafs.display()
+                );
+                let target = real_target(&c.storage.datafs);
+                let tmp = temp_beside(&target)?;
+                let new = tmp.path().join("new");
+                fs::create_dir(&new).at(&new)?;
+                let name = file_name(&target)?;
+                let tail = tail_path(&target, fs_engine.plan_stamp(plan).as_deref())?;
+                log::info!(
+                    "Keeping the first {} bytes of {}: they are the backup's (checked: {}).",
+                    kept.end,
+                    c.storage.datafs.display(),
+                    kept.proof.describe()
+                );
+                let staged_tail = new.join(file_name(&tail)?);
+                prefix::stage(kept, &target, &staged_tail, &new.join(index_name(name)))?;
+                cut = Some(Cutting {
+                    end: kept.end,
+                    size: kept.size,
+                    staged: staged_tail,
+                    tail,
+                });
+                let index = c
+                    .storage
+                    .datafs
+                    .with_file_name(index_name(file_name(&c.storage.datafs)?));
+                Some((target, index, tmp))
+            }
             Some((repository, plan)) => {
                 let dir = parent_of(&c.storage.datafs);
                 if !dir.is_dir() {
@@ -381,11 +440,37 @@ where
             }
             _ => None,
         };
-        written.push(Written { datafs, blobdir });
+        written.push(Written {
+            datafs,
+            cut,
+            blobdir,
+        });
     }
 
     // 3. Swap, all or nothing.
+    let cuts: Vec<(PathBuf, Cutting)> = written
+        .iter()
+        .filter_map(|w| Some((w.datafs.as_ref()?.0.clone(), w.cut.clone()?)))
+        .collect();
     swap_all(written, &intent_path(cfg))?;
+    for (target, c) in cuts {
+        if c.size > c.end {
+            log::info!(
+                "Cut {} to {} bytes. The {} bytes after them, written since the backup, are in {}: to undo this restore, stop Zope or ZEO, append that file to {}, and remove {}.index.",
+                target.display(),
+                c.end,
+                c.size - c.end,
+                c.tail.display(),
+                target.display(),
+                target.display()
+            );
+        } else {
+            log::info!(
+                "{} already held exactly the backup's state.",
+                target.display()
+            );
+        }
+    }
     drop(locks);
     run_hook(hooks, "post_command", &cfg.post_command, false)
 }
@@ -435,6 +520,23 @@ where
             }
             let (files, index) = fs_engine.plan_files(plan);
             log::info!("Would restore {} from {}", datafs.display(), joined(&files));
+            if let Some(kept) = c.prefix.as_ref().filter(|k| k.tail() == 0) {
+                log::info!(
+                    "Would keep {} as it is: it holds exactly the backup's state (checked: {})",
+                    datafs.display(),
+                    kept.proof.describe()
+                );
+            } else if let Some(kept) = &c.prefix {
+                let tail = tail_path(&real_target(datafs), fs_engine.plan_stamp(plan).as_deref())?;
+                log::info!(
+                    "Would keep the first {} bytes of {} (they are the backup's, checked: {}) and move the {} bytes after them to {}",
+                    kept.end,
+                    datafs.display(),
+                    kept.proof.describe(),
+                    kept.tail(),
+                    tail.display()
+                );
+            }
             let live_index = datafs.with_file_name(index_name(file_name(datafs)?));
             match index {
                 Some(src) => log::info!(
@@ -535,6 +637,31 @@ fn create_private_dir(path: &Path) -> Result<()> {
     #[cfg(unix)]
     std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
     builder.create(path).at(path)
+}
+
+/// A Data.fs cut to the restored state.
+#[derive(Debug, Clone)]
+struct Cutting {
+    end: u64,
+    size: u64,
+    /// Where the bytes after `end` wait (in the temporary).
+    staged: PathBuf,
+    /// Where they are kept: beside the Data.fs, named after the backup.
+    tail: PathBuf,
+}
+
+/// A free name beside `datafs` for the bytes a restore cuts off it:
+/// `<name>.after-<backup date>` (`.after-<backup date>.1`, … when taken).
+fn tail_path(datafs: &Path, stamp: Option<&str>) -> Result<PathBuf> {
+    let name = file_name(datafs)?.to_string_lossy().into_owned();
+    let base = format!("{name}.after-{}", stamp.unwrap_or("restore"));
+    let mut candidate = datafs.with_file_name(&base);
+    let mut n = 0;
+    while fs::symlink_metadata(&candidate).is_ok() {
+        n += 1;
+        candidate = datafs.with_file_name(format!("{base}.{n}"));
+    }
+    Ok(candidate)
 }
 
 fn index_name(name: &std::ffi::OsStr) -> std::ffi::OsString {
@@ -641,16 +768,34 @@ fn swap_all(written: Vec<Written>, intent: &Path) -> Result<()> {
             let name = file_name(target)?;
             let (new, old) = (tmp.path().join("new"), tmp.path().join("old"));
             fs::create_dir(&old).at(&old)?;
-            items.push(Item::replacing(
-                target.clone(),
-                new.join(name),
-                old.join(name),
-            )?);
+            let cut = w.cut.as_ref().filter(|c| c.size > c.end);
+            if let Some(c) = cut {
+                // The tail to its name first: the cut is undone from it.
+                items.push(Item::replacing(
+                    c.tail.clone(),
+                    c.staged.clone(),
+                    old.join(file_name(&c.tail)?),
+                )?);
+            } else if w.cut.is_none() {
+                items.push(Item::replacing(
+                    target.clone(),
+                    new.join(name),
+                    old.join(name),
+                )?);
+            }
             items.push(Item::new(
                 index.clone(),
                 new.join(index_name(name)),
                 old.join(index_name(name)),
             )?);
+            if let Some(c) = cut {
+                items.push(Item::cutting(
+                    target.clone(),
+                    c.end,
+                    c.size,
+                    vec![c.tail.clone(), c.staged.clone()],
+                )?);
+            }
         }
         if let Some((target, tmp)) = &w.blobdir {
             items.push(Item::replacing(
@@ -723,10 +868,12 @@ mod tests {
         let written = vec![
             Written {
                 datafs: Some((a.clone(), d.path().join("a.fs.index"), ta)),
+                cut: None,
                 blobdir: None,
             },
             Written {
                 datafs: Some((b.clone(), d.path().join("b.fs.index"), tb)),
+                cut: None,
                 blobdir: Some((blobs.clone(), tblobs)),
             },
         ];
@@ -754,6 +901,7 @@ mod tests {
         let t = staged(&a, "new");
         let written = vec![Written {
             datafs: Some((a.clone(), d.path().join("Data.fs.index"), t)),
+            cut: None,
             blobdir: None,
         }];
         assert!(swap_all(written, &d.path().join(swap::INTENT)).is_ok());

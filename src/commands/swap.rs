@@ -122,6 +122,85 @@ pub(crate) struct Item {
     pub new: Option<FileId>,
     /// The old copy; `None`: there was none.
     pub old: Option<FileId>,
+    /// Not a rename: the target is cut to a shorter size, its tail saved
+    /// elsewhere (a restore that keeps the live Data.fs's prefix). Its old
+    /// and new copy are the same file, told apart by size.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cut: Option<Cut>,
+}
+
+/// A cut of a file to its first `end` bytes, undone by appending the saved
+/// tail: any size from `end` to `size` can go either way.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Cut {
+    /// The size after the cut.
+    pub end: u64,
+    /// The size before it.
+    pub size: u64,
+    /// Where the saved bytes `[end, size)` may be (the names of the item
+    /// that puts them in place).
+    pub tail: Vec<PathBuf>,
+}
+
+impl Cut {
+    /// The saved tail, complete, at one of its names.
+    fn saved_tail(&self) -> Option<&Path> {
+        self.tail.iter().map(PathBuf::as_path).find(|p| {
+            fs::symlink_metadata(p).is_ok_and(|m| m.is_file() && m.len() == self.size - self.end)
+        })
+    }
+
+    fn survey(&self, target: &Path, id: Option<FileId>) -> Result<Survey> {
+        let mut s = Survey::default();
+        let m = match fs::symlink_metadata(target) {
+            Ok(m) => m,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                s.stranger = true;
+                return Ok(s);
+            }
+            Err(e) => return Err(Error::io(target, e)),
+        };
+        let len = m.len();
+        if id.is_none_or(|id| !id.same(&file_id(&m))) || len < self.end || len > self.size {
+            s.stranger = true;
+            return Ok(s);
+        }
+        s.new = Some(Place::Target);
+        if len == self.size || self.saved_tail().is_some() {
+            s.old = Some(Place::Target);
+        }
+        Ok(s)
+    }
+
+    /// Cut `target` to `end` and flush it.
+    fn forward(&self, target: &Path) -> Result<()> {
+        let f = fs::OpenOptions::new().write(true).open(target).at(target)?;
+        f.set_len(self.end).at(target)?;
+        f.sync_all().at(target)
+    }
+
+    /// Append what is missing of the saved tail to `target` and flush it.
+    fn back(&self, target: &Path) -> Result<()> {
+        let len = fs::metadata(target).at(target)?.len();
+        if len == self.size {
+            return Ok(());
+        }
+        let tail = self.saved_tail().ok_or_else(|| {
+            Error::Config(format!(
+                "the bytes cut from {} are not in {}",
+                target.display(),
+                names(&self.tail)
+            ))
+        })?;
+        let mut src = fs::File::open(tail).at(tail)?;
+        io::Seek::seek(&mut src, io::SeekFrom::Start(len - self.end)).at(tail)?;
+        let mut dst = fs::OpenOptions::new()
+            .append(true)
+            .open(target)
+            .at(target)?;
+        io::copy(&mut src, &mut dst).at(target)?;
+        dst.sync_all().at(target)
+    }
 }
 
 /// The intent record.
@@ -153,6 +232,26 @@ impl Item {
             target,
             staged,
             aside,
+            cut: None,
+        })
+    }
+
+    /// An item that cuts `target` to its first `end` bytes of `size`, the
+    /// bytes after them being saved at one of `tail`'s names.
+    pub(crate) fn cutting(
+        target: PathBuf,
+        end: u64,
+        size: u64,
+        tail: Vec<PathBuf>,
+    ) -> Result<Self> {
+        let id = id_of(&target)?;
+        Ok(Item {
+            new: id,
+            old: id,
+            staged: target.clone(),
+            aside: target.clone(),
+            target,
+            cut: Some(Cut { end, size, tail }),
         })
     }
 
@@ -183,6 +282,9 @@ impl Item {
     /// the old one, `None` nothing; `Err` names a path holding something
     /// else.
     fn survey(&self) -> Result<Survey> {
+        if let Some(cut) = &self.cut {
+            return cut.survey(&self.target, self.old);
+        }
         let mut s = Survey::default();
         for p in [Place::Target, Place::Staged, Place::Aside] {
             let Some(id) = id_of(self.path(p))? else {
@@ -312,6 +414,9 @@ fn swap_ops(item: &Item, exchange: bool) -> Vec<Op> {
 /// Swap one item in, falling back from the exchange to two renames where
 /// the file system has no exchange.
 fn swap_item(item: &Item) -> Result<()> {
+    if let Some(cut) = &item.cut {
+        return cut.forward(&item.target);
+    }
     for op in swap_ops(item, true) {
         match op.run() {
             Ok(()) => {}
@@ -367,6 +472,14 @@ fn settle(item: &Item, at: Option<Place>, unwanted_at: Option<Place>) -> Result<
 /// directories.
 fn apply(items: &[Item], surveys: &[Survey], outcome: Outcome) -> Result<()> {
     for (item, s) in items.iter().zip(surveys) {
+        if let Some(cut) = &item.cut {
+            match outcome {
+                Outcome::Forward => cut.forward(&item.target)?,
+                Outcome::Back => cut.back(&item.target)?,
+                Outcome::Stuck => {}
+            }
+            continue;
+        }
         match outcome {
             Outcome::Forward => settle(item, s.new, s.old)?,
             Outcome::Back => settle(item, s.old, s.new)?,
@@ -931,6 +1044,168 @@ mod tests {
             let f = Fixture::new(new_index, true);
             assert!(swap_in(&f.intent(), f.items.clone(), f.temporaries.clone()).is_ok());
             f.assert_new(new_index);
+        }
+    }
+
+    /// A restore that keeps the live Data.fs's prefix: the tail moves to
+    /// its name beside the Data.fs, the Data.fs is cut.
+    struct CutFixture {
+        dir: tempfile::TempDir,
+        items: Vec<Item>,
+        temporaries: Vec<PathBuf>,
+    }
+
+    const LIVE: &str = "FS30 the backed-up state, then what came after";
+    const KEPT: usize = 25;
+
+    impl CutFixture {
+        fn new() -> Self {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let d = dir.path();
+            write(&d.join("Data.fs"), LIVE);
+            let tmp = d.join(".crb-restore-x");
+            fs::create_dir_all(tmp.join("new")).expect("mkdir");
+            fs::create_dir_all(tmp.join("old")).expect("mkdir");
+            write(&tmp.join("new/Data.fs.after-1"), &LIVE[KEPT..]);
+            let items = vec![
+                Item::replacing(
+                    d.join("Data.fs.after-1"),
+                    tmp.join("new/Data.fs.after-1"),
+                    tmp.join("old/Data.fs.after-1"),
+                )
+                .expect("item"),
+                Item::cutting(
+                    d.join("Data.fs"),
+                    KEPT as u64,
+                    LIVE.len() as u64,
+                    vec![d.join("Data.fs.after-1"), tmp.join("new/Data.fs.after-1")],
+                )
+                .expect("item"),
+            ];
+            CutFixture {
+                dir,
+                items,
+                temporaries: vec![tmp],
+            }
+        }
+
+        fn d(&self) -> &Path {
+            self.dir.path()
+        }
+
+        fn intent(&self) -> PathBuf {
+            self.d().join(INTENT)
+        }
+
+        fn assert_cut(&self) {
+            assert_eq!(read(&self.d().join("Data.fs")), &LIVE[..KEPT]);
+            assert_eq!(read(&self.d().join("Data.fs.after-1")), &LIVE[KEPT..]);
+            assert_eq!(names(self.d()), ["Data.fs", "Data.fs.after-1"]);
+        }
+
+        fn assert_old(&self) {
+            assert_eq!(read(&self.d().join("Data.fs")), LIVE);
+            assert_eq!(names(self.d()), ["Data.fs"]);
+        }
+    }
+
+    #[test]
+    fn cut_swaps_in_and_keeps_the_tail() {
+        let f = CutFixture::new();
+        let ino = id_of(&f.d().join("Data.fs")).expect("id");
+        swap_in(&f.intent(), f.items.clone(), f.temporaries.clone()).expect("swap");
+        f.assert_cut();
+        // The same file, cut: not a copy.
+        assert_eq!(id_of(&f.d().join("Data.fs")).expect("id"), ino);
+    }
+
+    #[test]
+    fn failed_cut_swap_appends_the_tail_again() {
+        // Fail at step 1 or 2, before or after doing it.
+        for (fail_at, done) in [(1, false), (1, true), (2, false), (2, true)] {
+            let f = CutFixture::new();
+            let count = std::cell::Cell::new(0);
+            let r = swap_in_with(&f.intent(), f.items.clone(), f.temporaries.clone(), |i| {
+                count.set(count.get() + 1);
+                if count.get() == fail_at {
+                    if done {
+                        swap_item(i)?;
+                    }
+                    return Err(Error::Config("injected".into()));
+                }
+                swap_item(i)
+            });
+            assert!(r.is_err());
+            f.assert_old();
+        }
+    }
+
+    /// Killed with the intent recorded, at every size the Data.fs can have
+    /// (cut or not, or half-way through an undo's append): the next run
+    /// finishes the cut; a failing run's undo puts every byte back.
+    #[test]
+    fn interrupted_cut_rolls_either_way_from_any_size() {
+        for len in KEPT..=LIVE.len() {
+            for back in [false, true] {
+                let f = CutFixture::new();
+                let intent = Intent {
+                    version: 1,
+                    items: f.items.clone(),
+                    temporaries: f.temporaries.clone(),
+                };
+                write_intent(&f.intent(), &intent).expect("intent");
+                swap_item(&f.items[0]).expect("tail in place");
+                let data = fs::OpenOptions::new()
+                    .write(true)
+                    .open(f.d().join("Data.fs"))
+                    .expect("open");
+                data.set_len(len as u64).expect("cut");
+                let surveys: Vec<Survey> = f
+                    .items
+                    .iter()
+                    .map(|i| i.survey().expect("survey"))
+                    .collect();
+                assert!(!surveys[1].stranger, "{len}");
+                if back {
+                    assert_eq!(decide(&f.items, &surveys, true), Outcome::Back, "{len}");
+                    apply(&f.items, &surveys, Outcome::Back).expect("back");
+                    finish(&f.intent(), &intent).expect("finish");
+                    f.assert_old();
+                } else {
+                    recover(&[f.d().to_path_buf()], &[f.d().to_path_buf()]).expect("recover");
+                    f.assert_cut();
+                }
+            }
+        }
+    }
+
+    /// A Data.fs that grew past the recorded size (written to since) or
+    /// was replaced is not the one the intent knows: nothing is touched.
+    #[test]
+    fn interrupted_cut_of_a_changed_file_is_stuck() {
+        for replace in [false, true] {
+            let f = CutFixture::new();
+            let intent = Intent {
+                version: 1,
+                items: f.items.clone(),
+                temporaries: f.temporaries.clone(),
+            };
+            write_intent(&f.intent(), &intent).expect("intent");
+            let live = f.d().join("Data.fs");
+            if replace {
+                fs::remove_file(&live).expect("rm");
+                write(&live, LIVE);
+            } else {
+                let mut more = fs::OpenOptions::new()
+                    .append(true)
+                    .open(&live)
+                    .expect("open");
+                io::Write::write_all(&mut more, b"+").expect("append");
+            }
+            let before = fs::read(&live).expect("read");
+            assert!(recover(&[f.d().to_path_buf()], &[]).is_err());
+            assert_eq!(fs::read(&live).expect("read"), before);
+            assert!(f.intent().exists());
         }
     }
 }

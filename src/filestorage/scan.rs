@@ -86,6 +86,30 @@ pub fn scan(path: &Path, opts: &ScanOptions) -> Result<ScanResult> {
 /// As [`scan`].
 pub fn scan_file(file: &File, path: &Path, opts: &ScanOptions) -> Result<ScanResult> {
     let size = file.metadata().at(path)?.len();
+    scan_upto(file, path, size, opts)
+}
+
+/// Scan the first `size` bytes of an open FileStorage, as if the file ended
+/// there (no `.index` is used): the state a restore that keeps this prefix
+/// of the live file leaves.
+///
+/// # Errors
+/// As [`scan`].
+pub fn scan_prefix(file: &File, path: &Path, size: u64) -> Result<ScanResult> {
+    scan_upto(file, path, size, &ScanOptions { use_index: false })
+}
+
+/// Would ZODB accept `index`, saved for position `pos`, for the first
+/// `pos` bytes of `file`? Its check at open (see [`check_sanity`]): the
+/// last non-empty transaction before `pos` and its first records must be
+/// where the index says.
+#[must_use]
+pub fn index_fits(file: &File, index: &FsIndex, pos: u64) -> bool {
+    let mut w = Window::new(file, pos);
+    check_sanity(&mut w, index, pos, pos).is_some()
+}
+
+fn scan_upto(file: &File, path: &Path, size: u64, opts: &ScanOptions) -> Result<ScanResult> {
     let mut w = Window::new(file, size);
     check_magic(&mut w, path, size)?;
 

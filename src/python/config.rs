@@ -5,6 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
+use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
 
@@ -16,6 +17,7 @@ use crate::commands::{
 use crate::config::{self, AdditionalStorage, AltSource, ConfigInput, RestoreDate};
 use crate::hooks::ShellHooks;
 use crate::progress::StderrBar;
+use crate::repozo::prefix::Proof;
 
 fn config_err(msg: String) -> PyErr {
     ConfigError::new_err(msg)
@@ -352,10 +354,13 @@ fn backup(
 /// `target` restores into that directory instead of the live site;
 /// `dry_run` checks and logs what would be written, and writes nothing.
 /// `progress`: a progress bar on stderr when it is a terminal.
+/// `keep_prefix`: how a live Data.fs that starts with the restored state is
+/// proven to (`checksums`, `structure`) so that it is cut instead of
+/// rewritten; `none` always writes the whole file.
 #[pyfunction]
 #[pyo3(signature = (
     config, mode, date = None, now = None, accept_blob_mismatch = false, target = None,
-    dry_run = false, *, progress = false
+    dry_run = false, *, progress = false, keep_prefix = "checksums"
 ))]
 #[allow(clippy::too_many_arguments)]
 fn restore(
@@ -368,8 +373,19 @@ fn restore(
     target: Option<PathBuf>,
     dry_run: bool,
     progress: bool,
+    keep_prefix: &str,
 ) -> PyResult<()> {
     let mode = restore_mode(mode, "restore")?;
+    let keep_prefix = match keep_prefix {
+        "checksums" => Some(Proof::Checksums),
+        "structure" => Some(Proof::Structure),
+        "none" => None,
+        other => {
+            return Err(PyValueError::new_err(format!(
+                "keep_prefix must be checksums, structure or none, not {other:?}"
+            )))
+        }
+    };
     let date = date.map(RestoreDate::parse).transpose().map_err(to_py)?;
     let cfg = config.get().inner.clone();
     let now = super::fixed_time(now);
@@ -383,6 +399,7 @@ fn restore(
                 accept_blob_mismatch,
                 target: target.as_deref(),
                 dry_run,
+                keep_prefix,
             },
             &ScriptFsEngine {
                 now,

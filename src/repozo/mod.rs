@@ -24,6 +24,7 @@ pub mod dat;
 pub mod find;
 pub mod gzip;
 pub mod naming;
+pub mod prefix;
 pub mod recover;
 pub mod retention;
 pub mod stream;

@@ -211,9 +211,7 @@ fn recover_to_file(
 
 /// The `.index` for the recovered Data.fs at `part`, in a temporary file
 /// beside `target`: written from a scan of the recovered data, never copied
-/// blindly. The repository's `src` is compared with it, and a difference
-/// (a damaged or foreign index, which ZODB would trust and then fail with
-/// POSKeyError) is logged as a warning.
+/// blindly (see [`checked_index`]).
 fn index_for(
     part: &Path,
     src: &Path,
@@ -221,11 +219,36 @@ fn index_for(
     dir: &Path,
 ) -> Result<tempfile::NamedTempFile> {
     let data = crate::fsutil::open_regular(part).map_err(|e| io_err(part, e))?;
+    let scan = scan_file(&data, part, &ScanOptions { use_index: false });
+    let ours = checked_index(scan, src, target)?;
+    let name = target
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut tmp = temp_in(dir, &name)?;
+    tmp.as_file_mut()
+        .write_all(&ours)
+        .and_then(|()| tmp.as_file().sync_all())
+        .map_err(|e| io_err(target, e))?;
+    Ok(tmp)
+}
+
+/// The bytes of the `.index` for recovered data, from `scan` of that data.
+/// The repository's `src` is compared with it, and a difference (a damaged
+/// or foreign index, which ZODB would trust and then fail with
+/// POSKeyError) is logged as a warning. When the scan fails, the data is
+/// damaged as the backed-up Data.fs was, and `src` is what ZODB needs.
+/// `target` names the index being written, in messages.
+pub(crate) fn checked_index(
+    scan: Result<crate::filestorage::ScanResult>,
+    src: &Path,
+    target: &Path,
+) -> Result<Vec<u8>> {
     let theirs = crate::fsutil::open_regular(src).and_then(|mut f| {
         let mut v = Vec::new();
         std::io::Read::read_to_end(&mut f, &mut v).map(|_| v)
     });
-    let ours = match scan_file(&data, part, &ScanOptions { use_index: false }) {
+    match scan {
         Ok(scan) => {
             let mut ours = Vec::new();
             scan.index
@@ -238,7 +261,7 @@ fn index_for(
                     src.display()
                 );
             }
-            ours
+            Ok(ours)
         }
         // The bytes are the backed-up ones (sizes, and md5s with -w, were
         // checked): the damage was in the Data.fs when it was backed up,
@@ -251,19 +274,9 @@ fn index_for(
                  ZODB opens it only with its index, so {} was restored as it is",
                 src.display()
             );
-            theirs
+            Ok(theirs)
         }
-    };
-    let name = target
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let mut tmp = temp_in(dir, &name)?;
-    tmp.as_file_mut()
-        .write_all(&ours)
-        .and_then(|()| tmp.as_file().sync_all())
-        .map_err(|e| io_err(target, e))?;
-    Ok(tmp)
+    }
 }
 
 /// A chain chosen without a `.dat`: the recovered Data.fs must be one

@@ -218,6 +218,7 @@ def restore(
     dry_run: bool = False,
     *,
     progress: bool = False,
+    keep_prefix: str = "checksums",
 ) -> None: ...
 
 class _ZopeConf(TypedDict):

@@ -63,6 +63,7 @@ class Arguments:
         accept_blob_mismatch=False,
         target=None,
         dry_run=False,
+        keep_prefix="checksums",
     ):
         self.quiet = quiet
         self.no_prompt = no_prompt
@@ -70,6 +71,7 @@ class Arguments:
         self.accept_blob_mismatch = accept_blob_mismatch
         self.target = target
         self.dry_run = dry_run
+        self.keep_prefix = keep_prefix
 
 
 class Parser(argparse.ArgumentParser):
@@ -107,6 +109,7 @@ def parse_args(argv, prog, restore):
         getattr(args, "accept_blob_mismatch", False),
         getattr(args, "target", None),
         args.dry_run,
+        getattr(args, "keep_prefix", "checksums"),
     )
 
 
@@ -139,6 +142,25 @@ def add_restore_arguments(parser):
         "--accept-blob-mismatch", action="store_true", help=MISMATCH_HELP
     )
     parser.add_argument("--target", metavar="DIR", help=TARGET_HELP)
+    how = parser.add_mutually_exclusive_group()
+    how.add_argument(
+        "--write-all",
+        dest="keep_prefix",
+        action="store_const",
+        const="none",
+        default="checksums",
+        help="always write the whole Data.fs, even when the live one starts "
+        "with the restored state",
+    )
+    how.add_argument(
+        "--quick-check",
+        dest="keep_prefix",
+        action="store_const",
+        const="structure",
+        help="prove that the live Data.fs starts with the restored state by "
+        "its transaction headers and the md5 of the newest backup file only "
+        "(as a quick backup does), not the md5 of every backup file",
+    )
 
 
 OFFSITE_ACTIONS = ("push", "pull", "status", "verify")
