@@ -38,7 +38,16 @@ from blobhelpers import state
 
 
 STRACE = shutil.which("strace")
-SYSCALLS = ["rename", "renameat", "renameat2", "unlink", "unlinkat", "fsync", "fdatasync"]
+SYSCALLS = [
+    "rename",
+    "renameat",
+    "renameat2",
+    "unlink",
+    "unlinkat",
+    "fsync",
+    "fdatasync",
+    "ftruncate",
+]
 INTENT = ".crb-restore.intent"
 
 pytestmark = pytest.mark.skipif(STRACE is None, reason="strace is not installed")
@@ -51,6 +60,21 @@ def live_state(site):
         state(site.blobdir, mtimes=False) if os.path.isdir(site.blobdir) else None
     )
     return datafs, sha(index) if os.path.exists(index) else None, blobs
+
+
+def tails(site):
+    """The bytes a restore cut off the Data.fs and kept beside it."""
+    return [n for n in os.listdir(site.fsdir) if n.startswith("Data.fs.after-")]
+
+
+def check_tail(site, old_bytes, where):
+    """Whenever the Data.fs was cut, the kept tail is exactly what was cut:
+    the restored Data.fs and it make the old one again."""
+    kept = tails(site)
+    if kept:
+        (name,) = kept
+        with open(site.datafs, "rb") as a, open(os.path.join(site.fsdir, name), "rb") as b:
+            assert a.read() + b.read() == old_bytes, where
 
 
 def leftovers(site):
@@ -95,10 +119,18 @@ def prepared(sample_buildout, tmp_path):
         shutil.rmtree(site.var)
         shutil.copytree(template, site.var, symlinks=True)
 
-    site.ok("restore", "-n")
+    with open(site.datafs, "rb") as f:
+        old_bytes = f.read()
+    p = site.ok("restore", "-n")
+    # The live Data.fs starts with the restored state: the restore cuts it
+    # (the path under test here), keeping the rest beside it.
+    assert any(line.startswith("INFO: Keeping the first ") for line in p.lines), p.lines
+    check_tail(site, old_bytes, "prepared")
+    assert len(tails(site)) == 1
     new = live_state(site)
     assert new[0] != old[0] and new[2] != old[2]
     assert not leftovers(site)
+    reset.old_bytes = old_bytes
     return site, old, new, reset
 
 
@@ -127,7 +159,8 @@ def test_restore_killed_at_every_step(sample_buildout, tmp_path):
                 p.stderr,
             )
             after_kill = live_state(site)
-            # Each live name holds a complete copy, old or new.
+            # Each live name holds a complete copy, old or new (a Data.fs
+            # being cut is one or the other: one ftruncate).
             assert after_kill[0] in (old[0], new[0]), where
             assert after_kill[2] in (old[2], new[2]), where
             recorded = os.path.exists(os.path.join(site.fsdir, INTENT))
@@ -137,6 +170,9 @@ def test_restore_killed_at_every_step(sample_buildout, tmp_path):
             assert q.returncode == 0, (where, follow, q.stderr)
             assert not leftovers(site), (where, leftovers(site))
             final = live_state(site)
+            check_tail(site, reset.old_bytes, where)
+            if final == old:
+                assert not tails(site), where
             if follow[0] == "restore":
                 assert final == new, where
             elif recorded:
@@ -160,6 +196,7 @@ def test_restore_killed_at_every_step(sample_buildout, tmp_path):
 
 FAILING = [
     "write",
+    "ftruncate",
     "copy_file_range",
     "fsync",
     "syncfs",
@@ -202,6 +239,8 @@ def test_restore_failing_at_every_step(sample_buildout, tmp_path):
                 # counts per thread, so stderr's writes fail too.)
                 assert len(errors) <= 1, where
                 assert live_state(site) == old, where
+                # Nothing kept beside it either: the cut was undone.
+                assert not tails(site), where
                 outcomes["failed, nothing changed"] += 1
             q = site.run("restore", "-n")
             assert q.returncode == 0, (where, q.stderr)
