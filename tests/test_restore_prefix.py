@@ -172,3 +172,24 @@ def test_dry_run_and_target_keep_nothing_live(tmp_path, caplog):
     assert any(x.startswith("Would keep the first ") for x in lines), lines
     assert site.datafs.read_bytes() == before
     assert not [n for n in os.listdir(site.fsdir) if ".after-" in n or n.startswith(".crb")]
+
+
+def test_quick_check_takes_no_index_zodb_would_refuse(tmp_path, caplog):
+    """--quick-check copies the repository's index only when it was saved
+    for the restored size and passes ZODB's check at open: here it is the
+    index of another backup, so the restored Data.fs gets none (and the
+    live one, which describes the longer file, is gone); ZODB then scans."""
+    caplog.set_level(logging.INFO)
+    site, stamps = backed_up(tmp_path)
+    expected = tmp_path / "repozo.fs"
+    repozo_chain(site.repo, expected, stamps[1])
+    index = site.repo / f"{stamps[1]}.index"
+    index.write_bytes((site.repo / f"{stamps[2]}.index").read_bytes())
+    lines = restore(site, stamps[1], caplog, keep_prefix="structure")
+    assert len(kept_line(lines)) == 1
+    assert any(x.startswith(f"{index} is not an index ZODB would accept") for x in lines), lines
+    assert site.datafs.read_bytes() == expected.read_bytes()
+    assert not (site.fsdir / "Data.fs.index").exists()
+    described = zodbgen.describe(str(site.datafs))
+    assert not described["used_index"]
+    assert described["end"] == os.path.getsize(expected)

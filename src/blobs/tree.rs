@@ -186,7 +186,8 @@ pub fn walk(root: &Path, opts: &WalkOptions) -> Result<Tree> {
         });
     }
     let mut entries = vec![Entry::from_meta(PathBuf::new(), EntryKind::Dir, &meta)];
-    entries.extend(walk_dir(root, Path::new(""), opts)?);
+    let fd = open_dir(root)?;
+    entries.extend(walk_dir(root, Path::new(""), fd, opts)?);
     Ok(Tree {
         root: root.to_path_buf(),
         entries,
@@ -204,14 +205,15 @@ pub(crate) fn open_dir(path: &Path) -> Result<OwnedFd> {
     .map_err(|e| Error::io(path, e.into()))
 }
 
-// The walk works relative to an open directory (`fstatat`,
+// The walk works relative to open directories (`openat`, `fstatat`,
 // `readlinkat`): with bushy trees eight levels deep, resolving full paths
-// for every entry costs more than the stat itself.
-fn walk_dir(root: &Path, rel: &Path, opts: &WalkOptions) -> Result<Vec<Entry>> {
+// for every entry costs more than the stat itself. Each directory is opened
+// once, from its parent, and read through that same descriptor.
+fn walk_dir(root: &Path, rel: &Path, fd: OwnedFd, opts: &WalkOptions) -> Result<Vec<Entry>> {
     let dir = root.join(rel);
-    let fd = open_dir(&dir)?;
     let mut names: Vec<OsString> = Vec::new();
-    for entry in rfs::Dir::read_from(&fd).map_err(|e| Error::io(&dir, e.into()))? {
+    let mut stream = rfs::Dir::new(fd).map_err(|e| Error::io(&dir, e.into()))?;
+    for entry in &mut stream {
         let entry = entry.map_err(|e| Error::io(&dir, e.into()))?;
         let name = entry.file_name().to_bytes();
         if name == b"." || name == b".." {
@@ -220,6 +222,7 @@ fn walk_dir(root: &Path, rel: &Path, opts: &WalkOptions) -> Result<Vec<Entry>> {
         names.push(OsString::from_vec(name.to_vec()));
     }
     names.sort();
+    let fd = stream.fd().map_err(|e| Error::io(&dir, e.into()))?;
     let top = rel.as_os_str().is_empty();
     let mut files = Vec::new();
     let mut subdirs = Vec::new();
@@ -267,7 +270,17 @@ fn walk_dir(root: &Path, rel: &Path, opts: &WalkOptions) -> Result<Vec<Entry>> {
     }
     let below: Vec<Vec<Entry>> = subdirs
         .par_iter()
-        .map(|d| walk_dir(root, &d.rel, opts))
+        .map(|d| {
+            let name = d.rel.file_name().unwrap_or_default();
+            let child = rfs::openat(
+                fd,
+                name,
+                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                rfs::Mode::empty(),
+            )
+            .map_err(|e| Error::io(&root.join(&d.rel), e.into()))?;
+            walk_dir(root, &d.rel, child, opts)
+        })
         .collect::<Result<_>>()?;
     let mut out = files;
     for (d, sub) in subdirs.into_iter().zip(below) {

@@ -173,7 +173,15 @@ pub fn check(
                 Ok((pos, idx)) if pos == end && index_fits(&file, &idx, end) => {
                     Some(IndexBytes::Copy(index_src))
                 }
-                _ => None,
+                _ if !index_src.exists() => None,
+                _ => {
+                    log::info!(
+                        target: LOG,
+                        "{} is not an index ZODB would accept for the restored data: the restored Data.fs gets none, and ZODB builds it when it opens the file",
+                        index_src.display()
+                    );
+                    None
+                }
             }
         }
     };
