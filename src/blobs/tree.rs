@@ -232,14 +232,14 @@ fn walk_dir(root: &Path, rel: &Path, fd: OwnedFd, opts: &WalkOptions) -> Result<
         }
         let rel_child = rel.join(&name);
         let io_err = |e: rustix::io::Errno| Error::io(&root.join(&rel_child), e.into());
-        let st = rfs::statat(&fd, name.as_os_str(), AtFlags::SYMLINK_NOFOLLOW).map_err(io_err)?;
+        let st = rfs::statat(fd, name.as_os_str(), AtFlags::SYMLINK_NOFOLLOW).map_err(io_err)?;
         match st.st_mode & 0o170_000 {
             0o040_000 => subdirs.push(Entry::from_stat(rel_child, EntryKind::Dir, &st)),
             0o100_000 => files.push(Entry::from_stat(rel_child, EntryKind::File, &st)),
             0o120_000 => {
                 let follow = opts.copy_links || opts.copy_dirlinks;
                 let target = if follow {
-                    rfs::statat(&fd, name.as_os_str(), AtFlags::empty()).ok()
+                    rfs::statat(fd, name.as_os_str(), AtFlags::empty()).ok()
                 } else {
                     None
                 };
@@ -253,7 +253,7 @@ fn walk_dir(root: &Path, rel: &Path, fd: OwnedFd, opts: &WalkOptions) -> Result<
                     _ if opts.skip_symlinks => {}
                     _ => {
                         let link =
-                            rfs::readlinkat(&fd, name.as_os_str(), Vec::new()).map_err(io_err)?;
+                            rfs::readlinkat(fd, name.as_os_str(), Vec::new()).map_err(io_err)?;
                         let link = PathBuf::from(OsString::from_vec(link.into_bytes()));
                         files.push(Entry::from_stat(rel_child, EntryKind::Symlink(link), &st));
                     }
