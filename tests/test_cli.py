@@ -47,7 +47,7 @@ def test_help_exits_0(scripts):
     assert p.stdout.startswith(
         "usage: restore [-h] [-q] [-n] [--dry-run] [--accept-blob-mismatch]"
     )
-    for option in ("--accept-blob-mismatch", "--target DIR", "--dry-run"):
+    for option in ("--accept-blob-mismatch", "--target DIR", "--dry-run", "--write-all", "--quick-check"):
         assert option in p.stdout
     p = scripts.script("backup", "-h")
     assert p.returncode == 0
@@ -60,6 +60,19 @@ def test_unknown_option_exits_2(scripts):
     p = scripts.script("backup", "--bogus")
     assert p.returncode == 2
     assert p.stderr == "backup: error: unrecognized arguments: --bogus\n"
+
+
+def test_restore_proof_options():
+    """``--write-all`` and ``--quick-check`` choose how the restore treats
+    a live Data.fs that starts with the restored state; one or the other."""
+    from collective.recipe.backup import cli
+
+    assert cli.parse_args([], "restore", True).keep_prefix == "checksums"
+    assert cli.parse_args(["--write-all"], "restore", True).keep_prefix == "none"
+    assert cli.parse_args(["--quick-check", "2026-11-20"], "restore", True).keep_prefix == "structure"
+    with pytest.raises(SystemExit) as e:
+        cli.parse_args(["--write-all", "--quick-check"], "restore", True)
+    assert e.value.code == 2
 
 
 PROMPT = (

@@ -193,3 +193,24 @@ def test_quick_check_takes_no_index_zodb_would_refuse(tmp_path, caplog):
     described = zodbgen.describe(str(site.datafs))
     assert not described["used_index"]
     assert described["end"] == os.path.getsize(expected)
+
+
+def test_hard_linked_data_fs_is_never_cut(tmp_path, caplog):
+    """A Data.fs with another name (a snapshot made with ``cp -l`` or
+    ``rsync --link-dest``) is written whole: cutting it in place would cut
+    the snapshot too."""
+    caplog.set_level(logging.INFO)
+    site, stamps = backed_up(tmp_path)
+    snapshot = tmp_path / "snapshot-Data.fs"
+    os.link(site.datafs, snapshot)
+    before = snapshot.read_bytes()
+    expected = tmp_path / "repozo.fs"
+    repozo_chain(site.repo, expected, stamps[1])
+    lines = restore(site, stamps[1], caplog)
+    assert not kept_line(lines)
+    assert (
+        f"Writing the whole of {site.datafs}: other hard links to it (1) must keep their bytes."
+        in lines
+    )
+    assert site.datafs.read_bytes() == expected.read_bytes()
+    assert snapshot.read_bytes() == before

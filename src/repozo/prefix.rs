@@ -24,7 +24,8 @@
 //!   for `end` and passes the check ZODB makes of an index at open.
 //!
 //! Anything else (a chain without a `.dat`, a live file shorter than `end`
-//! or that differs, a read error) means a full restore.
+//! or that differs, one with other hard links, which a cut in place would
+//! cut too, a read error) means a full restore.
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -127,10 +128,23 @@ pub fn check(
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return no(format!("it cannot be read ({e})")),
     };
-    let size = match file.metadata() {
-        Ok(m) => m.len(),
+    let meta = match file.metadata() {
+        Ok(m) => m,
         Err(e) => return no(format!("it cannot be read ({e})")),
     };
+    // Cutting the file in place would cut every other name of it too (a
+    // snapshot made with `cp -l` or `rsync --link-dest`).
+    #[cfg(unix)]
+    {
+        let links = std::os::unix::fs::MetadataExt::nlink(&meta);
+        if links > 1 {
+            return no(format!(
+                "other hard links to it ({}) must keep their bytes",
+                links - 1
+            ));
+        }
+    }
+    let size = meta.len();
     if size < end {
         return no(format!(
             "it is shorter ({size} bytes) than the backup ({end} bytes)"
