@@ -231,9 +231,11 @@ def _grow(datafs, seed):
 
 
 def test_restore_on_a_terminal_suspends_the_bar_for_log_lines(site):
-    """A restore with ``debug``: the recover logs a line for every file of
-    the chain while its bar is drawn. The bar is cleared for each line and
-    drawn again after it."""
+    """A restore with ``debug`` that writes the whole Data.fs
+    (``--write-all``): the recover logs a line for every file of the chain
+    while its bar is drawn. The bar is cleared for each line and drawn again
+    after it. Without ``--write-all`` the live Data.fs, which starts with the
+    restored state, is checked under a bar of its own and kept."""
     for k in range(3):
         if k:
             _grow(site["datafs"], seed=10 + k)
@@ -243,13 +245,25 @@ def test_restore_on_a_terminal_suspends_the_bar_for_log_lines(site):
         backed_up = f.read()
     _grow(site["datafs"], seed=20)  # changes that the restore undoes
     rc, text = run(
-        script("restore_main", ["--no-prompt"], site, verbose=True),
+        script("restore_main", ["--no-prompt", "--write-all"], site, verbose=True),
         tty=True,
         now=T0 + 3600,
     )
     assert rc == 0, text
     with open(site["datafs"], "rb") as f:
         assert f.read() == backed_up
+    _grow(site["datafs"], seed=21)
+    rc, kept = run(
+        script("restore_main", ["--no-prompt"], site, verbose=True),
+        tty=True,
+        now=T0 + 3600,
+    )
+    assert rc == 0, kept
+    with open(site["datafs"], "rb") as f:
+        assert f.read() == backed_up
+    checked = bars(kept, rf"checking \[[=> ]{{30}}\] ({BYTES})/({BYTES}), ({BYTES})/s, {ETA}")
+    assert {m.group(2) for m in checked} == {mib(len(backed_up))}, kept
+    assert "INFO: Keeping the first " in kept
     drawn = bars(text, rf"recovering \[[=> ]{{30}}\] ({BYTES})/({BYTES}), ({BYTES})/s, {ETA}")
     assert drawn, text
     assert {m.group(2) for m in drawn} == {mib(len(backed_up))}

@@ -42,7 +42,7 @@ use crate::repozo::chain::Chain;
 use crate::repozo::naming::{is_gzip_name, with_ext};
 use crate::repozo::recover::checked_index;
 use crate::repozo::stream::{fill, md5_of, Region};
-use crate::repozo::{gzip, io_err, LOG};
+use crate::repozo::{gzip, io_err};
 
 /// How a restore proves that the live Data.fs starts with the backup.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -109,11 +109,9 @@ pub fn check(
     progress: &dyn Progress,
 ) -> Result<Option<KeptPrefix>> {
     let no = |why: String| {
-        log::info!(
-            target: LOG,
-            "Writing the whole of {}: {why}.",
-            live.display()
-        );
+        // Not repozo's verbose output (shown with debug only): the admin
+        // sees why the whole file is written.
+        log::info!("Writing the whole of {}: {why}.", live.display());
         Ok(None)
     };
     if chain.by_names {
@@ -190,7 +188,6 @@ pub fn check(
                 _ if !index_src.exists() => None,
                 _ => {
                     log::info!(
-                        target: LOG,
                         "{} is not an index ZODB would accept for the restored data: the restored Data.fs gets none, and ZODB builds it when it opens the file",
                         index_src.display()
                     );
