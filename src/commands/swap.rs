@@ -150,6 +150,12 @@ impl Cut {
         })
     }
 
+    /// What the target holds. A cut is done only while a complete copy of
+    /// the tail is saved (else the bytes it removes would be lost), and
+    /// undone from that copy; bytes past `end` must be the tail's own (an
+    /// undo's append that was interrupted). Anything else (another file, a
+    /// size outside `[end, size]`, bytes written after the cut by a Zope
+    /// started in between) is a stranger: nothing is touched.
     fn survey(&self, target: &Path, id: Option<FileId>) -> Result<Survey> {
         let mut s = Survey::default();
         let m = match fs::symlink_metadata(target) {
@@ -165,9 +171,18 @@ impl Cut {
             s.stranger = true;
             return Ok(s);
         }
-        s.new = Some(Place::Target);
-        if len == self.size || self.saved_tail().is_some() {
-            s.old = Some(Place::Target);
+        match self.saved_tail() {
+            Some(tail) => {
+                if len > self.end && !same_bytes(target, self.end, tail, len - self.end)? {
+                    s.stranger = true;
+                    return Ok(s);
+                }
+                s.new = Some(Place::Target);
+                s.old = Some(Place::Target);
+            }
+            // Never cut without a copy of what goes.
+            None if len == self.size => s.old = Some(Place::Target),
+            None => s.stranger = true,
         }
         Ok(s)
     }
@@ -179,10 +194,12 @@ impl Cut {
         f.sync_all().at(target)
     }
 
-    /// Append what is missing of the saved tail to `target` and flush it.
+    /// Put the saved tail back after `end` and flush: cut to `end` first,
+    /// so that what an interrupted append left is written again. At full
+    /// size there is nothing to do: [`Cut::survey`] found those bytes to be
+    /// the tail's, or no cut was made.
     fn back(&self, target: &Path) -> Result<()> {
-        let len = fs::metadata(target).at(target)?.len();
-        if len == self.size {
+        if fs::metadata(target).at(target)?.len() == self.size {
             return Ok(());
         }
         let tail = self.saved_tail().ok_or_else(|| {
@@ -193,13 +210,30 @@ impl Cut {
             ))
         })?;
         let mut src = fs::File::open(tail).at(tail)?;
-        io::Seek::seek(&mut src, io::SeekFrom::Start(len - self.end)).at(tail)?;
-        let mut dst = fs::OpenOptions::new()
-            .append(true)
-            .open(target)
-            .at(target)?;
+        let mut dst = fs::OpenOptions::new().write(true).open(target).at(target)?;
+        dst.set_len(self.end).at(target)?;
+        io::Seek::seek(&mut dst, io::SeekFrom::Start(self.end)).at(target)?;
         io::copy(&mut src, &mut dst).at(target)?;
         dst.sync_all().at(target)
+    }
+}
+
+/// Are the `n` bytes of `a` from `offset` the first `n` bytes of `b`?
+fn same_bytes(a: &Path, offset: u64, b: &Path, n: u64) -> Result<bool> {
+    use io::Read as _;
+    let mut fa = fs::File::open(a).at(a)?;
+    io::Seek::seek(&mut fa, io::SeekFrom::Start(offset)).at(a)?;
+    let (mut ra, mut rb) = (fa.take(n), fs::File::open(b).at(b)?.take(n));
+    let (mut x, mut y) = (vec![0u8; 1 << 16], vec![0u8; 1 << 16]);
+    loop {
+        let got = crate::repozo::stream::fill(&mut ra, &mut x).at(a)?;
+        if got == 0 {
+            return Ok(true);
+        }
+        if crate::repozo::stream::fill(&mut rb, &mut y[..got]).at(b)? != got || x[..got] != y[..got]
+        {
+            return Ok(false);
+        }
     }
 }
 
@@ -1047,24 +1081,17 @@ mod tests {
         }
     }
 
-    /// A restore that keeps the live Data.fs's prefix: the tail moves to
-    /// its name beside the Data.fs, the Data.fs is cut.
-    struct CutFixture {
-        dir: tempfile::TempDir,
-        items: Vec<Item>,
-        temporaries: Vec<PathBuf>,
-    }
-
     const LIVE: &str = "FS30 the backed-up state, then what came after";
     const KEPT: usize = 25;
 
-    impl CutFixture {
-        fn new() -> Self {
+    impl Fixture {
+        /// A restore that keeps the live Data.fs's prefix: the tail moves
+        /// to its name beside the Data.fs, the Data.fs is cut.
+        fn cutting() -> Self {
             let dir = tempfile::tempdir().expect("tempdir");
             let d = dir.path();
             write(&d.join("Data.fs"), LIVE);
             let tmp = d.join(".crb-restore-x");
-            fs::create_dir_all(tmp.join("new")).expect("mkdir");
             fs::create_dir_all(tmp.join("old")).expect("mkdir");
             write(&tmp.join("new/Data.fs.after-1"), &LIVE[KEPT..]);
             let items = vec![
@@ -1082,19 +1109,11 @@ mod tests {
                 )
                 .expect("item"),
             ];
-            CutFixture {
+            Fixture {
                 dir,
                 items,
                 temporaries: vec![tmp],
             }
-        }
-
-        fn d(&self) -> &Path {
-            self.dir.path()
-        }
-
-        fn intent(&self) -> PathBuf {
-            self.d().join(INTENT)
         }
 
         fn assert_cut(&self) {
@@ -1103,15 +1122,24 @@ mod tests {
             assert_eq!(names(self.d()), ["Data.fs", "Data.fs.after-1"]);
         }
 
-        fn assert_old(&self) {
+        fn assert_uncut(&self) {
             assert_eq!(read(&self.d().join("Data.fs")), LIVE);
             assert_eq!(names(self.d()), ["Data.fs"]);
+        }
+
+        /// Cut (or grow back) the live Data.fs to `len` bytes of `LIVE`.
+        fn set_len(&self, len: usize) {
+            let data = fs::OpenOptions::new()
+                .write(true)
+                .open(self.d().join("Data.fs"))
+                .expect("open");
+            data.set_len(len as u64).expect("cut");
         }
     }
 
     #[test]
     fn cut_swaps_in_and_keeps_the_tail() {
-        let f = CutFixture::new();
+        let f = Fixture::cutting();
         let ino = id_of(&f.d().join("Data.fs")).expect("id");
         swap_in(&f.intent(), f.items.clone(), f.temporaries.clone()).expect("swap");
         f.assert_cut();
@@ -1123,7 +1151,7 @@ mod tests {
     fn failed_cut_swap_appends_the_tail_again() {
         // Fail at step 1 or 2, before or after doing it.
         for (fail_at, done) in [(1, false), (1, true), (2, false), (2, true)] {
-            let f = CutFixture::new();
+            let f = Fixture::cutting();
             let count = std::cell::Cell::new(0);
             let r = swap_in_with(&f.intent(), f.items.clone(), f.temporaries.clone(), |i| {
                 count.set(count.get() + 1);
@@ -1136,7 +1164,7 @@ mod tests {
                 swap_item(i)
             });
             assert!(r.is_err());
-            f.assert_old();
+            f.assert_uncut();
         }
     }
 
@@ -1147,19 +1175,10 @@ mod tests {
     fn interrupted_cut_rolls_either_way_from_any_size() {
         for len in KEPT..=LIVE.len() {
             for back in [false, true] {
-                let f = CutFixture::new();
-                let intent = Intent {
-                    version: 1,
-                    items: f.items.clone(),
-                    temporaries: f.temporaries.clone(),
-                };
-                write_intent(&f.intent(), &intent).expect("intent");
+                let f = Fixture::cutting();
+                f.record();
                 swap_item(&f.items[0]).expect("tail in place");
-                let data = fs::OpenOptions::new()
-                    .write(true)
-                    .open(f.d().join("Data.fs"))
-                    .expect("open");
-                data.set_len(len as u64).expect("cut");
+                f.set_len(len);
                 let surveys: Vec<Survey> = f
                     .items
                     .iter()
@@ -1169,43 +1188,56 @@ mod tests {
                 if back {
                     assert_eq!(decide(&f.items, &surveys, true), Outcome::Back, "{len}");
                     apply(&f.items, &surveys, Outcome::Back).expect("back");
+                    let intent = read_intent(&f.intent()).expect("intent");
                     finish(&f.intent(), &intent).expect("finish");
-                    f.assert_old();
+                    f.assert_uncut();
                 } else {
-                    recover(&[f.d().to_path_buf()], &[f.d().to_path_buf()]).expect("recover");
+                    f.recover().expect("recover");
                     f.assert_cut();
                 }
             }
         }
     }
 
-    /// A Data.fs that grew past the recorded size (written to since) or
-    /// was replaced is not the one the intent knows: nothing is touched.
+    /// A Data.fs that is not the one the intent knows, or not in a state
+    /// the saved tail explains, is left alone: one that grew past the
+    /// recorded size, was replaced, got other bytes after the cut (a Zope
+    /// started in between wrote to it), or whose saved tail is gone.
     #[test]
     fn interrupted_cut_of_a_changed_file_is_stuck() {
-        for replace in [false, true] {
-            let f = CutFixture::new();
-            let intent = Intent {
-                version: 1,
-                items: f.items.clone(),
-                temporaries: f.temporaries.clone(),
-            };
-            write_intent(&f.intent(), &intent).expect("intent");
+        for case in ["grown", "replaced", "written after the cut", "tail gone"] {
+            let f = Fixture::cutting();
+            f.record();
             let live = f.d().join("Data.fs");
-            if replace {
-                fs::remove_file(&live).expect("rm");
-                write(&live, LIVE);
-            } else {
-                let mut more = fs::OpenOptions::new()
-                    .append(true)
-                    .open(&live)
-                    .expect("open");
-                io::Write::write_all(&mut more, b"+").expect("append");
+            match case {
+                "grown" => {
+                    let mut more = fs::OpenOptions::new()
+                        .append(true)
+                        .open(&live)
+                        .expect("open");
+                    io::Write::write_all(&mut more, b"+").expect("append");
+                }
+                "replaced" => {
+                    fs::remove_file(&live).expect("rm");
+                    write(&live, LIVE);
+                }
+                "written after the cut" => {
+                    f.set_len(KEPT);
+                    let mut more = fs::OpenOptions::new()
+                        .append(true)
+                        .open(&live)
+                        .expect("open");
+                    io::Write::write_all(&mut more, b"a new transaction").expect("append");
+                }
+                _ => {
+                    f.set_len(KEPT + 3);
+                    fs::remove_file(f.temporaries[0].join("new/Data.fs.after-1")).expect("rm");
+                }
             }
             let before = fs::read(&live).expect("read");
-            assert!(recover(&[f.d().to_path_buf()], &[]).is_err());
-            assert_eq!(fs::read(&live).expect("read"), before);
-            assert!(f.intent().exists());
+            assert!(f.recover().is_err(), "{case}");
+            assert_eq!(fs::read(&live).expect("read"), before, "{case}");
+            assert!(f.intent().exists(), "{case}");
         }
     }
 }
