@@ -67,8 +67,9 @@ def test_restore_proof_options():
     a live Data.fs that starts with the restored state; one or the other."""
     from collective.recipe.backup import cli
 
-    assert cli.parse_args([], "restore", True).keep_prefix == "checksums"
-    assert cli.parse_args(["--write-all"], "restore", True).keep_prefix == "none"
+    # No option: the core's default.
+    assert cli.parse_args([], "restore", True).keep_prefix is None
+    assert cli.parse_args(["--write-all"], "restore", True).keep_prefix == "never"
     assert cli.parse_args(["--quick-check", "2026-11-20"], "restore", True).keep_prefix == "structure"
     with pytest.raises(SystemExit) as e:
         cli.parse_args(["--write-all", "--quick-check"], "restore", True)

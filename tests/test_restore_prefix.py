@@ -96,7 +96,7 @@ def test_write_all_rewrites_the_file(tmp_path, caplog):
     inode = site.datafs.stat().st_ino
     expected = tmp_path / "repozo.fs"
     repozo_chain(site.repo, expected, stamps[0])
-    lines = restore(site, stamps[0], caplog, keep_prefix="none")
+    lines = restore(site, stamps[0], caplog, keep_prefix="never")
     assert not kept_line(lines)
     assert site.datafs.read_bytes() == expected.read_bytes()
     assert site.datafs.stat().st_ino != inode

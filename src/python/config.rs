@@ -356,11 +356,12 @@ fn backup(
 /// `progress`: a progress bar on stderr when it is a terminal.
 /// `keep_prefix`: how a live Data.fs that starts with the restored state is
 /// proven to (`checksums`, `structure`) so that it is cut instead of
-/// rewritten; `none` always writes the whole file.
+/// rewritten; `never` always writes the whole file; `None` is the core's
+/// default.
 #[pyfunction]
 #[pyo3(signature = (
     config, mode, date = None, now = None, accept_blob_mismatch = false, target = None,
-    dry_run = false, *, progress = false, keep_prefix = "checksums"
+    dry_run = false, *, progress = false, keep_prefix = None
 ))]
 #[allow(clippy::too_many_arguments)]
 fn restore(
@@ -373,16 +374,17 @@ fn restore(
     target: Option<PathBuf>,
     dry_run: bool,
     progress: bool,
-    keep_prefix: &str,
+    keep_prefix: Option<&str>,
 ) -> PyResult<()> {
     let mode = restore_mode(mode, "restore")?;
     let keep_prefix = match keep_prefix {
-        "checksums" => Some(Proof::Checksums),
-        "structure" => Some(Proof::Structure),
-        "none" => None,
-        other => {
+        None => RestoreRequest::new(mode).keep_prefix,
+        Some("checksums") => Some(Proof::Checksums),
+        Some("structure") => Some(Proof::Structure),
+        Some("never") => None,
+        Some(other) => {
             return Err(PyValueError::new_err(format!(
-                "keep_prefix must be checksums, structure or none, not {other:?}"
+                "keep_prefix must be checksums, structure or never, not {other:?}"
             )))
         }
     };

@@ -218,7 +218,7 @@ def restore(
     dry_run: bool = False,
     *,
     progress: bool = False,
-    keep_prefix: str = "checksums",
+    keep_prefix: str | None = None,
 ) -> None: ...
 
 class _ZopeConf(TypedDict):

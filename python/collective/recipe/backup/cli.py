@@ -63,7 +63,7 @@ class Arguments:
         accept_blob_mismatch=False,
         target=None,
         dry_run=False,
-        keep_prefix="checksums",
+        keep_prefix=None,
     ):
         self.quiet = quiet
         self.no_prompt = no_prompt
@@ -109,7 +109,7 @@ def parse_args(argv, prog, restore):
         getattr(args, "accept_blob_mismatch", False),
         getattr(args, "target", None),
         args.dry_run,
-        getattr(args, "keep_prefix", "checksums"),
+        getattr(args, "keep_prefix", None),
     )
 
 
@@ -147,8 +147,7 @@ def add_restore_arguments(parser):
         "--write-all",
         dest="keep_prefix",
         action="store_const",
-        const="none",
-        default="checksums",
+        const="never",
         help="always write the whole Data.fs, even when the live one starts "
         "with the restored state",
     )

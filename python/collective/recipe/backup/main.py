@@ -172,7 +172,7 @@ def run_restore(config, mode, args, *, no_prompt=False):
             target=target,
             dry_run=dry_run,
             progress=cli.wants_progress(args.quiet),
-            keep_prefix=getattr(args, "keep_prefix", "checksums"),
+            keep_prefix=getattr(args, "keep_prefix", None),
         )
     )
     return 0
