@@ -164,7 +164,7 @@ def test_structure_proof_sees_changed_headers_and_newest_range(tmp_path, caplog,
     assert site.datafs.read_bytes() == expected.read_bytes()
 
 
-def test_dry_run_and_target_keep_nothing_live(tmp_path, caplog):
+def test_dry_run_keeps_everything_as_it_is(tmp_path, caplog):
     caplog.set_level(logging.INFO)
     site, stamps = backed_up(tmp_path)
     before = site.datafs.read_bytes()

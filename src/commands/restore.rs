@@ -361,39 +361,6 @@ where
     for c in &checked {
         let mut cut = None;
         let datafs = match &c.fs {
-            Some((repository, plan)) if c.prefix.is_some() => {
-                let kept = c.prefix.as_ref().expect("checked");
-                log::info!(
-                    "Please wait while restoring database file: {} to {}",
-                    repository.display(),
-                    c.storage.datafs.display()
-                );
-                let target = real_target(&c.storage.datafs);
-                let tmp = temp_beside(&target)?;
-                let new = tmp.path().join("new");
-                fs::create_dir(&new).at(&new)?;
-                let name = file_name(&target)?;
-                let tail = tail_path(&target, fs_engine.plan_stamp(plan).as_deref())?;
-                log::info!(
-                    "Keeping the first {} bytes of {}: they are the backup's (checked: {}).",
-                    kept.end,
-                    c.storage.datafs.display(),
-                    kept.proof.describe()
-                );
-                let staged_tail = new.join(file_name(&tail)?);
-                prefix::stage(kept, &target, &staged_tail, &new.join(index_name(name)))?;
-                cut = Some(Cutting {
-                    end: kept.end,
-                    size: kept.size,
-                    staged: staged_tail,
-                    tail,
-                });
-                let index = c
-                    .storage
-                    .datafs
-                    .with_file_name(index_name(file_name(&c.storage.datafs)?));
-                Some((target, index, tmp))
-            }
             Some((repository, plan)) => {
                 let dir = parent_of(&c.storage.datafs);
                 if !dir.is_dir() {
@@ -409,7 +376,29 @@ where
                     repository.display(),
                     c.storage.datafs.display()
                 );
-                fs_engine.recover(plan, &new.join(file_name(&target)?))?;
+                let name = file_name(&target)?;
+                match &c.prefix {
+                    // The live Data.fs is the restored state and more:
+                    // stage what the cut removes, and the index.
+                    Some(kept) => {
+                        let tail = tail_path(&target, fs_engine.plan_stamp(plan).as_deref())?;
+                        log::info!(
+                            "Keeping the first {} bytes of {}: they are the backup's (checked: {}).",
+                            kept.end,
+                            c.storage.datafs.display(),
+                            kept.proof.describe()
+                        );
+                        let staged_tail = new.join(file_name(&tail)?);
+                        prefix::stage(kept, &target, &staged_tail, &new.join(index_name(name)))?;
+                        cut = Some(Cutting {
+                            end: kept.end,
+                            size: kept.size,
+                            staged: staged_tail,
+                            tail,
+                        });
+                    }
+                    None => fs_engine.recover(plan, &new.join(name))?,
+                }
                 // ZODB reads `<configured path>.index`, also when the
                 // configured Data.fs is a symlink.
                 let index = c
