@@ -196,13 +196,20 @@ pub fn walk(root: &Path, opts: &WalkOptions) -> Result<Tree> {
 
 /// Open a directory for `*at` calls.
 pub(crate) fn open_dir(path: &Path) -> Result<OwnedFd> {
+    open_dir_at(rfs::CWD, path).map_err(|e| Error::io(path, e.into()))
+}
+
+/// Open directory `name` of the open directory `parent` for `*at` calls.
+fn open_dir_at<P: rustix::path::Arg>(
+    parent: impl std::os::fd::AsFd,
+    name: P,
+) -> rustix::io::Result<OwnedFd> {
     rfs::openat(
-        rfs::CWD,
-        path,
+        parent,
+        name,
         OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
         rfs::Mode::empty(),
     )
-    .map_err(|e| Error::io(path, e.into()))
 }
 
 // The walk works relative to open directories (`openat`, `fstatat`,
@@ -272,13 +279,8 @@ fn walk_dir(root: &Path, rel: &Path, fd: OwnedFd, opts: &WalkOptions) -> Result<
         .par_iter()
         .map(|d| {
             let name = d.rel.file_name().unwrap_or_default();
-            let child = rfs::openat(
-                fd,
-                name,
-                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-                rfs::Mode::empty(),
-            )
-            .map_err(|e| Error::io(&root.join(&d.rel), e.into()))?;
+            let child =
+                open_dir_at(fd, name).map_err(|e| Error::io(&root.join(&d.rel), e.into()))?;
             walk_dir(root, &d.rel, child, opts)
         })
         .collect::<Result<_>>()?;
